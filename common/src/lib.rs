@@ -1,0 +1,24 @@
+//! Shared building blocks of `cc-relay` and `cc-store`.
+//!
+//! Both programs speak the same wire formats and follow the same operational
+//! conventions, so everything they have in common lives here, once:
+//!
+//! - [`lineproto`]: a zero-copy InfluxDB line-protocol parser that yields one
+//!   result per line, a formatter, and timestamp precision handling;
+//! - [`auth`]: Ed25519 (EdDSA) JWT verification with the time-claim rules of
+//!   cc-metric-store and a bounded cache of verified tokens;
+//! - [`config`]: JSON config loading whose errors name the file, the key and
+//!   the position, plus human-readable durations (`"48h"`) and byte sizes
+//!   (`"64MiB"`);
+//! - [`telemetry`]: `tracing` set-up (`RUST_LOG`, text or JSON output);
+//! - [`tls`]: rustls server and client configurations from PEM files, with
+//!   `ring` as the one crypto provider;
+//! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token, plus a
+//!   task tracker for orderly shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod lineproto;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tls;

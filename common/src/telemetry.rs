@@ -1,0 +1,184 @@
+//! Logging set-up: one `tracing` subscriber per process, text or JSON, filtered by `RUST_LOG`.
+//!
+//! Both binaries call [`init`] once, first thing in `main`:
+//!
+//! - [`LogFormat::Text`] writes human-readable lines to **stderr** (colours only when stderr
+//!   is a terminal);
+//! - [`LogFormat::Json`] writes one JSON object per line to **stdout**, for journald, Loki
+//!   and other collectors that parse structured logs.
+//!
+//! The filter comes from `RUST_LOG` when that variable is set and non-empty, otherwise from
+//! the directive the caller passes (the `log.level` config key, `--log-level`, or the
+//! upstream `-loglevel` flag mapped by [`go_loglevel_directive`]). An invalid `RUST_LOG` is
+//! an error rather than being silently ignored, so a typo does not hide logs.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::IsTerminal;
+use std::str::FromStr;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::ParseError;
+
+/// The environment variable that overrides the configured log filter.
+pub const ENV_FILTER_VAR: &str = "RUST_LOG";
+
+/// How log events are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines on stderr.
+    #[default]
+    Text,
+    /// One JSON object per line on stdout.
+    Json,
+}
+
+impl LogFormat {
+    /// The name used on the command line and in config files (`"text"` or `"json"`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The string given for a [`LogFormat`] is neither `text` nor `json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log format {0:?}; expected one of: text, json")]
+pub struct ParseLogFormatError(String);
+
+impl FromStr for LogFormat {
+    type Err = ParseLogFormatError;
+
+    /// Parses `text` or `json` (ASCII case-insensitive, surrounding whitespace ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let trimmed = s.trim();
+        if trimmed.eq_ignore_ascii_case("text") {
+            Ok(Self::Text)
+        } else if trimmed.eq_ignore_ascii_case("json") {
+            Ok(Self::Json)
+        } else {
+            Err(ParseLogFormatError(s.to_owned()))
+        }
+    }
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// `RUST_LOG` is set but is not a valid filter.
+    #[error("invalid {var} value {value:?}")]
+    InvalidEnvFilter {
+        /// The variable's name (`RUST_LOG`).
+        var: &'static str,
+        /// The value as found (lossily converted if it was not UTF-8).
+        value: String,
+        /// What the filter parser objected to (absent when the value is not UTF-8).
+        #[source]
+        source: Option<ParseError>,
+    },
+    /// The default directive given by the caller is not a valid filter.
+    #[error("invalid log filter directive {directive:?}")]
+    InvalidDirective {
+        /// The directive as given.
+        directive: String,
+        /// What the filter parser objected to.
+        #[source]
+        source: ParseError,
+    },
+    /// A global subscriber was already installed (e.g. `init` was called twice).
+    #[error("logging is already initialised")]
+    AlreadyInitialised(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// Installs the process-wide `tracing` subscriber.
+///
+/// `default_directive` (e.g. `"info"` or `"info,cc_relay=debug"`) is used when `RUST_LOG`
+/// is unset or empty. Text goes to stderr, JSON (one object per line) to stdout.
+///
+/// # Errors
+///
+/// [`TelemetryError::InvalidEnvFilter`] if `RUST_LOG` is set to something that is not a
+/// valid filter, [`TelemetryError::InvalidDirective`] if `default_directive` is not, and
+/// [`TelemetryError::AlreadyInitialised`] if a global subscriber is already installed
+/// (calling `init` twice never panics).
+pub fn init(format: LogFormat, default_directive: &str) -> Result<(), TelemetryError> {
+    let filter = build_filter(std::env::var_os(ENV_FILTER_VAR), default_directive)?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .with_writer(std::io::stdout)
+            .try_init(),
+    };
+    result.map_err(TelemetryError::AlreadyInitialised)
+}
+
+/// Builds the filter from the value of `RUST_LOG` (if any) or the default directive.
+fn build_filter(
+    rust_log: Option<OsString>,
+    default_directive: &str,
+) -> Result<EnvFilter, TelemetryError> {
+    if let Some(raw) = rust_log.filter(|value| !value.is_empty()) {
+        let Some(value) = raw.to_str() else {
+            return Err(TelemetryError::InvalidEnvFilter {
+                var: ENV_FILTER_VAR,
+                value: raw.to_string_lossy().into_owned(),
+                source: None,
+            });
+        };
+        return EnvFilter::builder().parse(value).map_err(|source| {
+            TelemetryError::InvalidEnvFilter {
+                var: ENV_FILTER_VAR,
+                value: value.to_owned(),
+                source: Some(source),
+            }
+        });
+    }
+    EnvFilter::builder()
+        .parse(default_directive)
+        .map_err(|source| TelemetryError::InvalidDirective {
+            directive: default_directive.to_owned(),
+            source,
+        })
+}
+
+/// Maps an upstream cc-metric-store `-loglevel` value to a `tracing` filter directive.
+///
+/// Accepts `debug`, `info`, `warn`, `err` and `crit` (the upstream names) plus `warning`
+/// and `error`, ASCII case-insensitively. `tracing` has no level above `error`, so `crit`
+/// maps to `error` as well. Returns `None` for anything else.
+#[must_use]
+pub fn go_loglevel_directive(level: &str) -> Option<&'static str> {
+    const TABLE: [(&str, &str); 7] = [
+        ("debug", "debug"),
+        ("info", "info"),
+        ("warn", "warn"),
+        ("warning", "warn"),
+        ("err", "error"),
+        ("error", "error"),
+        ("crit", "error"),
+    ];
+    let level = level.trim();
+    TABLE
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(level))
+        .map(|&(_, directive)| directive)
+}
+
+#[cfg(test)]
+mod tests;

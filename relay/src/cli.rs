@@ -1,0 +1,66 @@
+//! Command-line interface of `cc-relay`.
+
+use std::path::PathBuf;
+
+use cc_common::telemetry::LogFormat;
+use clap::Parser;
+
+/// Default location of the configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/cc-relay/config.json";
+
+/// Per-rack relay for ClusterCockpit metrics.
+///
+/// Accepts InfluxDB line protocol from cc-metric-collector (HTTP POST to
+/// /api/write, or NATS), keeps every accepted batch on disk until the upstream
+/// cc-store (or the next relay) has acknowledged it, and forwards it with
+/// retries, so that store restarts and network outages lose nothing.
+#[derive(Debug, Parser)]
+#[command(name = "cc-relay", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file (JSON). Without it the relay runs on built-in
+    /// defaults: HTTP ingress on 127.0.0.1:8080, data under ./var/relay,
+    /// forwarding to http://127.0.0.1:8082/api/write.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration and the files it names, print the effective
+    /// configuration with secrets redacted, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Log filter, e.g. `info` or `cc_relay=debug,info` (overrides the
+    /// configuration; `RUST_LOG` overrides both).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log output: `text` (stderr) or `json` (stdout, one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_short_and_long_config_flags() {
+        let cli = Cli::try_parse_from(["cc-relay", "-c", "/tmp/x.json"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("/tmp/x.json")));
+        let cli =
+            Cli::try_parse_from(["cc-relay", "--config", "y.json", "--check-config"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("y.json")));
+        assert!(cli.check_config);
+    }
+
+    #[test]
+    fn rejects_unknown_log_format() {
+        let err = Cli::try_parse_from(["cc-relay", "--log-format", "yaml"]).unwrap_err();
+        assert!(err.to_string().contains("yaml"), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end test and example support for the ClusterCockpit metric workspace.

@@ -1,0 +1,190 @@
+//! Command-line interface of `cc-store`.
+//!
+//! Upstream cc-metric-store is a Go program whose flags are written with one
+//! dash (`-config config.json`, `-loglevel debug`). Administrators' unit files
+//! and scripts use those spellings, so [`normalize_args`] rewrites the known
+//! single-dash flags to their double-dash form before clap sees them; both
+//! spellings work.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use cc_common::telemetry::LogFormat;
+use clap::Parser;
+
+/// ClusterCockpit metric store, compatible with cc-metric-store.
+///
+/// Keeps recent node metrics in memory at fixed frequency, answers
+/// cc-backend's queries over HTTP (/api/query, /api/write, /api/free,
+/// /api/debug, /api/healthcheck), ingests line protocol over HTTP and NATS,
+/// and writes checkpoints that are restored at start.
+#[derive(Debug, Parser)]
+#[command(name = "cc-store", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file in the cc-metric-store format. Without it the store
+    /// runs on built-in defaults (127.0.0.1:8082, no authentication,
+    /// checkpoints under ./var). Also accepted as `-config`.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log level: debug, info, warn, err or crit (as upstream; also accepted
+    /// as `-loglevel`). `RUST_LOG` overrides it.
+    #[arg(long = "loglevel", value_name = "LEVEL", default_value = "warn")]
+    pub loglevel: String,
+
+    /// Accepted for compatibility (`-logdate`): log lines always carry
+    /// timestamps.
+    #[arg(long = "logdate")]
+    pub logdate: bool,
+
+    /// Log output: `text` (stderr) or `json` (stdout, one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Clean up old checkpoint files once (delete or archive, as configured)
+    /// and exit. Also accepted as `-cleanup-checkpoints`.
+    #[arg(long = "cleanup-checkpoints")]
+    pub cleanup_checkpoints: bool,
+
+    /// Accepted for compatibility (`-dev`, upstream's Swagger UI switch); has
+    /// no effect.
+    #[arg(long = "dev", hide = true)]
+    pub dev: bool,
+
+    /// Accepted for compatibility (`-gops`, upstream's Go diagnostics agent);
+    /// has no effect.
+    #[arg(long = "gops", hide = true)]
+    pub gops: bool,
+}
+
+/// Upstream's single-dash flags and their clap spelling.
+const GO_FLAGS: &[(&str, &str)] = &[
+    ("-config", "--config"),
+    ("-loglevel", "--loglevel"),
+    ("-logdate", "--logdate"),
+    ("-version", "--version"),
+    ("-cleanup-checkpoints", "--cleanup-checkpoints"),
+    ("-dev", "--dev"),
+    ("-gops", "--gops"),
+    ("-help", "--help"),
+];
+
+/// Rewrites upstream's single-dash long flags (`-config x`, `-config=x`) to
+/// the double-dash form. Values (anything after a flag that takes one) and
+/// unknown arguments pass through untouched.
+#[must_use]
+pub fn normalize_args<I, T>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut out: Vec<OsString> = Vec::new();
+    // The flag whose value is the next argument, if any. Flag and value are
+    // joined (`--config=VALUE`) so that a value starting with '-' stays a value.
+    let mut pending: Option<&str> = None;
+    for arg in args.into_iter().map(Into::into) {
+        if let Some(long) = pending.take() {
+            let mut joined = OsString::from(format!("{long}="));
+            joined.push(&arg);
+            out.push(joined);
+            continue;
+        }
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        let (name, value) = match text.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (text, None),
+        };
+        let long = GO_FLAGS
+            .iter()
+            .find(|(go, _)| *go == name)
+            .map(|(_, long)| *long);
+        match (long, value) {
+            (Some(long), Some(v)) => out.push(OsString::from(format!("{long}={v}"))),
+            (Some(long), None) if VALUE_FLAGS.contains(&long) => pending = Some(long),
+            (Some(long), None) => out.push(OsString::from(long)),
+            (None, None) if VALUE_FLAGS.contains(&name) => {
+                pending = VALUE_FLAGS.iter().find(|f| **f == name).copied();
+            }
+            (None, _) => out.push(arg),
+        }
+    }
+    if let Some(long) = pending {
+        // A trailing flag without its value: let clap report it.
+        out.push(OsString::from(long));
+    }
+    out
+}
+
+/// Flags that take a value.
+const VALUE_FLAGS: &[&str] = &["--config", "--loglevel", "--log-format"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(normalize_args(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn accepts_upstream_single_dash_flags() {
+        let cli = parse(&[
+            "cc-store",
+            "-config",
+            "/etc/cc-metric-store/config.json",
+            "-loglevel",
+            "debug",
+            "-logdate",
+        ]);
+        assert_eq!(
+            cli.config,
+            Some(PathBuf::from("/etc/cc-metric-store/config.json"))
+        );
+        assert_eq!(cli.loglevel, "debug");
+        assert!(cli.logdate);
+        let cli = parse(&[
+            "cc-store",
+            "-config=c.json",
+            "-cleanup-checkpoints",
+            "-dev",
+            "-gops",
+        ]);
+        assert_eq!(cli.config, Some(PathBuf::from("c.json")));
+        assert!(cli.cleanup_checkpoints && cli.dev && cli.gops);
+    }
+
+    #[test]
+    fn accepts_double_dash_flags() {
+        let cli = parse(&["cc-store", "--config", "c.json", "--loglevel=info"]);
+        assert_eq!(cli.config, Some(PathBuf::from("c.json")));
+        assert_eq!(cli.loglevel, "info");
+    }
+
+    #[test]
+    fn flag_values_are_never_rewritten() {
+        // A config file literally named "-dev" stays a value.
+        let cli = parse(&["cc-store", "-config", "-dev"]);
+        assert_eq!(cli.config, Some(PathBuf::from("-dev")));
+        assert!(!cli.dev);
+    }
+
+    #[test]
+    fn go_version_flag_prints_version() {
+        let err = Cli::try_parse_from(normalize_args(["cc-store", "-version"])).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+    }
+
+    #[test]
+    fn unknown_flags_are_errors() {
+        assert!(Cli::try_parse_from(normalize_args(["cc-store", "-bogus"])).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! The binaries' command lines, as an administrator uses them.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a test fails loudly"
+)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(common::binary(bin))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn both_binaries_print_their_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    for bin in ["cc-store", "cc-relay"] {
+        let out = run(bin, &["--version"]);
+        assert!(out.status.success(), "{bin} --version failed");
+        assert_eq!(stdout(&out).trim(), format!("{bin} {version}"));
+    }
+}
+
+#[test]
+fn store_accepts_upstream_go_style_flags() {
+    let out = run("cc-store", &["-version"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).starts_with("cc-store "));
+    let out = run("cc-store", &["-help"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("--config <FILE>"));
+}
+
+#[test]
+fn help_explains_the_programs() {
+    let store = stdout(&run("cc-store", &["--help"]));
+    for needle in [
+        "cc-metric-store",
+        "--config <FILE>",
+        "--loglevel <LEVEL>",
+        "--cleanup-checkpoints",
+    ] {
+        assert!(
+            store.contains(needle),
+            "cc-store --help lacks {needle:?}:\n{store}"
+        );
+    }
+    let relay = stdout(&run("cc-relay", &["--help"]));
+    for needle in [
+        "-c, --config <FILE>",
+        "--check-config",
+        "--log-format <FORMAT>",
+        "keeps every accepted batch on disk",
+    ] {
+        assert!(
+            relay.contains(needle),
+            "cc-relay --help lacks {needle:?}:\n{relay}"
+        );
+    }
+}
+
+#[test]
+fn unknown_flags_fail_with_a_message() {
+    for bin in ["cc-store", "cc-relay"] {
+        let out = run(bin, &["--no-such-flag"]);
+        assert_eq!(out.status.code(), Some(2), "{bin}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--no-such-flag"), "{bin}: {err}");
+    }
+}
+
+#[test]
+fn store_rejects_an_unknown_log_level() {
+    let out = run("cc-store", &["-loglevel", "verbose"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown log level \"verbose\""));
+}
