@@ -8,6 +8,12 @@
 //!
 //! Layout:
 //! - [`cli`]: command-line flags, including the single-dash spellings of the
-//!   upstream Go program.
+//!   upstream Go program;
+//! - [`config`]: the cc-metric-store configuration file;
+//! - [`resample`]: LTTB downsampling of query results;
+//! - [`stats`]: query statistics and the fixed-decimal JSON numbers of the API.
 
 pub mod cli;
+pub mod config;
+pub mod resample;
+pub mod stats;

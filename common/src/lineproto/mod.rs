@@ -204,3 +204,6 @@ impl fmt::Display for Precision {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests;

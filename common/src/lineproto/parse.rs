@@ -179,6 +179,9 @@ pub struct Line<'a> {
     head_len: usize,
     measurement: Cow<'a, str>,
     tags: &'a str,
+    /// Whether the tag set contains a backslash; without one, iterating the
+    /// tags is a plain split.
+    tags_escaped: bool,
     first_field: (Cow<'a, str>, FieldValue<'a>),
     more_fields: &'a str,
     timestamp: Option<i64>,
@@ -219,7 +222,10 @@ impl<'a> Line<'a> {
     /// The tags in wire order, unescaped.
     #[must_use]
     pub fn tags(&self) -> Tags<'a> {
-        Tags { rest: self.tags }
+        Tags {
+            rest: self.tags,
+            escaped: self.tags_escaped,
+        }
     }
 
     /// The value of the last tag named `key`, if any.
@@ -270,14 +276,24 @@ impl<'a> Line<'a> {
 #[derive(Debug, Clone)]
 pub struct Tags<'a> {
     rest: &'a str,
+    escaped: bool,
 }
 
 impl<'a> Iterator for Tags<'a> {
     type Item = (Cow<'a, str>, Cow<'a, str>);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
             return None;
+        }
+        if !self.escaped {
+            // No backslash anywhere: the first '=' ends the key (keys cannot
+            // hold one) and the first ',' ends the value.
+            let (pair, rest) = self.rest.split_once(',').unwrap_or((self.rest, ""));
+            self.rest = rest;
+            let (key, value) = pair.split_once('=')?;
+            return Some((Cow::Borrowed(key), Cow::Borrowed(value)));
         }
         let b = self.rest.as_bytes();
         let (key_end, key_esc) = scan_key(b, 0);
@@ -645,11 +661,12 @@ fn parse_line(s: &str, start: usize) -> Step<'_> {
 
     // Tags.
     let mut tags = "";
+    let mut tags_escaped = false;
     if b.get(i) == Some(&b',') {
         let tags_start = i + 1;
         loop {
             i += 1; // past ',' before a key
-            let (k_end, _) = scan_key(b, i);
+            let (k_end, k_esc) = scan_key(b, i);
             if b.get(k_end) != Some(&b'=') {
                 return Step::Error {
                     kind: ErrorKind::MissingTagEquals,
@@ -663,7 +680,8 @@ fn parse_line(s: &str, start: usize) -> Step<'_> {
                 };
             }
             let v_start = k_end + 1;
-            let (v_end, _) = scan_tag_value(b, v_start);
+            let (v_end, v_esc) = scan_tag_value(b, v_start);
+            tags_escaped |= k_esc | v_esc;
             if v_end == v_start {
                 return Step::Error {
                     kind: ErrorKind::EmptyTagValue,
@@ -727,10 +745,13 @@ fn parse_line(s: &str, start: usize) -> Step<'_> {
     {
         {
             let ts_start = i;
-            while matches!(b.get(i), Some(&c) if c != b' ' && c != b'\n' && c != b'\r') {
-                i += 1;
-            }
-            match b.get(ts_start..i).and_then(parse_i64) {
+            let rest = b.get(i..).unwrap_or_default();
+            let len = rest
+                .iter()
+                .position(|&c| matches!(c, b' ' | b'\n' | b'\r'))
+                .unwrap_or(rest.len());
+            i += len;
+            match rest.get(..len).and_then(parse_i64) {
                 Some(ts) => timestamp = Some(ts),
                 None => {
                     return Step::Error {
@@ -769,6 +790,7 @@ fn parse_line(s: &str, start: usize) -> Step<'_> {
             head_len: head_end - line_start,
             measurement,
             tags,
+            tags_escaped,
             first_field: (first_key, first_value),
             more_fields,
             timestamp,
@@ -824,11 +846,13 @@ fn parse_field(s: &str, i: usize) -> Result<FieldOk<'_>, (ErrorKind, usize)> {
         }
         (FieldValue::String(text), end)
     } else {
-        let mut j = v_start;
-        while matches!(b.get(j), Some(&c) if !matches!(c, b',' | b' ' | b'\n' | b'\r')) {
-            j += 1;
-        }
-        let raw = b.get(v_start..j).unwrap_or_default();
+        let rest = b.get(v_start..).unwrap_or_default();
+        let len = rest
+            .iter()
+            .position(|&c| matches!(c, b',' | b' ' | b'\n' | b'\r'))
+            .unwrap_or(rest.len());
+        let j = v_start + len;
+        let raw = rest.get(..len).unwrap_or_default();
         (parse_scalar(raw).map_err(|kind| (kind, v_start))?, j)
     };
     Ok((key, value, v_end))

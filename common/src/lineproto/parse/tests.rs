@@ -148,6 +148,18 @@ fn unescapes_names_keys_and_tag_values() {
 }
 
 #[test]
+fn tag_values_may_hold_unescaped_equals_signs() {
+    let line = one("cpu,a=b=c,d=e value=1");
+    assert_eq!(
+        tags(&line),
+        [
+            ("a".to_owned(), "b=c".to_owned()),
+            ("d".to_owned(), "e".to_owned())
+        ]
+    );
+}
+
+#[test]
 fn unescaped_tokens_borrow_from_the_input() {
     let line = one("cpu_load,hostname=f0201 value=1 1");
     assert!(matches!(
