@@ -10,10 +10,21 @@
 //! - [`cli`]: command-line flags, including the single-dash spellings of the
 //!   upstream Go program;
 //! - [`config`]: the cc-metric-store configuration file;
+//! - [`registry`]: the configured metrics;
+//! - [`buffer`]: fixed-frequency chunks and chains of samples;
+//! - [`tree`]: the level tree (cluster → host → sub-devices);
+//! - [`store`]: the tree and the registry together;
+//! - [`ingest`]: line protocol into the tree;
 //! - [`resample`]: LTTB downsampling of query results;
 //! - [`stats`]: query statistics and the fixed-decimal JSON numbers of the API.
 
+pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod ingest;
+pub mod query;
+pub mod registry;
 pub mod resample;
 pub mod stats;
+pub mod store;
+pub mod tree;

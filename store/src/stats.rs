@@ -1,1 +1,308 @@
-//! (being written)
+//! Query statistics and the fixed-decimal JSON numbers of the query API.
+//!
+//! [`Stats`] is §3.2.4 step 4: average, minimum and maximum over the non-NaN
+//! values of a (possibly resampled) series, with upstream's `math.Min` /
+//! `math.Max` semantics.
+//!
+//! [`write_fixed`] and [`write_fixed_array`] print numbers the way upstream's
+//! JSON does (§3.2.5): a fixed number of decimals (3 for data, 2 for stats),
+//! the exact binary value correctly rounded with ties to even (Go's
+//! `strconv.AppendFloat(v, 'f', prec, 64)`, which is also what Rust's
+//! `format!("{:.prec$}", v)` prints), a `-` for every negative value including
+//! `-0.0` and negatives that round to zero (`-0.000`), and `null` for NaN and
+//! both infinities (upstream would print an invalid `+Inf`).
+//!
+//! Formatting is on the hot path of large queries, so the common case takes a
+//! fast path: `|v| · 10^d` is computed in `f64`, and when that single rounding
+//! cannot have moved it across a rounding boundary (a half-integer) the
+//! rounded integer is printed with the decimal point inserted. Values whose
+//! scaled magnitude is `10^15` or more, values within a relative `2^-50` of a
+//! boundary (which includes every exact tie), non-finite values and more than
+//! 6 decimals go through the standard library's exact formatter instead. Both
+//! paths produce identical bytes (see the property tests).
+
+use std::io::Write as _;
+
+#[cfg(test)]
+mod tests;
+
+/// Decimals of data points in query responses (`1.000`).
+pub const DATA_DECIMALS: u32 = 3;
+
+/// Decimals of `avg`, `min` and `max` in query responses (`2.00`).
+pub const STATS_DECIMALS: u32 = 2;
+
+/// Most decimals [`write_fixed`] prints; larger requests are clamped.
+pub const MAX_DECIMALS: u32 = 40;
+
+/// Average, minimum and maximum of a series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    /// Arithmetic mean of the non-NaN values.
+    pub avg: f64,
+    /// Smallest non-NaN value.
+    pub min: f64,
+    /// Largest non-NaN value.
+    pub max: f64,
+}
+
+impl Stats {
+    /// What a response reports when statistics were not requested or the
+    /// selector failed: three zeros (printed `0.00`).
+    pub const ZERO: Stats = Stats {
+        avg: 0.0,
+        min: 0.0,
+        max: 0.0,
+    };
+
+    /// Statistics of a series without any non-NaN value: all NaN (`null`).
+    pub const NAN: Stats = Stats {
+        avg: f64::NAN,
+        min: f64::NAN,
+        max: f64::NAN,
+    };
+
+    /// Computes the statistics of the non-NaN values of `data` as upstream
+    /// does: `avg` is the left-to-right sum divided by the count; `min` and
+    /// `max` start from `±f64::MAX` and follow Go's `math.Min`/`math.Max`
+    /// (so `-0.0` wins a minimum against `0.0`, and a series of only `+Inf`
+    /// has `min == f64::MAX`). Without any non-NaN value all three are NaN.
+    #[must_use]
+    pub fn of(data: &[f64]) -> Stats {
+        let mut count = 0usize;
+        let mut sum = 0.0;
+        let mut min = f64::MAX;
+        let mut max = -f64::MAX;
+        for &x in data.iter().filter(|x| !x.is_nan()) {
+            count += 1;
+            sum += x;
+            min = go_min(min, x);
+            max = go_max(max, x);
+        }
+        if count == 0 {
+            return Stats::NAN;
+        }
+        Stats {
+            avg: sum / count as f64,
+            min,
+            max,
+        }
+    }
+
+    /// Multiplies all three values by `by`, unconditionally; whether a
+    /// query's `scale-by` applies at all is [`applies_scale`]'s decision.
+    pub fn scale(&mut self, by: f64) {
+        self.avg *= by;
+        self.min *= by;
+        self.max *= by;
+    }
+}
+
+/// Whether a query's `scale-by` factor changes its results: anything but 0
+/// and 1, NaN included (which turns every value into `null`, as upstream).
+#[must_use]
+pub fn applies_scale(by: f64) -> bool {
+    by != 0.0 && by != 1.0
+}
+
+/// Go's `math.Min` for non-NaN operands: `-0.0` is less than `0.0`.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else if b < a {
+        b
+    } else if a.is_sign_negative() {
+        a
+    } else {
+        b
+    }
+}
+
+/// Go's `math.Max` for non-NaN operands: `0.0` is greater than `-0.0`.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a > b {
+        a
+    } else if b > a {
+        b
+    } else if a.is_sign_positive() {
+        a
+    } else {
+        b
+    }
+}
+
+/// Appends `value` with exactly `decimals` digits after the decimal point
+/// (none and no point for 0), correctly rounded with ties to even, or `null`
+/// when it is NaN or infinite. `decimals` above [`MAX_DECIMALS`] are clamped.
+///
+/// ```
+/// use cc_store::stats::write_fixed;
+///
+/// let mut out = Vec::new();
+/// write_fixed(&mut out, 0.0625, 3);
+/// out.push(b' ');
+/// write_fixed(&mut out, -0.0001, 3);
+/// out.push(b' ');
+/// write_fixed(&mut out, f64::NAN, 2);
+/// assert_eq!(out, b"0.062 -0.000 null");
+/// ```
+pub fn write_fixed(out: &mut Vec<u8>, value: f64, decimals: u32) {
+    let mut buf = [0u8; BUF_LEN];
+    let len = match decimals {
+        0 => encode::<0>(&mut buf, value),
+        1 => encode::<1>(&mut buf, value),
+        2 => encode::<2>(&mut buf, value),
+        3 => encode::<3>(&mut buf, value),
+        4 => encode::<4>(&mut buf, value),
+        5 => encode::<5>(&mut buf, value),
+        6 => encode::<6>(&mut buf, value),
+        _ => None,
+    };
+    match len.and_then(|len| buf.get(..len)) {
+        Some(text) => out.extend_from_slice(text),
+        None => write_exact(out, value, decimals),
+    }
+}
+
+/// Appends `values` as a JSON array, each element written as by
+/// [`write_fixed`]: `[1.000,null,-0.500]`.
+pub fn write_fixed_array(out: &mut Vec<u8>, values: &[f64], decimals: u32) {
+    match decimals {
+        0 => write_array::<0>(out, values),
+        1 => write_array::<1>(out, values),
+        2 => write_array::<2>(out, values),
+        3 => write_array::<3>(out, values),
+        4 => write_array::<4>(out, values),
+        5 => write_array::<5>(out, values),
+        6 => write_array::<6>(out, values),
+        _ => {
+            out.push(b'[');
+            for (i, &value) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_exact(out, value, decimals);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+/// Scratch space of the fast path: a sign, at most 16 integer digits
+/// (the scaled value is below `10^15`, so at most 15 plus a carry), a point
+/// and at most 6 decimals fit with room to spare.
+const BUF_LEN: usize = 32;
+
+/// Fast-path bound on the scaled magnitude `|v| · 10^d` (below `2^50`, so the
+/// product's fractional part is exact and its error is at most 1/8).
+const FAST_LIMIT: f64 = 1e15;
+
+/// Relative distance from a half-integer below which the fast path defers to
+/// the exact formatter: `2^-50`, eight times the largest relative error of
+/// one `f64` multiplication.
+const AMBIGUITY: f64 = 4.0 * f64::EPSILON;
+
+/// `10^d` for the const-generic decimals of the fast path.
+const fn pow10(d: u32) -> u64 {
+    let mut p = 1u64;
+    let mut i = 0;
+    while i < d {
+        p *= 10;
+        i += 1;
+    }
+    p
+}
+
+/// The fast path: writes `value` with `D` decimals to the front of `buf` and
+/// returns the length, or `None` when the exact formatter must decide (see
+/// the module documentation).
+#[inline(always)]
+fn encode<const D: u32>(buf: &mut [u8; BUF_LEN], value: f64) -> Option<usize> {
+    let unit = const { pow10(D) };
+    let scaled = value.abs() * unit as f64;
+    // Also false for NaN.
+    if !(scaled < FAST_LIMIT) {
+        return None;
+    }
+    // The exact product differs from `scaled` by at most `scaled · 2^-53`, so
+    // unless a half-integer lies that close, both round to the same integer.
+    // `whole` and `frac` are exact because `scaled < 2^52`.
+    let whole = scaled as u64;
+    let frac = scaled - whole as f64;
+    if (frac - 0.5).abs() <= scaled * AMBIGUITY {
+        return None;
+    }
+    let rounded = whole + u64::from(frac > 0.5);
+    let mut int_part = rounded / unit;
+    let mut frac_part = rounded % unit;
+
+    let negative = usize::from(value.is_sign_negative());
+    let int_digits = int_part.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let decimals = D as usize;
+    let len = negative + int_digits + if decimals > 0 { decimals + 1 } else { 0 };
+    if negative == 1 {
+        put(buf, 0, b'-');
+    }
+    let mut pos = len;
+    for _ in 0..decimals {
+        pos -= 1;
+        put(buf, pos, b'0' + (frac_part % 10) as u8);
+        frac_part /= 10;
+    }
+    if decimals > 0 {
+        pos -= 1;
+        put(buf, pos, b'.');
+    }
+    for _ in 0..int_digits {
+        pos -= 1;
+        put(buf, pos, b'0' + (int_part % 10) as u8);
+        int_part /= 10;
+    }
+    Some(len)
+}
+
+/// Stores `byte` at `buf[pos]`; `pos` is always in range on the fast path.
+#[inline(always)]
+fn put(buf: &mut [u8; BUF_LEN], pos: usize, byte: u8) {
+    if let Some(slot) = buf.get_mut(pos) {
+        *slot = byte;
+    }
+}
+
+/// [`write_fixed_array`] for `D` decimals, with the fast path inlined.
+fn write_array<const D: u32>(out: &mut Vec<u8>, values: &[f64]) {
+    // Typical elements are short; one reservation avoids most regrowth.
+    out.reserve(values.len() * (D as usize + 4) + 2);
+    out.push(b'[');
+    let mut buf = [0u8; BUF_LEN];
+    for (i, &value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match encode::<D>(&mut buf, value).and_then(|len| buf.get(..len)) {
+            Some(text) => out.extend_from_slice(text),
+            None => write_exact(out, value, D),
+        }
+    }
+    out.push(b']');
+}
+
+/// The slow path: `null` for non-finite values (frequent: gaps are NaN),
+/// else the exact formatter.
+#[inline]
+fn write_exact(out: &mut Vec<u8>, value: f64, decimals: u32) {
+    if value.is_finite() {
+        write_exact_finite(out, value, decimals);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// The standard library's correctly rounded fixed formatting (rare).
+#[cold]
+#[inline(never)]
+fn write_exact_finite(out: &mut Vec<u8>, value: f64, decimals: u32) {
+    let precision = decimals.min(MAX_DECIMALS) as usize;
+    // Writing into a Vec<u8> cannot fail.
+    let _ = write!(out, "{value:.precision$}");
+}

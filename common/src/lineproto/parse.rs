@@ -156,6 +156,9 @@ pub struct ParseError {
     pub kind: ErrorKind,
     /// Up to ten characters of the input, starting where the problem was found.
     pub near: String,
+    /// Byte offset of the start of the bad line in the input, so callers can
+    /// look at the line (e.g. at its measurement) themselves.
+    pub offset: usize,
 }
 
 impl fmt::Display for ParseError {
@@ -405,6 +408,7 @@ impl<'a> Lines<'a> {
             .and_then(|r| r.iter().position(|&b| b == b'\n'))
             .map_or(self.bytes.len(), |p| bad + p + 1);
         let err = ParseError {
+            offset: line_start,
             line: self.line,
             column: bad - line_start + 1,
             kind: ErrorKind::InvalidUtf8,
@@ -448,7 +452,9 @@ impl<'a> Iterator for Lines<'a> {
                         .map_or(b.len(), |p| at + p + 1);
                     self.pos = next;
                     self.line += 1;
-                    return Some(Err(error_at(self.seg, start, at, kind, number)));
+                    let mut err = error_at(self.seg, start, at, kind, number);
+                    err.offset += self.seg_start;
+                    return Some(Err(err));
                 }
             }
         }
@@ -475,6 +481,7 @@ fn error_at(seg: &str, line_start: usize, at: usize, kind: ErrorKind, line: usiz
         after
     };
     ParseError {
+        offset: line_start,
         line,
         column: at.saturating_sub(line_start) + 1,
         kind,

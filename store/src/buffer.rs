@@ -1,0 +1,314 @@
+//! Fixed-frequency sample storage for one (level, metric): chunks and chains.
+//!
+//! A [`Chunk`] holds consecutive slots of one metric at a fixed frequency `f`:
+//! slot `k` covers `[start + k·f, start + (k+1)·f)`. Missing slots are NaN. A
+//! [`Chain`] is the list of chunks of one (level, metric), oldest first; the
+//! newest chunk is the *head* and the only one that is ever written to.
+//!
+//! Invariants (they are what cc-metric-store clients observe through queries
+//! and checkpoints):
+//!
+//! - The first sample `ts` written to a chain creates a chunk with
+//!   `start = ts − f/2`, so slot boundaries are centred on that sample.
+//! - A sample before the head's `start` is rejected ([`WriteError::FromPast`]);
+//!   older chunks are never written to.
+//! - A sample beyond the head's capacity starts a new head re-anchored on that
+//!   sample (`start = ts − f/2`), not on the old grid.
+//! - Writing into an existing slot overwrites it (last write wins); writing
+//!   past the last slot fills the gap with NaN.
+//! - Chunks created by writes have capacity [`CHUNK_CAPACITY`]; chunks loaded
+//!   from checkpoints are full (`capacity == len`) and flagged `archived`.
+
+/// Slots of a chunk created by writes.
+pub const CHUNK_CAPACITY: usize = 512;
+
+/// A run of consecutive slots at one frequency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// Left edge of slot 0, in Unix seconds.
+    pub start: i64,
+    /// Slot width in seconds (> 0).
+    pub frequency: i64,
+    /// The slots written so far (`len ≤ capacity`); NaN marks a gap.
+    pub data: Vec<f64>,
+    /// Number of slots this chunk may hold.
+    pub capacity: usize,
+    /// Loaded from a checkpoint, so it need not be written again.
+    pub archived: bool,
+}
+
+impl Chunk {
+    /// An empty chunk for writes, anchored so that `ts` is the middle of slot 0.
+    #[must_use]
+    pub fn new_at(ts: i64, frequency: i64) -> Chunk {
+        Chunk {
+            start: ts - frequency / 2,
+            frequency,
+            data: Vec::with_capacity(CHUNK_CAPACITY),
+            capacity: CHUNK_CAPACITY,
+            archived: false,
+        }
+    }
+
+    /// A full chunk loaded from a checkpoint.
+    #[must_use]
+    pub fn loaded(start: i64, frequency: i64, data: Vec<f64>) -> Chunk {
+        Chunk {
+            start,
+            frequency,
+            capacity: data.len(),
+            data,
+            archived: true,
+        }
+    }
+
+    /// Nominal time of slot 0 (`start + f/2`).
+    #[must_use]
+    pub fn first_write(&self) -> i64 {
+        self.start + self.frequency / 2
+    }
+
+    /// End used by retention and checkpoints: `first_write + len·f`.
+    #[must_use]
+    pub fn end(&self) -> i64 {
+        self.first_write() + self.len_i64() * self.frequency
+    }
+
+    /// End of the last written slot: `start + len·f` (debug dump, health).
+    #[must_use]
+    pub fn slots_end(&self) -> i64 {
+        self.start + self.len_i64() * self.frequency
+    }
+
+    /// Number of written slots.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether no slot is written yet.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn len_i64(&self) -> i64 {
+        i64::try_from(self.data.len()).unwrap_or(i64::MAX)
+    }
+
+    /// Slot index of `t` (truncating towards zero, negative before `start`).
+    fn slot(&self, t: i64) -> i64 {
+        (t - self.start) / self.frequency
+    }
+}
+
+/// Why a sample was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The sample is older than the head chunk.
+    #[error("cannot write value to buffer from past")]
+    FromPast,
+}
+
+/// What a range read produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadWindow {
+    /// Effective start: the requested `from`, or the first sample's time if
+    /// the request starts before all data.
+    pub from: i64,
+    /// Effective end: `from + n·f`.
+    pub to: i64,
+    /// Slot width of the values.
+    pub frequency: i64,
+}
+
+/// All chunks of one (level, metric), oldest first. Never empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chain {
+    chunks: Vec<Chunk>,
+}
+
+impl Chain {
+    /// A chain holding one sample.
+    #[must_use]
+    pub fn with_sample(ts: i64, value: f64, frequency: i64) -> Chain {
+        let mut chunk = Chunk::new_at(ts, frequency);
+        chunk.data.push(value);
+        Chain {
+            chunks: vec![chunk],
+        }
+    }
+
+    /// A chain made of the given chunks (oldest first); `None` if empty.
+    #[must_use]
+    pub fn from_chunks(chunks: Vec<Chunk>) -> Option<Chain> {
+        (!chunks.is_empty()).then_some(Chain { chunks })
+    }
+
+    /// The chunks, oldest first.
+    #[must_use]
+    pub fn chunks(&self) -> &[Chunk] {
+        &self.chunks
+    }
+
+    /// The newest chunk.
+    #[must_use]
+    pub fn head(&self) -> Option<&Chunk> {
+        self.chunks.last()
+    }
+
+    /// Appends a (loaded) chunk as the new head.
+    pub fn push_chunk(&mut self, chunk: Chunk) {
+        self.chunks.push(chunk);
+    }
+
+    /// Number of stored slots over all chunks.
+    #[must_use]
+    pub fn value_count(&self) -> usize {
+        self.chunks.iter().map(Chunk::len).sum()
+    }
+
+    /// Bytes held by the slot arrays (capacity, not length).
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.data.capacity() * std::mem::size_of::<f64>())
+            .sum()
+    }
+
+    /// Writes one sample at the head.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::FromPast`] if `ts` is before the head chunk's start.
+    pub fn write(&mut self, ts: i64, value: f64) -> Result<(), WriteError> {
+        let Some(head) = self.chunks.last_mut() else {
+            return Err(WriteError::FromPast);
+        };
+        if ts < head.start {
+            return Err(WriteError::FromPast);
+        }
+        let k = usize::try_from(head.slot(ts)).unwrap_or(usize::MAX);
+        if k >= head.capacity {
+            let mut chunk = Chunk::new_at(ts, head.frequency);
+            chunk.data.push(value);
+            self.chunks.push(chunk);
+            return Ok(());
+        }
+        if let Some(slot) = head.data.get_mut(k) {
+            *slot = value;
+        } else {
+            head.data.resize(k, f64::NAN);
+            head.data.push(value);
+        }
+        Ok(())
+    }
+
+    /// Reads the slots covering `[from, to)` into `out` (appending), exactly
+    /// as cc-metric-store does:
+    ///
+    /// - a `from` before all data is clamped to the oldest chunk's first sample;
+    /// - value `i` is the slot containing `from + i·f` (`from` is not snapped
+    ///   to the grid);
+    /// - gaps between and inside chunks read as NaN;
+    /// - reading stops after the last written slot of the head, so the window
+    ///   may end before `to` (or up to `f − 1` seconds after it).
+    pub fn read(&self, from: i64, to: i64, out: &mut Vec<f64>) -> ReadWindow {
+        let Some(last) = self.chunks.len().checked_sub(1) else {
+            return ReadWindow {
+                from,
+                to: from,
+                frequency: 1,
+            };
+        };
+        let mut from = from;
+        let mut cur = last;
+        // Walk back to the chunk holding `from`.
+        loop {
+            let Some(chunk) = self.chunks.get(cur) else {
+                break;
+            };
+            if from >= chunk.first_write() {
+                break;
+            }
+            if cur == 0 {
+                from = chunk.first_write();
+                break;
+            }
+            cur -= 1;
+        }
+        let mut t = from;
+        let mut frequency = self.chunks.get(cur).map_or(1, |c| c.frequency);
+        while t < to {
+            let Some(mut chunk) = self.chunks.get(cur) else {
+                break;
+            };
+            let mut k = chunk.slot(t);
+            // Past this chunk's capacity: move on to the chunk holding `t`.
+            while usize::try_from(k).is_ok_and(|k| k >= chunk.capacity) {
+                match self.chunks.get(cur + 1) {
+                    Some(next) => {
+                        cur += 1;
+                        chunk = next;
+                        k = chunk.slot(t);
+                    }
+                    None => break,
+                }
+            }
+            if usize::try_from(k).is_ok_and(|k| k >= chunk.capacity) {
+                break;
+            }
+            frequency = chunk.frequency;
+            let value = match usize::try_from(k) {
+                // Before this chunk's start (slot indices truncate towards
+                // zero, so this is not always a negative k): a gap.
+                Ok(k) if k < chunk.len() && t < chunk.start => f64::NAN,
+                Ok(k) if k < chunk.len() => chunk.data.get(k).copied().unwrap_or(f64::NAN),
+                Ok(_) => match self.chunks.get(cur + 1) {
+                    // Past the written slots: a gap if a later chunk follows
+                    // within the range, else the end of the data.
+                    Some(next) if to > next.start => f64::NAN,
+                    _ => break,
+                },
+                Err(_) => f64::NAN,
+            };
+            out.push(value);
+            t += chunk.frequency;
+        }
+        ReadWindow {
+            from,
+            to: t,
+            frequency,
+        }
+    }
+
+    /// Drops every chunk whose [`Chunk::end`] is before `t`. Returns how many
+    /// chunks were dropped; the chain is empty afterwards if all were.
+    pub fn free(&mut self, t: i64) -> usize {
+        let keep_from = self
+            .chunks
+            .iter()
+            .position(|c| c.end() >= t)
+            .unwrap_or(self.chunks.len());
+        self.chunks.drain(..keep_from).count()
+    }
+
+    /// Whether every chunk was freed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Health of this chain at `now` (cc-metric-store §10.1): `None` if the
+    /// head holds no value, else whether it is stale (its last slot ended
+    /// more than five periods ago).
+    #[must_use]
+    pub fn head_is_stale(&self, now: i64) -> Option<bool> {
+        let head = self.head().filter(|h| !h.is_empty())?;
+        Some(now - head.slots_end() > 5 * head.frequency)
+    }
+}
+
+#[cfg(test)]
+mod tests;

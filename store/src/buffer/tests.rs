@@ -1,0 +1,212 @@
+use super::*;
+
+fn chain_of(chunks: Vec<Chunk>) -> Chain {
+    Chain::from_chunks(chunks).unwrap()
+}
+
+fn chunk(start: i64, frequency: i64, data: &[f64], capacity: usize) -> Chunk {
+    Chunk {
+        start,
+        frequency,
+        data: data.to_vec(),
+        capacity,
+        archived: false,
+    }
+}
+
+fn read(chain: &Chain, from: i64, to: i64) -> (Vec<f64>, ReadWindow) {
+    let mut out = Vec::new();
+    let w = chain.read(from, to, &mut out);
+    (out, w)
+}
+
+fn same(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || x == y)
+}
+
+#[test]
+fn end_and_first_write() {
+    let c = chunk(90, 10, &[1.0, 2.0, 3.0, 4.0], CHUNK_CAPACITY);
+    assert_eq!(c.first_write(), 95);
+    assert_eq!(c.end(), 135);
+    assert_eq!(c.slots_end(), 130);
+}
+
+#[test]
+fn first_sample_centres_the_grid() {
+    let chain = Chain::with_sample(1000, 1.0, 60);
+    assert_eq!(chain.head().unwrap().start, 970);
+    let odd = Chain::with_sample(1000, 1.0, 15);
+    assert_eq!(odd.head().unwrap().start, 993);
+}
+
+#[test]
+fn gaps_are_nan_filled() {
+    let mut chain = Chain::with_sample(100, 1.0, 10);
+    chain.write(130, 4.0).unwrap();
+    let data = &chain.head().unwrap().data;
+    assert_eq!(data.len(), 4);
+    assert_eq!(data[0], 1.0);
+    assert!(data[1].is_nan() && data[2].is_nan());
+    assert_eq!(data[3], 4.0);
+}
+
+#[test]
+fn overflow_starts_a_new_head_anchored_on_the_sample() {
+    let mut chain = chain_of(vec![chunk(95, 10, &[1.0, 2.0], 2)]);
+    chain.write(127, 3.0).unwrap();
+    assert_eq!(chain.chunks().len(), 2);
+    assert_eq!(chain.chunks()[0].data, [1.0, 2.0]);
+    let head = chain.head().unwrap();
+    assert_eq!((head.start, head.data.as_slice()), (122, &[3.0][..]));
+}
+
+#[test]
+fn rewriting_a_slot_overwrites_it() {
+    let mut chain = Chain::with_sample(100, 1.0, 10);
+    chain.write(100, 5.0).unwrap();
+    chain.write(104, 6.0).unwrap(); // same slot: last write wins
+    assert_eq!(chain.head().unwrap().data, [6.0]);
+}
+
+#[test]
+fn samples_before_the_head_are_rejected() {
+    let mut chain = Chain::with_sample(100, 1.0, 10);
+    assert_eq!(chain.write(50, 2.0), Err(WriteError::FromPast));
+    assert_eq!(chain.write(95, 2.0), Ok(()));
+    assert_eq!(chain.head().unwrap().data, [2.0]);
+}
+
+#[test]
+fn late_sample_lands_in_the_next_slot() {
+    let mut chain = Chain::with_sample(1000, 1.0, 60);
+    chain.write(1060 + 30, 2.0).unwrap(); // 30 s late: slot [1090, 1150)
+    assert_eq!(chain.head().unwrap().len(), 3);
+}
+
+#[test]
+fn read_before_first_write_clamps_from() {
+    let mut chain = Chain::with_sample(100, 1.0, 10);
+    chain.write(110, 2.0).unwrap();
+    let (values, w) = read(&chain, 50, 200);
+    assert_eq!(values, [1.0, 2.0]);
+    assert_eq!((w.from, w.to), (100, 120));
+}
+
+#[test]
+fn read_across_chained_chunks() {
+    let chain = chain_of(vec![
+        chunk(95, 10, &[1.0, 2.0, 3.0], 3),
+        chunk(125, 10, &[4.0, 5.0, 6.0], CHUNK_CAPACITY),
+    ]);
+    let (values, w) = read(&chain, 100, 160);
+    assert_eq!(values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    assert_eq!((w.from, w.to), (100, 160));
+}
+
+#[test]
+fn read_recomputes_the_index_after_switching_chunks() {
+    let chain = chain_of(vec![
+        chunk(0, 10, &[1.0, 2.0], 2),
+        chunk(0, 10, &[10.0, 20.0, 30.0], CHUNK_CAPACITY),
+    ]);
+    // Walks back to the first chunk; t = 25 is past its capacity, and in the
+    // next chunk (same start) it is slot 2, not slot 0.
+    let (values, w) = read(&chain, 0, 30);
+    assert_eq!(values, [1.0, 2.0, 30.0]);
+    assert_eq!((w.from, w.to), (5, 35));
+}
+
+#[test]
+fn stored_nan_reads_back_as_nan() {
+    let chain = chain_of(vec![chunk(95, 10, &[1.0, f64::NAN, 3.0], CHUNK_CAPACITY)]);
+    let (values, _) = read(&chain, 100, 130);
+    assert!(same(&values, &[1.0, f64::NAN, 3.0]));
+}
+
+#[test]
+fn read_stops_after_the_last_written_slot() {
+    let mut chain = Chain::with_sample(100, 1.0, 10);
+    chain.write(110, 2.0).unwrap();
+    chain.write(120, 3.0).unwrap();
+    let (values, w) = read(&chain, 100, 130);
+    assert_eq!(values, [1.0, 2.0, 3.0]);
+    assert_eq!((w.from, w.to), (100, 130));
+    let (values, w) = read(&chain, 100, 1000);
+    assert_eq!(values.len(), 3);
+    assert_eq!(w.to, 130);
+}
+
+#[test]
+fn read_worked_example_of_the_spec() {
+    let mut chain = Chain::with_sample(1000, 1.0, 60);
+    chain.write(1060, 2.0).unwrap();
+    chain.write(1120, 3.0).unwrap();
+    let (values, w) = read(&chain, 900, 1200);
+    assert_eq!(values, [1.0, 2.0, 3.0]);
+    assert_eq!((w.from, w.to, w.frequency), (1000, 1180, 60));
+    let (values, w) = read(&chain, 1030, 1200);
+    assert_eq!(values, [2.0, 3.0]);
+    assert_eq!((w.from, w.to), (1030, 1150));
+}
+
+#[test]
+fn gap_between_chunks_reads_as_nan() {
+    let mut chain = Chain::with_sample(100, 1.0, 10);
+    // Far beyond the capacity: a new chunk with a gap before it.
+    let later = 100 + 10 * (CHUNK_CAPACITY as i64 + 3);
+    chain.write(later, 2.0).unwrap();
+    assert_eq!(chain.chunks().len(), 2);
+    let (values, w) = read(&chain, 100, later + 10);
+    assert_eq!(values.first(), Some(&1.0));
+    assert_eq!(values.last(), Some(&2.0));
+    assert_eq!(values.len(), CHUNK_CAPACITY + 4);
+    assert!(
+        values[values.len() - 2].is_nan(),
+        "5 s before the new chunk is a gap"
+    );
+    let inner: Vec<_> = values[1..values.len() - 1]
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_nan())
+        .collect();
+    assert!(inner.is_empty(), "{inner:?}");
+    assert_eq!(w.to, 100 + 10 * (CHUNK_CAPACITY as i64 + 4));
+}
+
+#[test]
+fn free_drops_old_chunks_and_keeps_the_head() {
+    let mut chain = chain_of(vec![
+        chunk(0, 10, &[1.0, 2.0], 2),  // end 25
+        chunk(20, 10, &[1.0, 2.0], 2), // end 45
+        chunk(40, 10, &[1.0, 2.0], 2), // end 65
+    ]);
+    assert_eq!(chain.free(30), 1);
+    assert_eq!(chain.chunks().len(), 2);
+    assert_eq!(chain.free(100), 2);
+    assert!(chain.is_empty());
+}
+
+#[test]
+fn value_count_sums_over_chunks() {
+    let chain = chain_of(vec![
+        chunk(0, 10, &[1.0; 3], 3),
+        chunk(30, 10, &[1.0; 2], 2),
+        chunk(50, 10, &[1.0; 5], CHUNK_CAPACITY),
+    ]);
+    assert_eq!(chain.value_count(), 10);
+}
+
+#[test]
+fn health_of_the_head() {
+    let now = 10_000;
+    let recent = Chain::with_sample(now - 50, 1.0, 10); // slots end at now - 45
+    assert_eq!(recent.head_is_stale(now), Some(false));
+    let old = Chain::with_sample(now - 105, 1.0, 10); // ends 100 s ago
+    assert_eq!(old.head_is_stale(now), Some(true));
+    let empty = chain_of(vec![chunk(0, 10, &[], CHUNK_CAPACITY)]);
+    assert_eq!(empty.head_is_stale(now), None);
+}

@@ -1,0 +1,227 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::config::{Aggregation, MetricConfig};
+use crate::registry::Registry;
+
+fn store() -> MetricStore {
+    let mut metrics = BTreeMap::new();
+    for (name, aggregation) in [
+        ("cpu_load", Aggregation::None),
+        ("flops_any", Aggregation::Sum),
+        ("mem_bw", Aggregation::Sum),
+        ("net_bw", Aggregation::Sum),
+        ("acc_utilization", Aggregation::Avg),
+    ] {
+        metrics.insert(
+            name.to_owned(),
+            MetricConfig {
+                frequency: 60,
+                aggregation,
+            },
+        );
+    }
+    MetricStore::new(Registry::new(&metrics))
+}
+
+fn values(store: &MetricStore, path: &[&str], metric: &str) -> Vec<f64> {
+    let id = store.registry().id(metric).unwrap();
+    let level = store
+        .root()
+        .find(path)
+        .unwrap_or_else(|| panic!("no level {path:?}"));
+    let data = level.read();
+    let chain = data.chains.get(id).and_then(Option::as_ref).expect("chain");
+    chain.chunks().iter().flat_map(|c| c.data.clone()).collect()
+}
+
+#[test]
+fn places_samples_by_tags() {
+    let s = store();
+    let body = b"cpu_load,cluster=c,hostname=h,type=node value=1 1700000000
+flops_any,cluster=c,hostname=h,type=hwthread,type-id=3 value=2 1700000000
+flops_any,cluster=c,hostname=h,type-id=3,type=socket value=3 1700000000
+acc_utilization,cluster=c,hostname=h,type=accelerator,type-id=00000000:49:00.0 value=4 1700000000
+mem_bw,cluster=c,hostname=h,type=socket,type-id=0,stype=memctrl,stype-id=1 value=5 1700000000
+net_bw,cluster=c,hostname=h,type=node,stype=network,stype-id=eth0 value=6 1700000000
+cpu_load,cluster=c,host=h2,type=node,type-id=0 value=7 1700000000
+cpu_load,hostname=h3 value=8 1700000000
+";
+    let report = ingest(&s, body, "d", 0);
+    assert_eq!(report.written, 8, "{report:?}");
+    assert_eq!(values(&s, &["c", "h"], "cpu_load"), [1.0]);
+    assert_eq!(values(&s, &["c", "h", "hwthread3"], "flops_any"), [2.0]);
+    assert_eq!(values(&s, &["c", "h", "socket3"], "flops_any"), [3.0]);
+    assert_eq!(
+        values(
+            &s,
+            &["c", "h", "accelerator00000000:49:00.0"],
+            "acc_utilization"
+        ),
+        [4.0]
+    );
+    assert_eq!(
+        values(&s, &["c", "h", "socket0", "memctrl1"], "mem_bw"),
+        [5.0]
+    );
+    assert_eq!(
+        values(&s, &["c", "h"], "net_bw"),
+        [6.0],
+        "stype without type is dropped"
+    );
+    assert_eq!(
+        values(&s, &["c", "h2", "0"], "cpu_load"),
+        [7.0],
+        "type=node,type-id=0 quirk"
+    );
+    assert_eq!(
+        values(&s, &["d", "h3"], "cpu_load"),
+        [8.0],
+        "default cluster"
+    );
+}
+
+#[test]
+fn unknown_metrics_are_skipped_even_when_malformed() {
+    let s = store();
+    let body = b"unknown_metric,cluster=c,hostname=h value=1 1700000000
+unknown_metric,cluster=c,hostname=h,broken value=1
+cpu_load,cluster=c,hostname=h value=2 1700000000
+";
+    let report = ingest(&s, body, "", 0);
+    assert_eq!(
+        (report.written, report.unknown_metric, report.invalid),
+        (1, 2, 0)
+    );
+    assert_eq!(report.error_message(), None);
+    assert_eq!(s.unknown_lines(), 2);
+}
+
+#[test]
+fn bad_lines_are_reported_and_good_ones_stored() {
+    let s = store();
+    let body = b"cpu_load,cluster=c,hostname=h value=1 1700000000
+cpu_load,cluster=c,hostname=h value=\"x\" 1700000060
+cpu_load,cluster=c,hostname=h foo=1 1700000060
+cpu_load,cluster=c,hostname value=1 1700000060
+cpu_load,cluster=c,hostname=h value=2 1700000060
+";
+    let report = ingest(&s, body, "", 0);
+    assert_eq!((report.written, report.invalid), (2, 3), "{report:?}");
+    assert_eq!(
+        report.error_message().unwrap(),
+        "at line 2: host h: unsupported value type in message: string (and 2 more invalid lines)"
+    );
+    assert_eq!(values(&s, &["c", "h"], "cpu_load"), [1.0, 2.0]);
+}
+
+#[test]
+fn unknown_field_names_the_host_and_value() {
+    let s = store();
+    let report = ingest(
+        &s,
+        b"cpu_load,cluster=c,hostname=h foo=1.5 1700000000\n",
+        "",
+        0,
+    );
+    assert_eq!(
+        report.error_message().unwrap(),
+        "at line 1: host h: unknown field: 'foo' (value: 1.5)"
+    );
+}
+
+#[test]
+fn integer_and_unsigned_values_are_accepted() {
+    let s = store();
+    let report = ingest(
+        &s,
+        b"cpu_load,cluster=c,hostname=h value=1i 1700000000\ncpu_load,cluster=c,hostname=h value=2u 1700000060\n",
+        "",
+        0,
+    );
+    assert_eq!(report.written, 2);
+    assert_eq!(values(&s, &["c", "h"], "cpu_load"), [1.0, 2.0]);
+}
+
+#[test]
+fn missing_timestamps_take_the_previous_line_or_now() {
+    let s = store();
+    let body = b"cpu_load,cluster=c,hostname=a value=1
+cpu_load,cluster=c,hostname=b value=2 1700000000
+cpu_load,cluster=c,hostname=c value=3
+";
+    ingest(&s, body, "", 1_600_000_000);
+    let start_of = |host: &str| {
+        let id = s.registry().id("cpu_load").unwrap();
+        let level = s.root().find(&["c", host]).unwrap();
+        let data = level.read();
+        data.chains[id].as_ref().unwrap().head().unwrap().start
+    };
+    assert_eq!(start_of("a"), 1_600_000_000 - 30);
+    assert_eq!(start_of("b"), 1_700_000_000 - 30);
+    assert_eq!(start_of("c"), 1_700_000_000 - 30);
+}
+
+#[test]
+fn sub_second_timestamps_are_converted_to_seconds() {
+    let s = store();
+    let body = b"cpu_load,cluster=c,hostname=ms value=1 1700000000123
+cpu_load,cluster=c,hostname=us value=1 1700000000123456
+cpu_load,cluster=c,hostname=ns value=1 1700000000123456789
+";
+    assert_eq!(ingest(&s, body, "", 0).written, 3);
+    for host in ["ms", "us", "ns"] {
+        let id = s.registry().id("cpu_load").unwrap();
+        let level = s.root().find(&["c", host]).unwrap();
+        let start = level.read().chains[id]
+            .as_ref()
+            .unwrap()
+            .head()
+            .unwrap()
+            .start;
+        assert_eq!(start, 1_700_000_000 - 30, "{host}");
+    }
+}
+
+#[test]
+fn refuses_unsafe_or_missing_names() {
+    let s = store();
+    let body = b"cpu_load,cluster=c,hostname=../etc value=1 1700000000
+cpu_load,cluster=a/b,hostname=h value=1 1700000000
+cpu_load,cluster=c value=1 1700000000
+cpu_load,hostname=h value=1 1700000000
+cpu_load,cluster=c,hostname=ok value=1 1700000000
+";
+    let report = ingest(&s, body, "", 0);
+    assert_eq!((report.written, report.invalid), (1, 4), "{report:?}");
+    assert!(report.first_error.unwrap().contains("\"../etc\""));
+    assert_eq!(s.root().child_names(), ["c"]);
+    assert_eq!(s.root().find(&["c"]).unwrap().child_names(), ["ok"]);
+}
+
+#[test]
+fn lines_without_cluster_tag_never_land_in_the_previous_host() {
+    let s = store();
+    let body = b"cpu_load,cluster=x,hostname=h value=1 1700000000
+cpu_load,hostname=h value=2 1700000000
+";
+    ingest(&s, body, "d", 0);
+    assert_eq!(values(&s, &["x", "h"], "cpu_load"), [1.0]);
+    assert_eq!(values(&s, &["d", "h"], "cpu_load"), [2.0]);
+}
+
+#[test]
+fn samples_older_than_the_head_are_counted_not_errors() {
+    let s = store();
+    let body = b"cpu_load,cluster=c,hostname=h value=1 1700000000
+cpu_load,cluster=c,hostname=h value=2 1600000000
+";
+    let report = ingest(&s, body, "", 0);
+    assert_eq!((report.written, report.too_old, report.invalid), (1, 1, 0));
+}
+
+#[test]
+fn empty_body_does_nothing() {
+    let s = store();
+    assert_eq!(ingest(&s, b"", "c", 0), IngestReport::default());
+}

@@ -1,0 +1,69 @@
+//! The in-memory metric store: the level tree plus the metric registry.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::registry::Registry;
+use crate::tree::Level;
+
+/// How many distinct unknown metric names are remembered for logging.
+const UNKNOWN_NAMES_LOGGED: usize = 1024;
+
+/// The store's data: shared by the HTTP API, NATS ingest and background tasks.
+#[derive(Debug)]
+pub struct MetricStore {
+    root: Arc<Level>,
+    registry: Registry,
+    /// Unknown metric names already logged, so each is logged once.
+    unknown_logged: Mutex<HashSet<String>>,
+    /// Lines of unconfigured metrics dropped since start.
+    unknown_lines: AtomicU64,
+}
+
+impl MetricStore {
+    /// An empty store for the configured metrics.
+    #[must_use]
+    pub fn new(registry: Registry) -> MetricStore {
+        MetricStore {
+            root: Arc::new(Level::new()),
+            registry,
+            unknown_logged: Mutex::new(HashSet::new()),
+            unknown_lines: AtomicU64::new(0),
+        }
+    }
+
+    /// The root of the level tree (its children are clusters).
+    #[must_use]
+    pub fn root(&self) -> &Arc<Level> {
+        &self.root
+    }
+
+    /// The configured metrics.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Lines of unconfigured metrics dropped since start.
+    #[must_use]
+    pub fn unknown_lines(&self) -> u64 {
+        self.unknown_lines.load(Ordering::Relaxed)
+    }
+
+    /// Counts a line of an unconfigured metric and logs the name the first
+    /// time it is seen (collectors often send more metrics than a store keeps).
+    pub fn note_unknown_metric(&self, name: &str) {
+        self.unknown_lines.fetch_add(1, Ordering::Relaxed);
+        let mut logged = self.unknown_logged.lock();
+        if logged.len() < UNKNOWN_NAMES_LOGGED && !logged.contains(name) {
+            logged.insert(name.to_owned());
+            tracing::info!(
+                metric = name,
+                "dropping lines of a metric that is not configured"
+            );
+        }
+    }
+}
