@@ -18,6 +18,7 @@
 //! - [`resample`]: LTTB downsampling of query results;
 //! - [`stats`]: query statistics and the fixed-decimal JSON numbers of the API.
 
+pub mod api;
 pub mod buffer;
 pub mod cli;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod ingest;
 pub mod query;
 pub mod registry;
 pub mod resample;
+pub mod server;
 pub mod stats;
 pub mod store;
 pub mod tree;

@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
+use cc_common::shutdown::{Shutdown, listen_for_signals};
 use cc_common::telemetry::{self, go_loglevel_directive};
 use cc_store::cli::{Cli, normalize_args};
+use cc_store::config::Config;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -19,9 +21,62 @@ fn main() -> ExitCode {
         eprintln!("cc-store: {e}");
         return ExitCode::from(2);
     }
-    tracing::error!(
-        config = ?cli.config,
-        "this build of cc-store has no store service yet; only --help and --version work"
-    );
-    ExitCode::from(2)
+    let config = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cc-store: {}", error_chain(&e));
+                return ExitCode::from(1);
+            }
+        },
+        None => {
+            tracing::warn!(
+                "no --config given: running on built-in defaults (127.0.0.1:8082, no authentication, checkpoints under ./var)"
+            );
+            Config::embedded_default()
+        }
+    };
+    if cli.cleanup_checkpoints {
+        eprintln!("cc-store: -cleanup-checkpoints is not available in this version");
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cc-store: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        listen_for_signals(&shutdown)?;
+        cc_store::server::run(config, shutdown).await?;
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("cc-store stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("cc-store: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -22,7 +22,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde::de::{Deserializer, Error as _};
+use serde::de::Deserializer;
 use serde_json::Value;
 
 use crate::buffer::ReadWindow;

@@ -12,14 +12,15 @@
 //! `-0.0` and negatives that round to zero (`-0.000`), and `null` for NaN and
 //! both infinities (upstream would print an invalid `+Inf`).
 //!
-//! Formatting is on the hot path of large queries, so the common case takes a
-//! fast path: `|v| · 10^d` is computed in `f64`, and when that single rounding
-//! cannot have moved it across a rounding boundary (a half-integer) the
-//! rounded integer is printed with the decimal point inserted. Values whose
-//! scaled magnitude is `10^15` or more, values within a relative `2^-50` of a
-//! boundary (which includes every exact tie), non-finite values and more than
-//! 6 decimals go through the standard library's exact formatter instead. Both
-//! paths produce identical bytes (see the property tests).
+//! Formatting is on the hot path of large queries, so up to 6 decimals take a
+//! fast path: `|v| · 10^d` is computed in `f64`; when that single rounding
+//! cannot have moved it across a rounding boundary (a half-integer) it is
+//! rounded as is, and otherwise (rare, but every exact tie is such a case)
+//! the rounding error of the product is computed exactly and decides. The
+//! integer is then printed with the decimal point inserted. Scaled
+//! magnitudes of `10^15` or more and more than 6 decimals go through the
+//! standard library's exact formatter instead. Both paths produce identical
+//! bytes (see the property tests).
 
 use std::io::Write as _;
 
@@ -148,7 +149,7 @@ fn go_max(a: f64, b: f64) -> f64 {
 /// ```
 pub fn write_fixed(out: &mut Vec<u8>, value: f64, decimals: u32) {
     let mut buf = [0u8; BUF_LEN];
-    let len = match decimals {
+    let written = match decimals {
         0 => encode::<0>(&mut buf, value),
         1 => encode::<1>(&mut buf, value),
         2 => encode::<2>(&mut buf, value),
@@ -158,7 +159,7 @@ pub fn write_fixed(out: &mut Vec<u8>, value: f64, decimals: u32) {
         6 => encode::<6>(&mut buf, value),
         _ => None,
     };
-    match len.and_then(|len| buf.get(..len)) {
+    match written.and_then(|len| buf.get(..len)) {
         Some(text) => out.extend_from_slice(text),
         None => write_exact(out, value, decimals),
     }
@@ -197,9 +198,9 @@ const BUF_LEN: usize = 32;
 /// product's fractional part is exact and its error is at most 1/8).
 const FAST_LIMIT: f64 = 1e15;
 
-/// Relative distance from a half-integer below which the fast path defers to
-/// the exact formatter: `2^-50`, eight times the largest relative error of
-/// one `f64` multiplication.
+/// Relative distance from a half-integer below which the fast path computes
+/// the exact product instead of trusting the rounded one: `2^-50`, eight
+/// times the largest relative error of one `f64` multiplication.
 const AMBIGUITY: f64 = 4.0 * f64::EPSILON;
 
 /// `10^d` for the const-generic decimals of the fast path.
@@ -213,32 +214,139 @@ const fn pow10(d: u32) -> u64 {
     p
 }
 
-/// The fast path: writes `value` with `D` decimals to the front of `buf` and
-/// returns the length, or `None` when the exact formatter must decide (see
-/// the module documentation).
+/// The fast path's rounding: `|value| · 10^D` rounded to an integer, ties
+/// to even, or `None` for non-finite values and scaled magnitudes of
+/// [`FAST_LIMIT`] or more.
 #[inline(always)]
-fn encode<const D: u32>(buf: &mut [u8; BUF_LEN], value: f64) -> Option<usize> {
-    let unit = const { pow10(D) };
-    let scaled = value.abs() * unit as f64;
+fn round_scaled<const D: u32>(value: f64) -> Option<u64> {
+    let unit = const { pow10(D) } as f64;
+    let magnitude = value.abs();
+    let scaled = magnitude * unit;
     // Also false for NaN.
     if !(scaled < FAST_LIMIT) {
         return None;
     }
-    // The exact product differs from `scaled` by at most `scaled · 2^-53`, so
-    // unless a half-integer lies that close, both round to the same integer.
     // `whole` and `frac` are exact because `scaled < 2^52`.
-    let whole = scaled as u64;
+    let whole = scaled as i64;
     let frac = scaled - whole as f64;
-    if (frac - 0.5).abs() <= scaled * AMBIGUITY {
-        return None;
+    // The exact product differs from `scaled` by at most `scaled · 2^-53`, so
+    // unless the half-integer `whole + 0.5` lies that close, both round the
+    // same way.
+    let up = if (frac - 0.5).abs() > scaled * AMBIGUITY {
+        frac > 0.5
+    } else {
+        near_half_rounds_up(magnitude, unit, scaled, frac, whole)
+    };
+    Some(whole as u64 + u64::from(up))
+}
+
+/// Decides the rounding of `magnitude · unit` exactly when its `f64` product
+/// `scaled = whole + frac` is within [`AMBIGUITY`] of `whole + 0.5`.
+///
+/// The exact product is `scaled + error`, with `error` computed exactly
+/// (Dekker's two-product), so its distance to the half-integer is
+/// `(frac - 0.5) + error`. `frac - 0.5` is exact here (`frac` is close to
+/// 0.5 and a multiple of `ulp(scaled)`), and a rounded sum has the sign of
+/// the exact sum and is zero only when that is, so the comparison is exact;
+/// a zero distance is a true tie, which goes to the even neighbour.
+#[inline(never)]
+fn near_half_rounds_up(magnitude: f64, unit: f64, scaled: f64, frac: f64, whole: i64) -> bool {
+    let distance = (frac - 0.5) + product_error(magnitude, unit, scaled);
+    if distance == 0.0 {
+        whole % 2 == 1
+    } else {
+        distance > 0.0
     }
-    let rounded = whole + u64::from(frac > 0.5);
+}
+
+/// `a · b - product` computed exactly, where `product` is the rounded `a · b`
+/// (Dekker's two-product with Veltkamp splitting; exact without overflow or
+/// underflow, which the fast path's range rules out: `a · b < 10^15` and the
+/// caller only asks when `product` is about 0.5 or more).
+fn product_error(a: f64, b: f64, product: f64) -> f64 {
+    let (a_hi, a_lo) = split(a);
+    let (b_hi, b_lo) = split(b);
+    (((a_hi * b_hi - product) + a_hi * b_lo) + a_lo * b_hi) + a_lo * b_lo
+}
+
+/// Veltkamp's split of `x` into two halves of at most 26 significant bits
+/// each, with `hi + lo == x` exactly.
+fn split(x: f64) -> (f64, f64) {
+    const SPLITTER: f64 = 134_217_729.0; // 2^27 + 1
+    let c = SPLITTER * x;
+    let hi = c - (c - x);
+    (hi, x - hi)
+}
+
+/// Writes `value` with `D` decimals to the front of `dst` and returns the
+/// length, if the fast path can format it (see [`round_scaled`]).
+#[inline(always)]
+fn encode<const D: u32>(dst: &mut [u8; BUF_LEN], value: f64) -> Option<usize> {
+    let rounded = round_scaled::<D>(value)?;
+    let negative = value.is_sign_negative();
+    if rounded < 100_000_000 {
+        let (text, len) = short_digits::<D>(negative, rounded);
+        if let Some(front) = dst.first_chunk_mut::<16>() {
+            *front = text;
+        }
+        Some(len)
+    } else {
+        Some(long_digits::<D>(dst, negative, rounded))
+    }
+}
+
+/// Formats `rounded / 10^D` (with `rounded < 10^8`) as ASCII in the first
+/// bytes of the result, the length being the second element.
+///
+/// The eight decimal digits are computed at once in the bytes of a `u64`
+/// (most significant digit in the lowest byte, so the little-endian bytes
+/// read in order), the point is spliced in with shifts, and leading zeros
+/// are shifted out, keeping at least one integer digit.
+#[inline(always)]
+fn short_digits<const D: u32>(negative: bool, rounded: u64) -> ([u8; 16], usize) {
+    // Two 4-digit halves in 32-bit lanes, high half in the low lane (32-bit
+    // division is cheaper, and `rounded < 10^8` fits).
+    let rounded = rounded as u32;
+    let halves = u64::from(rounded / 10_000) | u64::from(rounded % 10_000) << 32;
+    // Per lane: v / 100 (via multiply-shift, exact for v < 10^4) in the low
+    // 16 bits, v % 100 in the high 16 bits.
+    let high_pairs = ((halves * 10_486) >> 20) & 0x0000_007F_0000_007F;
+    let pairs = high_pairs | (halves - high_pairs * 100) << 16;
+    // Per 16-bit lane: w / 10 (exact for w < 179) in the low byte, w % 10 in
+    // the high byte.
+    let tens = ((pairs * 103) >> 10) & 0x000F_000F_000F_000F;
+    let digits = tens | (pairs - tens * 10) << 8;
+
+    let decimals = D as usize;
+    let int_slots = 8 - decimals;
+    let leading_zeros = (digits.trailing_zeros() / 8) as usize;
+    let skip = leading_zeros.min(int_slots - 1);
+    let ascii = u128::from(digits | 0x3030_3030_3030_3030);
+    let text = if decimals == 0 {
+        ascii
+    } else {
+        let int_bits = 8 * int_slots;
+        let int_mask = (1u128 << int_bits) - 1;
+        (ascii & int_mask) | u128::from(b'.') << int_bits | (ascii & !int_mask) << 8
+    };
+    let text = text >> (8 * skip);
+    let len = 8 - skip + usize::from(decimals > 0);
+    if negative {
+        ((text << 8 | u128::from(b'-')).to_le_bytes(), len + 1)
+    } else {
+        (text.to_le_bytes(), len)
+    }
+}
+
+/// Formats `rounded / 10^D` (any `rounded` below `10^16`) into the front of
+/// `buf`, digit by digit, and returns the length.
+fn long_digits<const D: u32>(buf: &mut [u8; BUF_LEN], negative: bool, rounded: u64) -> usize {
+    let unit = const { pow10(D) };
     let mut int_part = rounded / unit;
     let mut frac_part = rounded % unit;
-
-    let negative = usize::from(value.is_sign_negative());
     let int_digits = int_part.checked_ilog10().map_or(1, |l| l as usize + 1);
     let decimals = D as usize;
+    let negative = usize::from(negative);
     let len = negative + int_digits + if decimals > 0 { decimals + 1 } else { 0 };
     if negative == 1 {
         put(buf, 0, b'-');
@@ -258,10 +366,10 @@ fn encode<const D: u32>(buf: &mut [u8; BUF_LEN], value: f64) -> Option<usize> {
         put(buf, pos, b'0' + (int_part % 10) as u8);
         int_part /= 10;
     }
-    Some(len)
+    len
 }
 
-/// Stores `byte` at `buf[pos]`; `pos` is always in range on the fast path.
+/// Stores `byte` at `buf[pos]`; `pos` is always in range here.
 #[inline(always)]
 fn put(buf: &mut [u8; BUF_LEN], pos: usize, byte: u8) {
     if let Some(slot) = buf.get_mut(pos) {
@@ -269,21 +377,46 @@ fn put(buf: &mut [u8; BUF_LEN], pos: usize, byte: u8) {
     }
 }
 
+/// Size of the stack block in which [`write_array`] assembles its output.
+const BLOCK_LEN: usize = 4096;
+
 /// [`write_fixed_array`] for `D` decimals, with the fast path inlined.
+///
+/// Elements are assembled in a stack block with fixed-size stores (a
+/// variable-length copy of a few bytes costs more than formatting them, and
+/// the block's fill level stays in a register) and the block is appended to
+/// `out` when nearly full.
 fn write_array<const D: u32>(out: &mut Vec<u8>, values: &[f64]) {
-    // Typical elements are short; one reservation avoids most regrowth.
     out.reserve(values.len() * (D as usize + 4) + 2);
     out.push(b'[');
-    let mut buf = [0u8; BUF_LEN];
+    let mut block = [0u8; BLOCK_LEN];
+    let mut fill = 0;
     for (i, &value) in values.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+        // Room for a comma and a whole scratch buffer.
+        if fill + 1 + BUF_LEN > BLOCK_LEN {
+            out.extend_from_slice(block.get(..fill).unwrap_or_default());
+            fill = 0;
         }
-        match encode::<D>(&mut buf, value).and_then(|len| buf.get(..len)) {
-            Some(text) => out.extend_from_slice(text),
-            None => write_exact(out, value, D),
+        if i > 0 {
+            if let Some(byte) = block.get_mut(fill) {
+                *byte = b',';
+            }
+            fill += 1;
+        }
+        let written = block
+            .get_mut(fill..)
+            .and_then(|rest| rest.first_chunk_mut::<BUF_LEN>())
+            .and_then(|dst| encode::<D>(dst, value));
+        match written {
+            Some(len) => fill += len,
+            None => {
+                out.extend_from_slice(block.get(..fill).unwrap_or_default());
+                fill = 0;
+                write_exact(out, value, D);
+            }
         }
     }
+    out.extend_from_slice(block.get(..fill).unwrap_or_default());
     out.push(b']');
 }
 

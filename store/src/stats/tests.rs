@@ -270,31 +270,99 @@ proptest! {
     }
 }
 
+/// The fast path alone: `None` when it defers to the exact formatter.
+fn fast<const D: u32>(value: f64) -> Option<String> {
+    let mut buf = [b'~'; BUF_LEN];
+    let len = encode::<D>(&mut buf, value)?;
+    Some(String::from_utf8(buf[..len].to_vec()).unwrap())
+}
+
 #[test]
-fn fast_path_takes_typical_values() {
-    let mut buf = [0u8; BUF_LEN];
-    let mut fast = 0;
-    let total = 100_000;
-    for i in 0..total {
-        let value = f64::from(i) * 0.0137 - 300.0;
-        if let Some(len) = encode::<3>(&mut buf, value) {
-            fast += 1;
-            assert_eq!(&buf[..len], reference(value, 3).as_bytes());
-        }
+fn fast_path_defers_only_out_of_range_values() {
+    for value in [
+        1e12,
+        -1e12,
+        1e300,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ] {
+        assert_eq!(fast::<3>(value), None, "{value:e}");
     }
-    assert!(
-        fast > total * 99 / 100,
-        "only {fast} of {total} on the fast path"
+    assert_eq!(fast::<0>(1e15), None);
+    assert_eq!(fast::<3>(-0.0).as_deref(), Some("-0.000"));
+}
+
+#[test]
+fn fast_path_rounds_exact_ties_to_even() {
+    assert_eq!(fast::<3>(0.0625).as_deref(), Some("0.062"));
+    assert_eq!(fast::<3>(-0.1875).as_deref(), Some("-0.188"));
+    assert_eq!(fast::<2>(0.125).as_deref(), Some("0.12"));
+    assert_eq!(fast::<2>(0.375).as_deref(), Some("0.38"));
+    assert_eq!(fast::<0>(0.5).as_deref(), Some("0"));
+    assert_eq!(fast::<0>(1.5).as_deref(), Some("2"));
+    assert_eq!(fast::<0>(2.5).as_deref(), Some("2"));
+    assert_eq!(fast::<1>(0.25).as_deref(), Some("0.2"));
+    assert_eq!(fast::<6>(1.0000005).as_deref(), Some("1.000001"));
+    // 2^49 + 0.5 with no decimals: a tie at the top of the exact range.
+    assert_eq!(
+        fast::<0>(562_949_953_421_312.5).as_deref(),
+        Some("562949953421312")
     );
 }
 
 #[test]
-fn fast_path_defers_ties_and_out_of_range_values() {
-    let mut buf = [0u8; BUF_LEN];
-    for value in [0.0625, -0.0625, 2.5e-4, 1e12, f64::NAN, f64::INFINITY] {
-        assert_eq!(encode::<3>(&mut buf, value), None, "{value:e}");
+fn fast_path_resolves_near_ties_exactly() {
+    // Binary values just below and above x.xxx5, whose product by 1000 rounds
+    // to exactly .5 in f64.
+    for i in 0..100_000 {
+        let value = f64::from(i) * 0.0137 - 300.0;
+        assert_eq!(fast::<3>(value).unwrap(), reference(value, 3), "{value:?}");
     }
-    assert_eq!(encode::<0>(&mut buf, 2.5), None);
-    assert_eq!(encode::<3>(&mut buf, -0.0), Some(6));
-    assert_eq!(&buf[..6], b"-0.000");
+    for (value, expected) in [(2.675, "2.67"), (1.005, "1.00"), (-42.4245, "-42.425")] {
+        let decimals = expected.len() - expected.find('.').unwrap() - 1;
+        let text = match decimals {
+            2 => fast::<2>(value),
+            _ => fast::<3>(value),
+        };
+        assert_eq!(text.as_deref(), Some(expected));
+    }
+}
+
+#[test]
+fn fast_path_short_and_long_digit_writers_agree_with_std() {
+    // Around the 10^8 switch between the two writers, every decimal count,
+    // both signs, and the widest outputs of each.
+    for d in 0..=6u32 {
+        let unit = 10f64.powi(d as i32);
+        for q in [
+            0u64,
+            1,
+            9,
+            10,
+            99_999_999,
+            100_000_000,
+            100_000_001,
+            999_999_999_999_999,
+        ] {
+            for sign in [1.0, -1.0] {
+                let value = sign * q as f64 / unit;
+                let mut out = Vec::new();
+                write_fixed(&mut out, value, d);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    reference(value, d),
+                    "{q} / 10^{d}"
+                );
+            }
+        }
+    }
+    assert_eq!(fast::<6>(99.999999).as_deref(), Some("99.999999"));
+    assert_eq!(fast::<6>(-100.0).as_deref(), Some("-100.000000"));
+    assert_eq!(fast::<0>(99_999_999.0).as_deref(), Some("99999999"));
+    assert_eq!(fast::<3>(-99_999.999).as_deref(), Some("-99999.999"));
+    assert_eq!(
+        fast::<3>(99_999_999_999.999).as_deref(),
+        Some("99999999999.999")
+    );
 }

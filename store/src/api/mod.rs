@@ -1,0 +1,213 @@
+//! The HTTP API of cc-metric-store: routes, authentication, error bodies.
+//!
+//! | method | path (also with a trailing slash) | handler |
+//! |---|---|---|
+//! | POST | `/api/write` | [`write`]: line protocol in |
+//! | GET (body), POST | `/api/query` | [`query`](mod@query): series out |
+//! | POST | `/api/free` | [`free`]: drop old data |
+//! | GET | `/api/debug` | [`debug`]: the tree's chunks as JSON |
+//! | GET (body) | `/api/healthcheck` | [`health`]: per-node data health |
+//!
+//! The trailing-slash forms match prefixes (`/api/write/anything`), as
+//! upstream's router does. GET routes answer HEAD. A wrong method gets 405
+//! with `Allow`, an unknown path 404, both in plain text and without an
+//! authentication check. Handler errors are JSON:
+//! `{"status":"Bad Request","error":"…"}`.
+
+pub mod debug;
+pub mod free;
+pub mod health;
+pub mod query;
+pub mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use cc_common::auth::{Claims, JwtVerifier, bearer_token};
+
+use crate::store::MetricStore;
+
+/// What every handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    /// The data.
+    pub store: Arc<MetricStore>,
+    /// Token verification; `None` when `jwt-public-key` is empty.
+    pub verifier: Option<JwtVerifier>,
+    /// Roles of which a token needs one for `/api/free` and `/api/debug`;
+    /// empty means any valid token will do (upstream behaviour).
+    pub admin_roles: Vec<String>,
+}
+
+/// Builds the router. `max_body` bounds every request body (413 beyond).
+pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    let write = || with_405(post(write::handle), "POST");
+    let query = || with_405(get(query::handle).post(query::handle), "GET, HEAD, POST");
+    let free = || with_405(post(free::handle), "POST");
+    let debug = || with_405(get(debug::handle), "GET, HEAD");
+    let health = || with_405(get(health::handle), "GET, HEAD");
+    let admin = middleware::from_fn_with_state(Arc::clone(&state), require_admin);
+    Router::new()
+        .route("/api/write", write())
+        .route("/api/write/", write())
+        .route("/api/write/{*rest}", write())
+        .route("/api/query", query())
+        .route("/api/query/", query())
+        .route("/api/query/{*rest}", query())
+        .route("/api/free", free().route_layer(admin.clone()))
+        .route("/api/free/", free().route_layer(admin.clone()))
+        .route("/api/free/{*rest}", free().route_layer(admin.clone()))
+        .route("/api/debug", debug().route_layer(admin.clone()))
+        .route("/api/debug/", debug().route_layer(admin.clone()))
+        .route("/api/debug/{*rest}", debug().route_layer(admin))
+        .route("/api/healthcheck", health())
+        .route("/api/healthcheck/", health())
+        .route("/api/healthcheck/{*rest}", health())
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+fn with_405(
+    route: MethodRouter<Arc<AppState>>,
+    allow: &'static str,
+) -> MethodRouter<Arc<AppState>> {
+    route.fallback(move || async move {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        response
+    })
+}
+
+async fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+/// A JSON response from pre-rendered bytes.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The JSON error body of cc-metric-store: `{"status":"…","error":"…"}`.
+pub fn json_error(status: StatusCode, error: impl std::fmt::Display) -> Response {
+    let body = serde_json::json!({
+        "status": status.canonical_reason().unwrap_or(""),
+        "error": error.to_string(),
+    });
+    let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+    bytes.push(b'\n');
+    json_bytes(status, bytes)
+}
+
+/// Checks the bearer token of every API request when authentication is on.
+/// Verified claims are put into the request's extensions.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(verifier) = &state.verifier else {
+        return next.run(req).await;
+    };
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let Some(token) = token else {
+        return text(StatusCode::UNAUTHORIZED, "Use JWT Authentication\n");
+    };
+    match verifier.verify(token) {
+        Ok(claims) => {
+            req.extensions_mut().insert(claims);
+            next.run(req).await
+        }
+        Err(e) => text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
+    }
+}
+
+/// With `admin-roles` configured, requires one of them for free and debug.
+async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.admin_roles.is_empty() || state.verifier.is_none() {
+        return next.run(req).await;
+    }
+    let allowed = req
+        .extensions()
+        .get::<Claims>()
+        .is_some_and(|c| c.has_any_role(&state.admin_roles));
+    if allowed {
+        next.run(req).await
+    } else {
+        text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this endpoint needs one of the roles {:?}\n",
+                state.admin_roles
+            ),
+        )
+    }
+}
+
+/// Runs CPU-bound work off the async runtime's threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!(error = %e, "request worker failed");
+        json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })
+}
+
+/// The raw value of the first `name=` pair of a query string, without URL
+/// decoding (as upstream reads `cluster`); `Some("")` for a bare `name`.
+#[must_use]
+pub fn raw_query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => Some(v),
+            None if pair == name => Some(""),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_query_param_reads_the_first_pair_verbatim() {
+        assert_eq!(
+            raw_query_param(Some("cluster=alex"), "cluster"),
+            Some("alex")
+        );
+        assert_eq!(
+            raw_query_param(Some("x=1&cluster=a%20b&cluster=z"), "cluster"),
+            Some("a%20b")
+        );
+        assert_eq!(raw_query_param(Some("cluster"), "cluster"), Some(""));
+        assert_eq!(raw_query_param(Some("clusterx=1"), "cluster"), None);
+        assert_eq!(raw_query_param(None, "cluster"), None);
+    }
+}

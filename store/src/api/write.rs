@@ -1,0 +1,48 @@
+//! `POST /api/write[?cluster=C]`: line protocol into the store.
+//!
+//! Answers 200 with an empty body once every sample is in memory. If any
+//! line of a configured metric is malformed, the well-formed lines are still
+//! stored and the answer is 400 with the first error, e.g.
+//! `{"status":"Bad Request","error":"at line 3:17: expected '=' after tag key"}`.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use super::{AppState, blocking, json_error, raw_query_param};
+use crate::ingest::ingest;
+
+/// Handles a write request.
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let cluster = raw_query_param(query.as_deref(), "cluster")
+        .unwrap_or("")
+        .to_owned();
+    let now = unix_now();
+    let store = Arc::clone(&state.store);
+    let report = match blocking(move || ingest(&store, &body, &cluster, now)).await {
+        Ok(report) => report,
+        Err(response) => return response,
+    };
+    match report.error_message() {
+        None => StatusCode::OK.into_response(),
+        Some(message) => {
+            tracing::debug!(%message, stored = report.written, "write request had invalid lines");
+            json_error(StatusCode::BAD_REQUEST, message)
+        }
+    }
+}
+
+/// Current Unix time in whole seconds.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
