@@ -225,10 +225,7 @@ impl Chain {
         let mut from = from;
         let mut cur = last;
         // Walk back to the chunk holding `from`.
-        loop {
-            let Some(chunk) = self.chunks.get(cur) else {
-                break;
-            };
+        while let Some(chunk) = self.chunks.get(cur) {
             if from >= chunk.first_write() {
                 break;
             }

@@ -1,10 +1,21 @@
-//! Shared harness of the end-to-end tests: finds the real binaries.
+//! Shared harness of the end-to-end tests: finds and starts the real binaries
+//! on free loopback ports, talks plain HTTP/1.1 to them, and mints JWTs.
 #![allow(
     dead_code,
     reason = "each test file uses a different part of the harness"
 )]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test harness: failures should be loud"
+)]
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Path of a workspace binary (`cc-store`, `cc-relay`) built next to the test
 /// executable (`target/<profile>/`). `cargo nextest run --workspace` and
@@ -23,4 +34,280 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Path of a file under `tests/fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one HTTP/1.1 request (any method may carry a body, as cc-backend's
+/// `GET /api/query` does) and reads the whole response.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// A running binary, killed when dropped.
+pub struct Process {
+    child: Child,
+    /// `127.0.0.1:port` of its HTTP listener.
+    pub addr: String,
+    /// Its working directory (config, data).
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Sends an HTTP request to the process.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        http(&self.addr, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nlog:\n{}", self.log_text()))
+    }
+
+    /// What the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cc-store` with the given configuration (its `main.addr` is set to
+/// a free port) and waits until it answers HTTP.
+pub fn start_store(mut config: serde_json::Value) -> Process {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    config["main"]["addr"] = serde_json::Value::from(addr.clone());
+    let dir = tempfile::tempdir().expect("temp dir");
+    if config["metric-store"]["checkpoints"]["directory"].is_null() {
+        config["metric-store"]["checkpoints"]["directory"] =
+            serde_json::Value::from(dir.path().join("checkpoints").display().to_string());
+    }
+    let config_path = dir.path().join("config.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&config).expect("json"),
+    )
+    .expect("write config");
+    let log = dir.path().join("store.log");
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(binary("cc-store"))
+        .arg("-config")
+        .arg(&config_path)
+        .args(["-loglevel", "info"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("start cc-store");
+    let mut process = Process {
+        child,
+        addr,
+        dir,
+        log,
+    };
+    wait_until_up(&mut process);
+    process
+}
+
+fn wait_until_up(p: &mut Process) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(status)) = p.child.try_wait() {
+            panic!("process exited early ({status}):\n{}", p.log_text());
+        }
+        if http(&p.addr, "GET", "/api/query/", &[], b"{}").is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not up in time:\n{}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A store configuration in the upstream layout with a few metrics.
+pub fn store_config() -> serde_json::Value {
+    serde_json::json!({
+        "main": {},
+        "metrics": {
+            "cpu_load": {"frequency": 60, "aggregation": null},
+            "flops_any": {"frequency": 60, "aggregation": "sum"},
+            "clock": {"frequency": 60, "aggregation": "avg"},
+            "mem_bw": {"frequency": 60, "aggregation": "sum"},
+            "acc_utilization": {"frequency": 60, "aggregation": "avg"},
+            "mem_used": {"frequency": 60, "aggregation": null}
+        },
+        "metric-store": {
+            "retention-in-memory": "48h",
+            "memory-cap": 0,
+            "checkpoints": {"file-format": "wal"}
+        }
+    })
+}
+
+/// Standard base64 of the test key pair's public key.
+pub fn test_public_key() -> String {
+    std::fs::read_to_string(fixture("jwt/test-public.b64"))
+        .expect("test key")
+        .trim()
+        .to_owned()
+}
+
+/// A token signed with the test key pair carrying `claims`.
+pub fn mint_token(claims: &serde_json::Value) -> String {
+    let pem = std::fs::read(fixture("jwt/test-private.pem")).expect("test private key");
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("ed25519 key");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        claims,
+        &key,
+    )
+    .expect("sign")
+}
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -137,17 +137,20 @@ fn formats_every_value_kind_and_escape() {
     );
 }
 
+/// Measurement, tags, fields, and the expected error.
+type Case<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<(&'a str, &'a FieldValue<'a>)>,
+    FormatError,
+);
+
 #[test]
 fn refuses_what_cannot_be_read_back() {
     let nan = FieldValue::Float(f64::NAN);
     let one = FieldValue::Float(1.0);
     let mut out = String::from("kept\n");
-    let cases: [(
-        &str,
-        Vec<(&str, &str)>,
-        Vec<(&str, &FieldValue<'_>)>,
-        FormatError,
-    ); 6] = [
+    let cases: [Case<'_>; 6] = [
         (
             "",
             vec![],

@@ -61,11 +61,14 @@ pub fn dump(level: &Level, registry: &Registry) -> String {
     out
 }
 
+/// `(start, len, end, saved)` of one chunk.
+type ChunkInfo = (i64, usize, i64, bool);
+
 fn write_level(out: &mut String, level: &Level, registry: &Registry, depth: usize) {
     // Copy what is needed, then let go of the lock before descending.
     let (chains, mut children) = {
         let data = level.read();
-        let chains: Vec<(String, Vec<(i64, usize, i64, bool)>)> = data
+        let chains: Vec<(String, Vec<ChunkInfo>)> = data
             .chains
             .iter()
             .enumerate()
