@@ -58,8 +58,8 @@
 //! |---|---|---|
 //! | `main.max-body-size` | `"256MiB"` | larger request bodies get `413 Payload Too Large` |
 //! | `main.admin-roles` | `[]` (off) | when non-empty, `/api/free` and `/api/debug` need a token whose `roles` claim holds one of these |
-//! | `main.read-timeout` | `"30s"` | time to read a whole request (upstream: fixed 30 s) |
-//! | `main.write-timeout` | `"30s"` | time to write a whole response (upstream: fixed 30 s) |
+//! | `main.read-timeout` | `"30s"` | with `write-timeout`: a request not read and answered within their sum gets `408` (upstream: fixed 30 s each) |
+//! | `main.write-timeout` | `"30s"` | see `read-timeout` |
 //! | `metric-store.checkpoints.wal-fsync-interval` | `"1s"` | how often WAL files are fsynced (upstream never syncs) |
 
 use std::borrow::Cow;
@@ -193,8 +193,11 @@ pub struct MainConfig {
     /// may. Otherwise the token's `roles` claim must contain one of these.
     pub admin_roles: Vec<String>,
     /// Time allowed to read a request (`read-timeout`, ours, default 30 s).
+    /// A request must be read and answered within `read-timeout +
+    /// write-timeout`, else it gets 408.
     pub read_timeout: Duration,
-    /// Time allowed to write a response (`write-timeout`, ours, default 30 s).
+    /// Time allowed to write a response (`write-timeout`, ours, default 30 s);
+    /// see `read_timeout`.
     pub write_timeout: Duration,
 }
 

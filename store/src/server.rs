@@ -92,7 +92,17 @@ pub async fn serve(
         admin_roles: config.main.admin_roles.clone(),
     });
     let max_body = usize::try_from(config.main.max_body_size.as_u64()).unwrap_or(usize::MAX);
-    let app = api::router(state, max_body);
+    let deadline = config.main.read_timeout + config.main.write_timeout;
+    let app = api::router(Arc::clone(&state), max_body).layer(axum::middleware::from_fn(
+        move |req, next| api::deadline(deadline, req, next),
+    ));
+    if let Some(retention) = config.metric_store.retention() {
+        let store = Arc::clone(&state.store);
+        shutdown.spawn(
+            "retention",
+            retention_task(store, retention, shutdown.token()),
+        );
+    }
 
     let handle: Handle<SocketAddr> = Handle::new();
     let stopper = handle.clone();
@@ -121,6 +131,34 @@ pub async fn serve(
         }
     };
     result.map_err(RunError::Serve)
+}
+
+/// Frees data older than `retention` every `retention / 2` (cc-metric-store's
+/// retention task; the first round runs half a period after start).
+async fn retention_task(
+    store: Arc<MetricStore>,
+    retention: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let period = (retention / 2).max(Duration::from_secs(1));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let cutoff =
+            crate::api::write::unix_now() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || store.root().free(cutoff)).await {
+            Ok(freed) => tracing::info!(
+                freed,
+                cutoff,
+                "retention: freed chunks older than the retention window"
+            ),
+            Err(e) => tracing::error!(error = %e, "retention round failed"),
+        }
+    }
 }
 
 /// Why privileges could not be dropped.

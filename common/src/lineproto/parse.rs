@@ -293,9 +293,15 @@ impl<'a> Iterator for Tags<'a> {
         if !self.escaped {
             // No backslash anywhere: the first '=' ends the key (keys cannot
             // hold one) and the first ',' ends the value.
-            let (pair, rest) = self.rest.split_once(',').unwrap_or((self.rest, ""));
-            self.rest = rest;
-            let (key, value) = pair.split_once('=')?;
+            let b = self.rest.as_bytes();
+            let eq = b.iter().position(|&c| c == b'=')?;
+            let end = b
+                .get(eq..)
+                .and_then(|r| r.iter().position(|&c| c == b','))
+                .map_or(b.len(), |p| eq + p);
+            let key = self.rest.get(..eq)?;
+            let value = self.rest.get(eq + 1..end)?;
+            self.rest = self.rest.get(end + 1..).unwrap_or("");
             return Some((Cow::Borrowed(key), Cow::Borrowed(value)));
         }
         let b = self.rest.as_bytes();
@@ -501,20 +507,45 @@ const MEASUREMENT_ESCAPES: &[u8] = b", \\";
 /// Characters a backslash escapes in tag keys, tag values and field keys.
 const KEY_ESCAPES: &[u8] = b",= \\";
 
-/// Scans from `i` to the first unescaped byte for which `stop` holds (or to
+/// Byte classes for the scanners: one table lookup per byte.
+const SPACE: u8 = 1;
+const COMMA: u8 = 2;
+const EQUALS: u8 = 4;
+const BACKSLASH: u8 = 8;
+const NEWLINE: u8 = 16;
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of range fails the build"
+)]
+const CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b' ' as usize] = SPACE;
+    table[b',' as usize] = COMMA;
+    table[b'=' as usize] = EQUALS;
+    table[b'\\' as usize] = BACKSLASH;
+    table[b'\n' as usize] = NEWLINE;
+    table
+};
+
+#[inline(always)]
+fn class(c: u8) -> u8 {
+    // The table has an entry for every byte value.
+    CLASS.get(usize::from(c)).copied().unwrap_or(0)
+}
+
+/// Scans from `i` to the first unescaped byte of a class in `stop` (or to
 /// `\n` or the end). Returns its index and whether a backslash was seen. A
 /// backslash escapes the byte after it, except a newline.
 #[inline(always)]
-fn scan(b: &[u8], mut i: usize, stop: impl Fn(u8) -> bool) -> (usize, bool) {
+fn scan(b: &[u8], mut i: usize, stop: u8) -> (usize, bool) {
+    let mask = stop | BACKSLASH | NEWLINE;
     let mut escaped = false;
     loop {
         let Some(rest) = b.get(i..) else {
             return (b.len(), escaped);
         };
-        match rest
-            .iter()
-            .position(|&c| c == b'\\' || c == b'\n' || stop(c))
-        {
+        match rest.iter().position(|&c| class(c) & mask != 0) {
             None => return (b.len(), escaped),
             Some(p) => {
                 i += p;
@@ -535,19 +566,19 @@ fn scan(b: &[u8], mut i: usize, stop: impl Fn(u8) -> bool) -> (usize, bool) {
 /// Scans a measurement: ends at an unescaped `,` or space.
 #[inline(always)]
 fn scan_measurement(b: &[u8], i: usize) -> (usize, bool) {
-    scan(b, i, |c| c == b' ' || c == b',')
+    scan(b, i, SPACE | COMMA)
 }
 
 /// Scans a tag key or field key: ends at an unescaped `=`, `,` or space.
 #[inline(always)]
 fn scan_key(b: &[u8], i: usize) -> (usize, bool) {
-    scan(b, i, |c| c == b'=' || c == b' ' || c == b',')
+    scan(b, i, EQUALS | SPACE | COMMA)
 }
 
 /// Scans a tag value: ends at an unescaped `,` or space (`=` belongs to it).
 #[inline(always)]
 fn scan_tag_value(b: &[u8], i: usize) -> (usize, bool) {
-    scan(b, i, |c| c == b' ' || c == b',')
+    scan(b, i, SPACE | COMMA)
 }
 
 /// The text of `s[start..end]`, unescaped if it contained a backslash.

@@ -169,6 +169,15 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
     }
 }
 
+/// Answers 408 when a request is not read and answered within `limit`
+/// (`main.read-timeout` + `main.write-timeout`).
+pub async fn deadline(limit: std::time::Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => json_error(StatusCode::REQUEST_TIMEOUT, "request not completed in time"),
+    }
+}
+
 /// Runs CPU-bound work off the async runtime's threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,

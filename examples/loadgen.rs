@@ -1,0 +1,303 @@
+//! Load generator: posts realistic ClusterCockpit line protocol to a write
+//! endpoint (cc-store, cc-relay, or any InfluxDB-compatible `/write`) and
+//! reports accepted lines per second.
+//!
+//! Every batch is one collection interval of a group of hosts: per host
+//! 72 hwthreads × 3 metrics, 2 sockets × 2 metrics, 10 node metrics
+//! (230 lines). Batches are built once; only their timestamps change, so the
+//! generator spends its CPU on sending, not on formatting.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- \
+//!     --url http://127.0.0.1:8082/api/write?cluster=fritz \
+//!     --connections 4 --batch-lines 5000 --duration 20s
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Lines per host per interval.
+const LINES_PER_HOST: usize = 72 * 3 + 2 * 2 + 10;
+
+struct Args {
+    host: String,
+    path: String,
+    connections: usize,
+    batch_lines: usize,
+    duration: Duration,
+    hosts: usize,
+    start: i64,
+    step: i64,
+    header: Vec<String>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        host: "127.0.0.1:8082".into(),
+        path: "/api/write?cluster=fritz".into(),
+        connections: 4,
+        batch_lines: 5000,
+        duration: Duration::from_secs(10),
+        hosts: 1000,
+        start: 1_700_000_000,
+        step: 60,
+        header: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => {
+                let url = value()?;
+                let rest = url
+                    .strip_prefix("http://")
+                    .context("--url must start with http://")?;
+                let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                args.host = host.to_owned();
+                args.path = if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.to_owned()
+                };
+            }
+            "--connections" => args.connections = value()?.parse()?,
+            "--batch-lines" => args.batch_lines = value()?.parse()?,
+            "--duration" => args.duration = humantime::parse_duration(&value()?)?,
+            "--hosts" => args.hosts = value()?.parse()?,
+            "--start" => args.start = value()?.parse()?,
+            "--step" => args.step = value()?.parse()?,
+            "--header" => args.header.push(value()?),
+            "--help" | "-h" => {
+                println!(
+                    "loadgen --url http://HOST:PORT/PATH [--connections N] [--batch-lines N] \
+                     [--duration 10s] [--hosts N] [--start UNIX] [--step SECONDS] [--header 'K: V']"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    if args.connections == 0 || args.batch_lines == 0 || args.hosts == 0 {
+        bail!("--connections, --batch-lines and --hosts must be positive");
+    }
+    Ok(args)
+}
+
+/// One interval of `hosts` hosts starting at `first_host`, with a 10-digit
+/// timestamp placeholder whose offsets are returned.
+fn batch(first_host: usize, hosts: usize, seed: &mut u64) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::with_capacity(hosts * LINES_PER_HOST * 90);
+    let mut ts_offsets = Vec::with_capacity(hosts * LINES_PER_HOST);
+    let mut line = |out: &mut Vec<u8>, prefix: String, seed: &mut u64| {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let v = (*seed >> 40) % 100_000;
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(format!(" value={}.{} ", v / 100, v % 100).as_bytes());
+        ts_offsets.push(out.len());
+        out.extend_from_slice(b"0000000000\n");
+    };
+    for h in first_host..first_host + hosts {
+        let host = format!("f{h:04}");
+        for metric in ["cpu_load", "cpu_user", "flops_any"] {
+            for t in 0..72 {
+                line(
+                    &mut out,
+                    format!("{metric},hostname={host},type=hwthread,type-id={t}"),
+                    seed,
+                );
+            }
+        }
+        for metric in ["mem_bw", "cpu_power"] {
+            for s in 0..2 {
+                line(
+                    &mut out,
+                    format!("{metric},hostname={host},type=socket,type-id={s}"),
+                    seed,
+                );
+            }
+        }
+        for metric in [
+            "mem_used",
+            "net_bytes_in",
+            "net_bytes_out",
+            "ib_recv",
+            "ib_xmit",
+            "lustre_read_bw",
+            "lustre_write_bw",
+            "nfs4_total",
+            "disk_free",
+            "load_one",
+        ] {
+            line(
+                &mut out,
+                format!("{metric},hostname={host},type=node"),
+                seed,
+            );
+        }
+    }
+    (out, ts_offsets)
+}
+
+fn stamp(body: &mut [u8], offsets: &[usize], ts: i64) {
+    let digits = format!("{ts:010}");
+    for &off in offsets {
+        if let Some(slot) = body.get_mut(off..off + 10) {
+            slot.copy_from_slice(digits.as_bytes());
+        }
+    }
+}
+
+/// Sends one request on a keep-alive connection; returns the status.
+fn post(conn: &mut BufReader<TcpStream>, args: &Args, body: &[u8]) -> anyhow::Result<u16> {
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
+        args.path,
+        args.host,
+        body.len()
+    );
+    for h in &args.header {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let stream = conn.get_mut();
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut status_line = String::new();
+    conn.read_line(&mut status_line)?;
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        conn.read_line(&mut header)?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse()?;
+        }
+    }
+    let mut sink = vec![0; length];
+    conn.read_exact(&mut sink)?;
+    Ok(status)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Arc::new(parse_args()?);
+    let hosts_per_batch = args.batch_lines.div_ceil(LINES_PER_HOST).max(1);
+    let batches_per_round = args.hosts.div_ceil(hosts_per_batch);
+    let mut seed = 42;
+    let templates: Vec<(Vec<u8>, Vec<usize>)> = (0..batches_per_round)
+        .map(|b| {
+            let first = b * hosts_per_batch;
+            batch(first, hosts_per_batch.min(args.hosts - first), &mut seed)
+        })
+        .collect();
+    let lines_per_round: usize = templates.iter().map(|(_, o)| o.len()).sum();
+    let bytes_per_round: usize = templates.iter().map(|(b, _)| b.len()).sum();
+    eprintln!(
+        "loadgen: {} hosts, {} batches of ~{} lines per round ({} bytes), {} connections, {:?}",
+        args.hosts,
+        batches_per_round,
+        lines_per_round / batches_per_round,
+        bytes_per_round,
+        args.connections,
+        args.duration
+    );
+    let templates = Arc::new(templates);
+    let next = Arc::new(AtomicU64::new(0));
+    let lines_ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.connections {
+        let (args, templates, next, lines_ok, failures, stop) = (
+            Arc::clone(&args),
+            Arc::clone(&templates),
+            Arc::clone(&next),
+            Arc::clone(&lines_ok),
+            Arc::clone(&failures),
+            Arc::clone(&stop),
+        );
+        workers.push(std::thread::spawn(
+            move || -> anyhow::Result<Vec<Duration>> {
+                let mut conn = BufReader::new(TcpStream::connect(&args.host)?);
+                conn.get_ref().set_nodelay(true)?;
+                let mut latencies = Vec::new();
+                let mut body = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let count = templates.len() as u64;
+                    let Some((template, offsets)) = templates.get((n % count) as usize) else {
+                        break;
+                    };
+                    body.clear();
+                    body.extend_from_slice(template);
+                    let round = i64::try_from(n / count).unwrap_or(0);
+                    stamp(&mut body, offsets, args.start + round * args.step);
+                    let t0 = Instant::now();
+                    match post(&mut conn, &args, &body) {
+                        Ok(200..=299) => {
+                            lines_ok.fetch_add(offsets.len() as u64, Ordering::Relaxed);
+                        }
+                        Ok(status) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            if failures.load(Ordering::Relaxed) < 5 {
+                                eprintln!("loadgen: status {status}");
+                            }
+                        }
+                        Err(e) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("loadgen: {e:#}; reconnecting");
+                            conn = BufReader::new(TcpStream::connect(&args.host)?);
+                        }
+                    }
+                    latencies.push(t0.elapsed());
+                }
+                Ok(latencies)
+            },
+        ));
+    }
+    std::thread::sleep(args.duration);
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for w in workers {
+        match w.join() {
+            Ok(Ok(l)) => latencies.extend(l),
+            Ok(Err(e)) => eprintln!("loadgen: worker failed: {e:#}"),
+            Err(_) => eprintln!("loadgen: worker panicked"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let ok = lines_ok.load(Ordering::Relaxed);
+    println!(
+        "lines_ok={ok} seconds={elapsed:.2} lines_per_sec={:.0} requests={} failures={} p50_ms={:.2} p99_ms={:.2}",
+        ok as f64 / elapsed,
+        latencies.len(),
+        failures.load(Ordering::Relaxed),
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(())
+}
