@@ -222,8 +222,8 @@ fn round_scaled<const D: u32>(value: f64) -> Option<u64> {
     let unit = const { pow10(D) } as f64;
     let magnitude = value.abs();
     let scaled = magnitude * unit;
-    // Also false for NaN.
-    if !(scaled < FAST_LIMIT) {
+    // Infinities are caught by the bound.
+    if scaled.is_nan() || scaled >= FAST_LIMIT {
         return None;
     }
     // `whole` and `frac` are exact because `scaled < 2^52`.
@@ -285,25 +285,22 @@ fn encode<const D: u32>(dst: &mut [u8; BUF_LEN], value: f64) -> Option<usize> {
     let rounded = round_scaled::<D>(value)?;
     let negative = value.is_sign_negative();
     if rounded < 100_000_000 {
-        let (text, len) = short_digits::<D>(negative, rounded);
-        if let Some(front) = dst.first_chunk_mut::<16>() {
-            *front = text;
-        }
-        Some(len)
+        Some(short_digits::<D>(dst, negative, rounded))
     } else {
         Some(long_digits::<D>(dst, negative, rounded))
     }
 }
 
-/// Formats `rounded / 10^D` (with `rounded < 10^8`) as ASCII in the first
-/// bytes of the result, the length being the second element.
+/// Writes `rounded / 10^D` (with `rounded < 10^8`) to the front of `dst` and
+/// returns the length.
 ///
 /// The eight decimal digits are computed at once in the bytes of a `u64`
 /// (most significant digit in the lowest byte, so the little-endian bytes
-/// read in order), the point is spliced in with shifts, and leading zeros
-/// are shifted out, keeping at least one integer digit.
+/// read in order). The integer digits, leading zeros shifted out but at least
+/// one kept, go out in one 8-byte store, and the point with the decimals in a
+/// second one that overwrites the first one's tail.
 #[inline(always)]
-fn short_digits<const D: u32>(negative: bool, rounded: u64) -> ([u8; 16], usize) {
+fn short_digits<const D: u32>(dst: &mut [u8; BUF_LEN], negative: bool, rounded: u64) -> usize {
     // Two 4-digit halves in 32-bit lanes, high half in the low lane (32-bit
     // division is cheaper, and `rounded < 10^8` fits).
     let rounded = rounded as u32;
@@ -316,25 +313,31 @@ fn short_digits<const D: u32>(negative: bool, rounded: u64) -> ([u8; 16], usize)
     // the high byte.
     let tens = ((pairs * 103) >> 10) & 0x000F_000F_000F_000F;
     let digits = tens | (pairs - tens * 10) << 8;
+    let ascii = digits | 0x3030_3030_3030_3030;
 
     let decimals = D as usize;
     let int_slots = 8 - decimals;
-    let leading_zeros = (digits.trailing_zeros() / 8) as usize;
-    let skip = leading_zeros.min(int_slots - 1);
-    let ascii = u128::from(digits | 0x3030_3030_3030_3030);
-    let text = if decimals == 0 {
-        ascii
-    } else {
-        let int_bits = 8 * int_slots;
-        let int_mask = (1u128 << int_bits) - 1;
-        (ascii & int_mask) | u128::from(b'.') << int_bits | (ascii & !int_mask) << 8
-    };
-    let text = text >> (8 * skip);
-    let len = 8 - skip + usize::from(decimals > 0);
-    if negative {
-        ((text << 8 | u128::from(b'-')).to_le_bytes(), len + 1)
-    } else {
-        (text.to_le_bytes(), len)
+    let skip = ((digits.trailing_zeros() / 8) as usize).min(int_slots - 1);
+    let int_len = int_slots - skip;
+    let sign = usize::from(negative);
+    // Overwritten by the first digit unless negative.
+    put(dst, 0, b'-');
+    let int_mask = u64::MAX.checked_shr(8 * decimals as u32).unwrap_or(0);
+    store8(dst, sign, (ascii & int_mask) >> (8 * skip));
+    if decimals == 0 {
+        return sign + int_len;
+    }
+    let frac = ascii.checked_shr(8 * int_slots as u32).unwrap_or(0);
+    store8(dst, sign + int_len, u64::from(b'.') | frac << 8);
+    sign + int_len + 1 + decimals
+}
+
+/// Stores the little-endian bytes of `word` at `dst[offset..offset + 8]`;
+/// always in range here.
+#[inline(always)]
+fn store8(dst: &mut [u8; BUF_LEN], offset: usize, word: u64) {
+    if let Some(slot) = dst.get_mut(offset..offset + 8) {
+        slot.copy_from_slice(&word.to_le_bytes());
     }
 }
 
