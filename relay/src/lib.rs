@@ -8,5 +8,10 @@
 //!
 //! Layout:
 //! - [`cli`]: command-line flags.
+//! - [`process`]: per-line timestamp normalisation, rules, validation and routing.
+//! - [`queue`]: the durable per-upstream queues in sled (record format, group-commit
+//!   flusher).
 
 pub mod cli;
+pub mod process;
+pub mod queue;

@@ -180,6 +180,7 @@ pub struct Line<'a> {
     number: usize,
     raw: &'a str,
     head_len: usize,
+    fields_offset: usize,
     measurement: Cow<'a, str>,
     tags: &'a str,
     /// Whether the tag set contains a backslash; without one, iterating the
@@ -208,6 +209,12 @@ impl<'a> Line<'a> {
     #[must_use]
     pub fn raw_without_timestamp(&self) -> &'a str {
         self.raw.get(..self.head_len).unwrap_or(self.raw)
+    }
+
+    /// The field set as received (`value=1.5` or `a=1,b="x"`, escapes intact).
+    #[must_use]
+    pub fn raw_fields(&self) -> &'a str {
+        self.raw.get(self.fields_offset..self.head_len).unwrap_or("")
     }
 
     /// The tag set as received (`k=v,k2=v2`, escapes intact); empty if none.
@@ -752,6 +759,7 @@ fn parse_line(s: &str, start: usize) -> Step<'_> {
     }
 
     // Fields.
+    let fields_start = i;
     let (first_key, first_value, mut end) = match parse_field(s, i) {
         Ok(f) => f,
         Err((kind, at)) => return Step::Error { kind, at },
@@ -826,6 +834,7 @@ fn parse_line(s: &str, start: usize) -> Step<'_> {
             number: 0,
             raw,
             head_len: head_end - line_start,
+            fields_offset: fields_start - line_start,
             measurement,
             tags,
             tags_escaped,

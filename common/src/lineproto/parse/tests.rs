@@ -188,6 +188,9 @@ fn tolerates_extra_blanks_between_sections() {
     assert_eq!(line.timestamp(), Some(1_700_000_000));
     assert_eq!(line.raw(), "cpu,a=b   value=1   1700000000");
     assert_eq!(line.raw_without_timestamp(), "cpu,a=b   value=1");
+    assert_eq!(line.raw_fields(), "value=1");
+    assert_eq!(line.raw_tags(), "a=b");
+    assert_eq!(one("m f=\"x y\",g=2i 5").raw_fields(), "f=\"x y\",g=2i");
     let no_ts = one("cpu value=1  \r\n");
     assert_eq!(no_ts.raw(), "cpu value=1");
 }

@@ -1,0 +1,509 @@
+//! Line handling between ingress and queue (spec `relay.md` §4.5).
+//!
+//! Every line goes through the same fixed steps: syntax check, timestamp unit
+//! detection and normalisation, stamping of missing timestamps, a sanity
+//! window, measurement and tag rules, cluster defaulting, validation, and
+//! routing to the upstreams whose filters accept it. A line that no step
+//! changes is forwarded byte for byte; a line whose only change is its
+//! timestamp keeps its measurement, tags and fields exactly as received.
+//!
+//! Processing never reorders or merges lines.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+
+use cc_common::lineproto::{Line, Precision, escape_key, escape_measurement, parse_lines};
+
+/// What to do with a line without timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingTimestamp {
+    /// Stamp it with the relay's receive time (in the output unit).
+    StampIngest,
+    /// Drop it (counted as invalid, reason `timestamp`).
+    Drop,
+    /// Forward it without timestamp (not allowed towards a store).
+    Keep,
+}
+
+/// Validation profile (§4.5 step 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Validate {
+    /// Syntax only (always checked anyway).
+    None,
+    /// Syntax only.
+    Syntax,
+    /// What cc-metric-store accepts: one numeric `value` field, a host, a
+    /// URL-safe cluster, no path separators in cluster or host.
+    Ccms,
+}
+
+/// Global line rules.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Unit of incoming timestamps; `None` detects it by magnitude.
+    pub input_precision: Option<Precision>,
+    /// Unit written to the queue.
+    pub output_precision: Precision,
+    /// Lines without timestamp.
+    pub missing: MissingTimestamp,
+    /// Lines further in the future are invalid (`timestamp_range`).
+    pub max_future: Option<std::time::Duration>,
+    /// Lines further in the past are invalid (`timestamp_range`).
+    pub max_past: Option<std::time::Duration>,
+    /// Measurements dropped by exact name.
+    pub drop_measurements: HashSet<String>,
+    /// If not empty, only these measurements pass.
+    pub keep_measurements: HashSet<String>,
+    /// Measurements dropped by (anchored) pattern.
+    pub drop_measurements_regex: Vec<regex::Regex>,
+    /// Measurement renames.
+    pub rename_measurements: HashMap<String, String>,
+    /// Tag keys removed.
+    pub drop_tags: HashSet<String>,
+    /// Tag key renames (no-op when the new key exists).
+    pub rename_tags: HashMap<String, String>,
+    /// Tags added when absent.
+    pub add_tags: BTreeMap<String, String>,
+    /// Tags always set.
+    pub set_tags: BTreeMap<String, String>,
+    /// Write the default cluster into lines as a tag.
+    pub materialize_cluster: bool,
+    /// Validation profile: with `Ccms`, lines the store would refuse are kept
+    /// from `ccms-*` upstreams (and still go to the others).
+    pub validate: Validate,
+    /// Longer lines are invalid (`too_long`).
+    pub max_line_bytes: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            input_precision: None,
+            output_precision: Precision::Seconds,
+            missing: MissingTimestamp::StampIngest,
+            max_future: Some(std::time::Duration::from_secs(600)),
+            max_past: Some(std::time::Duration::from_secs(7 * 86_400)),
+            drop_measurements: HashSet::new(),
+            keep_measurements: HashSet::new(),
+            drop_measurements_regex: Vec::new(),
+            rename_measurements: HashMap::new(),
+            drop_tags: HashSet::new(),
+            rename_tags: HashMap::new(),
+            add_tags: BTreeMap::new(),
+            set_tags: BTreeMap::new(),
+            materialize_cluster: false,
+            validate: Validate::Syntax,
+            max_line_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Which lines an upstream receives (§4.5 step 10).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// `metric`, `event`, `log`, `control`; empty = all.
+    pub message_types: Vec<String>,
+    /// Only these measurements; empty = all.
+    pub include_measurements: Vec<String>,
+    /// Never these measurements.
+    pub exclude_measurements: Vec<String>,
+    /// Only lines of these clusters (effective cluster); empty = all.
+    pub include_clusters: Vec<String>,
+}
+
+/// One upstream as processing sees it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Upstream name.
+    pub name: String,
+    /// A `ccms-*` upstream: only lines passing the `ccms` profile.
+    pub ccms: bool,
+    /// Routing filter.
+    pub filter: Filter,
+}
+
+/// Per-request context.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Default cluster for lines without a `cluster` tag (query parameter,
+    /// listener or global default).
+    pub default_cluster: Option<String>,
+    /// Unit forced by the request (`?precision=`) or listener.
+    pub precision: Option<Precision>,
+    /// Receive time, nanoseconds since the epoch.
+    pub now_ns: i128,
+}
+
+/// Why a line was refused; the label of `ccrelay_ingest_invalid_lines_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Invalid {
+    /// Not line protocol.
+    Syntax,
+    /// Longer than `max_line_bytes`.
+    TooLong,
+    /// Unit not recognisable, overflow, or missing with `missing: drop`.
+    Timestamp,
+    /// Outside `max_past`/`max_future`.
+    TimestampRange,
+    /// Fails the `ccms` profile (only counted when that kept it from every
+    /// upstream).
+    Ccms,
+}
+
+impl Invalid {
+    /// Label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invalid::Syntax => "syntax",
+            Invalid::TooLong => "too_long",
+            Invalid::Timestamp => "timestamp",
+            Invalid::TimestampRange => "timestamp_range",
+            Invalid::Ccms => "ccms",
+        }
+    }
+}
+
+/// The outcome of one batch.
+#[derive(Debug, Default, Clone)]
+pub struct Processed {
+    /// Per target (same order as the targets given): normalised lines, each
+    /// `\n`-terminated, and their count.
+    pub payloads: Vec<(Vec<u8>, u32)>,
+    /// Lines queued for at least one upstream.
+    pub accepted: u64,
+    /// Lines dropped by measurement rules or routed nowhere.
+    pub filtered: u64,
+    /// Invalid lines by reason.
+    pub invalid: BTreeMap<Invalid, u64>,
+    /// The first invalid line's description, for the 400 answer.
+    pub first_error: Option<String>,
+}
+
+impl Processed {
+    /// Invalid lines in total.
+    #[must_use]
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.values().sum()
+    }
+
+    fn reject(&mut self, why: Invalid, message: impl FnOnce() -> String) {
+        *self.invalid.entry(why).or_insert(0) += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(message());
+        }
+    }
+}
+
+/// Processes a batch for the given targets.
+#[must_use]
+pub fn process(body: &[u8], rules: &Rules, ctx: &Context, targets: &[Target]) -> Processed {
+    let mut out = Processed {
+        payloads: targets.iter().map(|_| (Vec::new(), 0)).collect(),
+        ..Processed::default()
+    };
+    let out_unit = rules.output_precision;
+    let now_out = now_in(ctx.now_ns, out_unit);
+    let forced = ctx.precision.or(rules.input_precision);
+    let mut line_buf = String::new();
+    for result in parse_lines(body) {
+        let line = match result {
+            Ok(line) => line,
+            Err(e) => {
+                out.reject(Invalid::Syntax, || e.to_string());
+                continue;
+            }
+        };
+        if line.raw().len() > rules.max_line_bytes {
+            out.reject(Invalid::TooLong, || {
+                format!(
+                    "line {}: longer than {} bytes",
+                    line.number(),
+                    rules.max_line_bytes
+                )
+            });
+            continue;
+        }
+        // Steps 2-5: timestamp.
+        let timestamp = match line.timestamp() {
+            Some(ts) => {
+                let unit = match forced {
+                    Some(p) => Some(p),
+                    None => Precision::detect(ts).ok(),
+                };
+                match unit.and_then(|u| u.convert(ts, out_unit)) {
+                    Some(t) => Some(t),
+                    None => {
+                        out.reject(Invalid::Timestamp, || {
+                            format!(
+                                "line {}: timestamp {ts} has no recognisable unit",
+                                line.number()
+                            )
+                        });
+                        continue;
+                    }
+                }
+            }
+            None => match rules.missing {
+                MissingTimestamp::StampIngest => Some(now_out),
+                MissingTimestamp::Keep => None,
+                MissingTimestamp::Drop => {
+                    out.reject(Invalid::Timestamp, || {
+                        format!("line {}: no timestamp", line.number())
+                    });
+                    continue;
+                }
+            },
+        };
+        if let Some(ts) = timestamp
+            && !within_window(ts, now_out, out_unit, rules)
+        {
+            out.reject(Invalid::TimestampRange, || {
+                format!(
+                    "line {}: timestamp {ts} is outside the accepted window",
+                    line.number()
+                )
+            });
+            continue;
+        }
+        // Step 6: measurement rules.
+        let name = line.measurement();
+        if rules.drop_measurements.contains(name)
+            || (!rules.keep_measurements.is_empty() && !rules.keep_measurements.contains(name))
+            || rules
+                .drop_measurements_regex
+                .iter()
+                .any(|r| r.is_match(name))
+        {
+            out.filtered += 1;
+            continue;
+        }
+        let renamed = rules.rename_measurements.get(name).map(String::as_str);
+        // Step 7: tag rules.
+        let tags = apply_tag_rules(&line, rules);
+        let host = match &tags {
+            Some(t) => t
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "hostname" || k == "host")
+                .map(|(_, v)| v.clone()),
+            None => line.tag("hostname").or_else(|| line.tag("host")),
+        };
+        // Step 8: cluster.
+        let line_cluster = match &tags {
+            Some(t) => t
+                .iter()
+                .find(|(k, _)| k == "cluster")
+                .map(|(_, v)| v.to_string()),
+            None => line.tag("cluster").map(Cow::into_owned),
+        };
+        let materialize =
+            rules.materialize_cluster && line_cluster.is_none() && ctx.default_cluster.is_some();
+        let effective_cluster = line_cluster.clone().or_else(|| ctx.default_cluster.clone());
+        // Output text of the line.
+        line_buf.clear();
+        let ts_changed = timestamp != line.timestamp();
+        if renamed.is_none() && tags.is_none() && !materialize {
+            if ts_changed {
+                line_buf.push_str(line.raw_without_timestamp());
+                if let Some(ts) = timestamp {
+                    let _ = write!(line_buf, " {ts}");
+                }
+            } else {
+                line_buf.push_str(line.raw());
+            }
+        } else {
+            let mut tags = tags.unwrap_or_else(|| line.tags().collect());
+            if materialize && let Some(c) = &ctx.default_cluster {
+                tags.push((Cow::Borrowed("cluster"), Cow::Owned(c.clone())));
+                tags.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            escape_measurement(&mut line_buf, renamed.unwrap_or(name));
+            for (k, v) in &tags {
+                line_buf.push(',');
+                escape_key(&mut line_buf, k);
+                line_buf.push('=');
+                escape_key(&mut line_buf, v);
+            }
+            line_buf.push(' ');
+            line_buf.push_str(line.raw_fields());
+            if let Some(ts) = timestamp {
+                let _ = write!(line_buf, " {ts}");
+            }
+        }
+        line_buf.push('\n');
+        // Step 9: validation; step 10: routing.
+        let measurement = renamed.unwrap_or(name);
+        let ccms_problem = ccms_check(&line, effective_cluster.as_deref(), host);
+        let kind = message_type(&line);
+        let mut routed = false;
+        let mut refused_ccms = false;
+        for (target, (payload, count)) in targets.iter().zip(out.payloads.iter_mut()) {
+            // The `ccms` profile protects store upstreams only; other
+            // upstreams get every syntactically valid line.
+            let needs_ccms = target.ccms && rules.validate == Validate::Ccms;
+            if needs_ccms && ccms_problem.is_some() {
+                refused_ccms = true;
+                continue;
+            }
+            if !target
+                .filter
+                .accepts(measurement, kind, effective_cluster.as_deref())
+            {
+                continue;
+            }
+            payload.extend_from_slice(line_buf.as_bytes());
+            *count += 1;
+            routed = true;
+        }
+        if routed {
+            out.accepted += 1;
+        } else if refused_ccms {
+            let problem = ccms_problem.unwrap_or_default();
+            out.reject(Invalid::Ccms, || {
+                format!("line {}: {problem}", line.number())
+            });
+        } else {
+            out.filtered += 1;
+        }
+    }
+    out
+}
+
+fn now_in(now_ns: i128, unit: Precision) -> i64 {
+    let per = i128::from(Precision::Nanos.per_second() / unit.per_second());
+    i64::try_from(now_ns.div_euclid(per)).unwrap_or(i64::MAX)
+}
+
+fn within_window(ts: i64, now: i64, unit: Precision, rules: &Rules) -> bool {
+    let in_units = |d: std::time::Duration| {
+        let per = u128::try_from(unit.per_second()).unwrap_or(1);
+        i64::try_from(d.as_nanos() * per / 1_000_000_000).unwrap_or(i64::MAX)
+    };
+    if let Some(f) = rules.max_future
+        && ts > now.saturating_add(in_units(f))
+    {
+        return false;
+    }
+    if let Some(p) = rules.max_past
+        && ts < now.saturating_sub(in_units(p))
+    {
+        return false;
+    }
+    true
+}
+
+/// Tags after drop/rename/add/set, sorted; `None` if the rules change nothing.
+fn apply_tag_rules<'a>(
+    line: &Line<'a>,
+    rules: &Rules,
+) -> Option<Vec<(Cow<'a, str>, Cow<'a, str>)>> {
+    if rules.drop_tags.is_empty()
+        && rules.rename_tags.is_empty()
+        && rules.add_tags.is_empty()
+        && rules.set_tags.is_empty()
+    {
+        return None;
+    }
+    let mut tags: Vec<(Cow<'a, str>, Cow<'a, str>)> = line.tags().collect();
+    let before = tags.clone();
+    tags.retain(|(k, _)| !rules.drop_tags.contains(k.as_ref()));
+    for (old, new) in &rules.rename_tags {
+        if tags.iter().any(|(k, _)| k == new) {
+            continue;
+        }
+        if let Some(tag) = tags.iter_mut().find(|(k, _)| k == old) {
+            tag.0 = Cow::Owned(new.clone());
+        }
+    }
+    for (k, v) in &rules.add_tags {
+        if !tags.iter().any(|(key, _)| key == k) {
+            tags.push((Cow::Owned(k.clone()), Cow::Owned(v.clone())));
+        }
+    }
+    for (k, v) in &rules.set_tags {
+        match tags.iter_mut().find(|(key, _)| key == k) {
+            Some(tag) => tag.1 = Cow::Owned(v.clone()),
+            None => tags.push((Cow::Owned(k.clone()), Cow::Owned(v.clone()))),
+        }
+    }
+    if tags == before {
+        return None;
+    }
+    tags.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(tags)
+}
+
+/// Why a line would not be accepted by cc-metric-store, if it would not.
+fn ccms_check(
+    line: &Line<'_>,
+    cluster: Option<&str>,
+    host: Option<Cow<'_, str>>,
+) -> Option<String> {
+    let mut fields = line.fields();
+    match (fields.next(), fields.next()) {
+        (Some((key, value)), None) if key == "value" => {
+            if value.as_f64().is_none() {
+                return Some(format!(
+                    "field 'value' is a {}, not a number",
+                    value.kind_name()
+                ));
+            }
+        }
+        _ => return Some("a metric line needs exactly one field, named 'value'".to_owned()),
+    }
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return Some("no hostname (or host) tag".to_owned());
+    };
+    if has_path_chars(&host) {
+        return Some(format!("hostname {host:?} contains '..', '/' or '\\'"));
+    }
+    let Some(cluster) = cluster.filter(|c| !c.is_empty()) else {
+        return Some("no cluster (no cluster tag and no default cluster)".to_owned());
+    };
+    if has_path_chars(cluster)
+        || !cluster
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Some(format!(
+            "cluster {cluster:?} is not URL-safe ([A-Za-z0-9._-])"
+        ));
+    }
+    None
+}
+
+fn has_path_chars(s: &str) -> bool {
+    s.contains("..") || s.contains('/') || s.contains('\\')
+}
+
+/// `metric`, `event`, `log` or `control`, by the line's fields.
+fn message_type(line: &Line<'_>) -> &'static str {
+    for (key, _) in line.fields() {
+        match &*key {
+            "value" => return "metric",
+            "event" => return "event",
+            "log" => return "log",
+            "control" => return "control",
+            _ => {}
+        }
+    }
+    "metric"
+}
+
+impl Filter {
+    /// Whether a line passes this filter.
+    #[must_use]
+    pub fn accepts(&self, measurement: &str, kind: &str, cluster: Option<&str>) -> bool {
+        (self.message_types.is_empty() || self.message_types.iter().any(|t| t == kind))
+            && (self.include_measurements.is_empty()
+                || self.include_measurements.iter().any(|m| m == measurement))
+            && !self.exclude_measurements.iter().any(|m| m == measurement)
+            && (self.include_clusters.is_empty()
+                || cluster.is_some_and(|c| self.include_clusters.iter().any(|i| i == c)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+use super::*;
+
+const NOW_S: i64 = 1_732_870_000;
+
+fn ctx(cluster: Option<&str>) -> Context {
+    Context {
+        default_cluster: cluster.map(str::to_owned),
+        precision: None,
+        now_ns: i128::from(NOW_S) * 1_000_000_000 + 123_456_789,
+    }
+}
+
+fn store_target() -> Target {
+    Target {
+        name: "store".into(),
+        ccms: true,
+        filter: Filter::default(),
+    }
+}
+
+fn ccms_rules() -> Rules {
+    Rules {
+        validate: Validate::Ccms,
+        ..Rules::default()
+    }
+}
+
+fn run(body: &str, rules: &Rules, ctx: &Context) -> Processed {
+    process(body.as_bytes(), rules, ctx, &[store_target()])
+}
+
+fn text(p: &Processed, i: usize) -> String {
+    String::from_utf8(p.payloads[i].0.clone()).unwrap()
+}
+
+#[test]
+fn unmodified_lines_pass_byte_identical() {
+    let body = "cpu_load,cluster=fritz,hostname=f0101,type=node value=12.5 1732870000\n\
+                mem_used,cluster=fritz,hostname=f0101,type=node,unit=GBytes value=187.25 1732870000\n";
+    let p = run(body, &ccms_rules(), &ctx(None));
+    assert_eq!(text(&p, 0), body);
+    assert_eq!((p.accepted, p.payloads[0].1), (2, 2));
+}
+
+#[test]
+fn timestamps_are_normalised_to_seconds_keeping_the_rest() {
+    let body = "m,cluster=c,hostname=h value=1 1732870000123\n\
+                m,cluster=c,hostname=h value=2 1732870000123456\n\
+                m,cluster=c,hostname=h value=3 1732870000123456789\n\
+                m,cluster=c,hostname=h value=4\n";
+    let p = run(body, &ccms_rules(), &ctx(None));
+    assert_eq!(
+        text(&p, 0),
+        "m,cluster=c,hostname=h value=1 1732870000\n\
+         m,cluster=c,hostname=h value=2 1732870000\n\
+         m,cluster=c,hostname=h value=3 1732870000\n\
+         m,cluster=c,hostname=h value=4 1732870000\n"
+    );
+}
+
+#[test]
+fn forced_precision_overrides_detection() {
+    let mut c = ctx(Some("c"));
+    c.precision = Some(Precision::Millis);
+    let p = run("m,hostname=h value=1 1732870000500\n", &ccms_rules(), &c);
+    assert_eq!(text(&p, 0), "m,hostname=h value=1 1732870000\n");
+}
+
+#[test]
+fn undecidable_and_out_of_window_timestamps_are_invalid() {
+    let body = "m,cluster=c,hostname=h value=1 12345\n\
+                m,cluster=c,hostname=h value=1 1600000000\n\
+                m,cluster=c,hostname=h value=1 1832870000\n\
+                m,cluster=c,hostname=h value=1 1732870000\n";
+    let p = run(body, &ccms_rules(), &ctx(None));
+    assert_eq!(p.accepted, 1);
+    assert_eq!(p.invalid.get(&Invalid::Timestamp), Some(&1));
+    assert_eq!(p.invalid.get(&Invalid::TimestampRange), Some(&2));
+    assert!(p.first_error.unwrap().starts_with("line 1:"));
+}
+
+#[test]
+fn missing_timestamp_modes() {
+    let body = "m,cluster=c,hostname=h value=1\n";
+    let drop = Rules {
+        missing: MissingTimestamp::Drop,
+        ..ccms_rules()
+    };
+    assert_eq!(
+        run(body, &drop, &ctx(None))
+            .invalid
+            .get(&Invalid::Timestamp),
+        Some(&1)
+    );
+    let keep = Rules {
+        missing: MissingTimestamp::Keep,
+        ..ccms_rules()
+    };
+    assert_eq!(text(&run(body, &keep, &ctx(None)), 0), body);
+}
+
+#[test]
+fn ccms_validation_keeps_bad_lines_from_the_store_only() {
+    let body = "m,cluster=c,hostname=h foo=1 1732870000\n\
+                m,cluster=c,hostname=h value=\"x\" 1732870000\n\
+                m,cluster=c value=1 1732870000\n\
+                m,cluster=a/b,hostname=h value=1 1732870000\n\
+                m,hostname=../h value=1 1732870000\n\
+                m,hostname=h value=1 1732870000\n\
+                m,cluster=c,hostname=ok value=1 1732870000\n";
+    let relay = Target {
+        name: "relay".into(),
+        ccms: false,
+        filter: Filter::default(),
+    };
+    let p = process(
+        body.as_bytes(),
+        &ccms_rules(),
+        &ctx(None),
+        &[store_target(), relay],
+    );
+    assert_eq!(text(&p, 0), "m,cluster=c,hostname=ok value=1 1732870000\n");
+    assert_eq!(
+        p.payloads[1].1, 7,
+        "non-store upstreams get every valid line"
+    );
+    assert_eq!(
+        p.invalid.get(&Invalid::Ccms),
+        None,
+        "routed somewhere, so not invalid"
+    );
+    let only_store = run(body, &ccms_rules(), &ctx(None));
+    assert_eq!(only_store.invalid.get(&Invalid::Ccms), Some(&6));
+    // Without ccms validation the store gets everything (and the relay
+    // bisects what it refuses).
+    let lax = Rules {
+        validate: Validate::None,
+        ..Rules::default()
+    };
+    assert_eq!(run(body, &lax, &ctx(None)).payloads[0].1, 7);
+}
+
+#[test]
+fn default_cluster_satisfies_ccms_without_rewriting_lines() {
+    let body = "m,hostname=h value=1 1732870000\n";
+    let p = run(body, &ccms_rules(), &ctx(Some("fritz")));
+    assert_eq!(text(&p, 0), body);
+    let bad = run(body, &ccms_rules(), &ctx(Some("a b")));
+    assert_eq!(bad.invalid.get(&Invalid::Ccms), Some(&1));
+}
+
+#[test]
+fn materialize_cluster_writes_the_default_as_a_sorted_tag() {
+    let rules = Rules {
+        materialize_cluster: true,
+        ..ccms_rules()
+    };
+    let p = run(
+        "m,hostname=h,type=node value=1 1732870000\n",
+        &rules,
+        &ctx(Some("fritz")),
+    );
+    assert_eq!(
+        text(&p, 0),
+        "m,cluster=fritz,hostname=h,type=node value=1 1732870000\n"
+    );
+}
+
+#[test]
+fn measurement_and_tag_rules() {
+    let rules = Rules {
+        drop_measurements: ["cpu_guest".to_owned()].into(),
+        drop_measurements_regex: vec![regex::Regex::new("^(?:tmp_.*)$").unwrap()],
+        rename_measurements: [("old".to_owned(), "new".to_owned())].into(),
+        drop_tags: ["unit".to_owned()].into(),
+        rename_tags: [("host".to_owned(), "hostname".to_owned())].into(),
+        add_tags: [
+            ("rack".to_owned(), "17".to_owned()),
+            ("cluster".to_owned(), "x".to_owned()),
+        ]
+        .into(),
+        set_tags: [("type".to_owned(), "node".to_owned())].into(),
+        ..ccms_rules()
+    };
+    let body = "cpu_guest,cluster=c,hostname=h value=1 1732870000\n\
+                tmp_x,cluster=c,hostname=h value=1 1732870000\n\
+                old,cluster=c,host=h,unit=GB,type=socket value=1 1732870000\n";
+    let p = run(body, &rules, &ctx(None));
+    assert_eq!(p.filtered, 2);
+    assert_eq!(
+        text(&p, 0),
+        "new,cluster=c,hostname=h,rack=17,type=node value=1 1732870000\n"
+    );
+}
+
+#[test]
+fn keep_measurements_and_filters_route_lines() {
+    let rules = Rules {
+        keep_measurements: ["a".to_owned(), "b".to_owned()].into(),
+        ..Rules::default()
+    };
+    let only_b = Target {
+        name: "b".into(),
+        ccms: false,
+        filter: Filter {
+            include_measurements: vec!["b".into()],
+            ..Filter::default()
+        },
+    };
+    let fritz = Target {
+        name: "f".into(),
+        ccms: false,
+        filter: Filter {
+            include_clusters: vec!["fritz".into()],
+            ..Filter::default()
+        },
+    };
+    let body = "a,hostname=h value=1 1732870000\nb,hostname=h value=1 1732870000\nc,hostname=h value=1 1732870000\n";
+    let p = process(
+        body.as_bytes(),
+        &rules,
+        &ctx(Some("fritz")),
+        &[only_b, fritz],
+    );
+    assert_eq!(p.payloads[0].1, 1);
+    assert_eq!(p.payloads[1].1, 2);
+    assert_eq!((p.accepted, p.filtered), (2, 1));
+}
+
+#[test]
+fn syntax_errors_and_long_lines_are_counted() {
+    let rules = Rules {
+        max_line_bytes: 45,
+        ..ccms_rules()
+    };
+    let long = format!(
+        "m,cluster=c,hostname={} value=1 1732870000\n",
+        "h".repeat(50)
+    );
+    let body = format!("broken line\n{long}m,cluster=c,hostname=h value=1 1732870000\n");
+    let p = run(&body, &rules, &ctx(None));
+    assert_eq!(p.invalid.get(&Invalid::Syntax), Some(&1));
+    assert_eq!(p.invalid.get(&Invalid::TooLong), Some(&1));
+    assert_eq!(p.accepted, 1);
+    assert_eq!(p.invalid_total(), 2);
+}

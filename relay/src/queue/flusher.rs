@@ -1,0 +1,300 @@
+//! Group commit: many writers share one fsync (spec §4.6 step 3).
+//!
+//! A writer appends its records, then awaits [`Flusher::wait_durable`], which registers
+//! a waiter. One task loops: when at least one waiter is pending (and, optionally, after
+//! `group_commit_delay`), it takes **all** pending waiters, runs one flush (sled `flush`,
+//! i.e. write-out plus fsync, on the blocking pool), and wakes exactly those waiters with
+//! the result. Waiters that register while a flush runs wait for the next one, because
+//! the flush in progress may have started before their last insert. So an `Ok` means: a
+//! flush that *started after* the caller registered — hence after its inserts — returned
+//! `Ok`.
+//!
+//! Flush count, latency (count, total, max, buckets) and waiters per flush are kept in
+//! [`FlushStats`] (atomics) for `/metrics` (`ccrelay_sled_flush_seconds`,
+//! `ccrelay_sled_flush_waiters`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{Queue, QueueError};
+
+/// Something that can be made durable: the queue, or a fake in tests.
+pub(crate) trait FlushTarget: Send + Sync + 'static {
+    /// Blocking flush; `Err` carries the text that poisoned the target.
+    fn flush_blocking(&self) -> Result<(), String>;
+    /// Fails fast when the target is already poisoned.
+    fn check_healthy(&self) -> Result<(), QueueError>;
+}
+
+impl FlushTarget for Queue {
+    fn flush_blocking(&self) -> Result<(), String> {
+        self.flush().map_err(|e| match e {
+            QueueError::Poisoned { reason } => reason,
+            other => self.poison_reason().unwrap_or_else(|| other.to_string()),
+        })
+    }
+
+    fn check_healthy(&self) -> Result<(), QueueError> {
+        match self.poison_reason() {
+            Some(reason) => Err(QueueError::Poisoned { reason }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Upper bounds (µs) of the flush latency buckets; a last bucket counts the rest.
+pub const FLUSH_LATENCY_BUCKETS_US: [u64; 12] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+];
+/// Upper bounds of the waiters-per-flush buckets; a last bucket counts the rest.
+pub const FLUSH_WAITER_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// Flush counters shared with the admin endpoint (all relaxed atomics).
+#[derive(Debug, Default)]
+pub struct FlushStats {
+    flushes: AtomicU64,
+    failures: AtomicU64,
+    total_us: AtomicU64,
+    max_us: AtomicU64,
+    waiters: AtomicU64,
+    max_waiters: AtomicU64,
+    latency_buckets: [AtomicU64; FLUSH_LATENCY_BUCKETS_US.len() + 1],
+    waiter_buckets: [AtomicU64; FLUSH_WAITER_BUCKETS.len() + 1],
+}
+
+/// A copy of [`FlushStats`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushStatsSnapshot {
+    /// Flushes run (successful or not).
+    pub flushes: u64,
+    /// Flushes that failed.
+    pub failures: u64,
+    /// Sum of flush durations, µs.
+    pub total_us: u64,
+    /// Longest flush, µs.
+    pub max_us: u64,
+    /// Waiters woken, summed over all flushes.
+    pub waiters: u64,
+    /// Most waiters served by one flush.
+    pub max_waiters: u64,
+    /// Flushes per latency bucket ([`FLUSH_LATENCY_BUCKETS_US`], then overflow);
+    /// not cumulative.
+    pub latency_buckets: Vec<u64>,
+    /// Flushes per waiter-count bucket ([`FLUSH_WAITER_BUCKETS`], then overflow);
+    /// not cumulative.
+    pub waiter_buckets: Vec<u64>,
+}
+
+impl FlushStats {
+    fn record(&self, elapsed: Duration, waiters: usize, ok: bool) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let waiters = waiters as u64;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.total_us.fetch_add(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+        self.waiters.fetch_add(waiters, Ordering::Relaxed);
+        self.max_waiters.fetch_max(waiters, Ordering::Relaxed);
+        bump(&self.latency_buckets, &FLUSH_LATENCY_BUCKETS_US, us);
+        bump(&self.waiter_buckets, &FLUSH_WAITER_BUCKETS, waiters);
+    }
+
+    /// Reads all counters.
+    #[must_use]
+    pub fn snapshot(&self) -> FlushStatsSnapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        FlushStatsSnapshot {
+            flushes: load(&self.flushes),
+            failures: load(&self.failures),
+            total_us: load(&self.total_us),
+            max_us: load(&self.max_us),
+            waiters: load(&self.waiters),
+            max_waiters: load(&self.max_waiters),
+            latency_buckets: self.latency_buckets.iter().map(load).collect(),
+            waiter_buckets: self.waiter_buckets.iter().map(load).collect(),
+        }
+    }
+}
+
+fn bump(buckets: &[AtomicU64], bounds: &[u64], value: u64) {
+    let i = bounds
+        .iter()
+        .position(|&b| value <= b)
+        .unwrap_or(bounds.len());
+    if let Some(b) = buckets.get(i) {
+        b.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+#[derive(Default)]
+struct Pending {
+    waiters: Vec<Waiter>,
+    closed: bool,
+}
+
+struct Shared {
+    target: Arc<dyn FlushTarget>,
+    pending: Mutex<Pending>,
+    wake: Notify,
+    stats: Arc<FlushStats>,
+    delay: Duration,
+}
+
+/// The group-commit flusher: one background task making appends durable for many
+/// waiters at once. Dropping it (or [`Flusher::shutdown`]) stops the task.
+pub struct Flusher {
+    shared: Arc<Shared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flusher")
+            .field("delay", &self.shared.delay)
+            .field("stats", &self.shared.stats.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Flusher {
+    /// Spawns the flusher task for `queue` (flush as soon as a waiter is pending and no
+    /// flush is running).
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime (as `tokio::spawn`).
+    #[must_use]
+    pub fn new(queue: Arc<Queue>) -> Flusher {
+        Flusher::with_delay(queue, Duration::ZERO)
+    }
+
+    /// Like [`Flusher::new`], waiting `group_commit_delay` after the first pending waiter
+    /// to gather more writers into the same flush (`storage.group_commit_delay`).
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime (as `tokio::spawn`).
+    #[must_use]
+    pub fn with_delay(queue: Arc<Queue>, group_commit_delay: Duration) -> Flusher {
+        Flusher::with_target(queue, group_commit_delay)
+    }
+
+    pub(crate) fn with_target(target: Arc<dyn FlushTarget>, delay: Duration) -> Flusher {
+        let shared = Arc::new(Shared {
+            target,
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            stats: Arc::new(FlushStats::default()),
+            delay,
+        });
+        let task = tokio::spawn(run(Arc::clone(&shared)));
+        Flusher {
+            shared,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// Waits until everything appended before this call is durable: resolves after a
+    /// flush that started after the registration returned.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Poisoned`] if the queue is (or the flush made it) poisoned;
+    /// [`QueueError::FlusherStopped`] after shutdown.
+    pub async fn wait_durable(&self) -> Result<(), QueueError> {
+        self.shared.target.check_healthy()?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.shared.pending.lock();
+            if p.closed {
+                return Err(QueueError::FlusherStopped);
+            }
+            p.waiters.push(tx);
+        }
+        self.shared.wake.notify_one();
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(QueueError::Poisoned { reason }),
+            Err(_) => Err(QueueError::FlusherStopped),
+        }
+    }
+
+    /// The flush counters (shared; cheap to clone for the admin endpoint).
+    #[must_use]
+    pub fn stats(&self) -> Arc<FlushStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// Stops the task after the flush in progress (if any) and waits for it.
+    pub async fn shutdown(self) {
+        self.close();
+        let task = self.task.lock().take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "group-commit flusher task failed");
+        }
+    }
+
+    fn close(&self) {
+        self.shared.pending.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pending_len(&self) -> usize {
+        self.shared.pending.lock().waiters.len()
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn run(shared: Arc<Shared>) {
+    loop {
+        let (waiters, closed) = {
+            let mut p = shared.pending.lock();
+            (std::mem::take(&mut p.waiters), p.closed)
+        };
+        if waiters.is_empty() {
+            if closed {
+                return;
+            }
+            // `notify_one` stores a permit, so a waiter that registered after the take
+            // above wakes this at once.
+            shared.wake.notified().await;
+            if !shared.delay.is_zero() {
+                tokio::time::sleep(shared.delay).await;
+            }
+            continue;
+        }
+        let target = Arc::clone(&shared.target);
+        let started = Instant::now();
+        let result = match tokio::task::spawn_blocking(move || target.flush_blocking()).await {
+            Ok(r) => r,
+            Err(e) => Err(format!("flush task failed: {e}")),
+        };
+        shared
+            .stats
+            .record(started.elapsed(), waiters.len(), result.is_ok());
+        for w in waiters {
+            // A waiter that gave up (request cancelled) is fine to skip.
+            let _ = w.send(result.clone());
+        }
+        // Waiters that registered during this flush are taken at the top of the loop
+        // and get the next flush.
+    }
+}
