@@ -33,9 +33,10 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
-    /// Log output: `text` (stderr) or `json` (stdout, one object per line).
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    /// Log output: `text` (stderr) or `json` (stdout, one object per line);
+    /// overrides the configuration's `log.format`.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 }
 
 #[cfg(test)]
@@ -61,6 +62,8 @@ mod tests {
     #[test]
     fn rejects_unknown_log_format() {
         let err = Cli::try_parse_from(["cc-relay", "--log-format", "yaml"]).unwrap_err();
+        let ok = Cli::try_parse_from(["cc-relay", "--log-format", "json"]).unwrap();
+        assert_eq!(ok.log_format, Some(LogFormat::Json));
         assert!(err.to_string().contains("yaml"), "{err}");
     }
 }

@@ -7,11 +7,21 @@
 //! command line and calls into it.
 //!
 //! Layout:
+//! - [`app`]: start-up and shutdown: queue, workers, admin, ingress.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
 //! - [`cli`]: command-line flags.
+//! - [`config`]: the configuration file: loading, defaults, validation, secrets.
+//! - [`forward`]: one worker per upstream: batching, retries, bisection.
+//! - [`ingress`]: the HTTP write endpoint: auth, limits, decoding, durable acknowledgement.
 //! - [`process`]: per-line timestamp normalisation, rules, validation and routing.
 //! - [`queue`]: the durable per-upstream queues in sled (record format, group-commit
 //!   flusher).
 
+pub mod admin;
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod forward;
+pub mod ingress;
 pub mod process;
 pub mod queue;

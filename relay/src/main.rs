@@ -2,20 +2,87 @@
 
 use std::process::ExitCode;
 
+use cc_common::shutdown::{Shutdown, listen_for_signals};
 use cc_relay::cli::Cli;
+use cc_relay::config::Config;
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) =
-        cc_common::telemetry::init(cli.log_format, cli.log_level.as_deref().unwrap_or("info"))
-    {
+    let config = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cc-relay: {}", error_chain(&e));
+                return ExitCode::from(1);
+            }
+        },
+        None => Config::embedded_default(),
+    };
+    if cli.check_config {
+        match serde_json::to_string_pretty(&config.redacted()) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("cc-relay: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        for w in &config.warnings {
+            eprintln!("warning: {}: {}", w.key, w.message);
+        }
+        eprintln!("cc-relay: configuration {} is valid", config.source);
+        return ExitCode::SUCCESS;
+    }
+    let level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| config.log.level.clone());
+    let format = cli.log_format.unwrap_or(config.log.format);
+    if let Err(e) = cc_common::telemetry::init(format, &level) {
         eprintln!("cc-relay: {e}");
         return ExitCode::from(2);
     }
-    tracing::error!(
-        config = ?cli.config,
-        "this build of cc-relay has no relay service yet; only --help and --version work"
-    );
-    ExitCode::from(2)
+    if cli.config.is_none() {
+        tracing::warn!(
+            "no --config given: running on built-in defaults (ingress 127.0.0.1:8080, data under ./var/relay, \
+             forwarding to http://127.0.0.1:8082/api/write, admin 127.0.0.1:9109)"
+        );
+    }
+    config.log_warnings();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cc-relay: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = Shutdown::new();
+        listen_for_signals(&shutdown)?;
+        cc_relay::app::run(config, shutdown).await?;
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("cc-relay: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

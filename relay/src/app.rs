@@ -1,0 +1,542 @@
+//! Start-up and shutdown of the relay: configuration → queue → workers →
+//! admin → ingress, in that order (spec `relay.md` §4.12), and the reverse
+//! on SIGTERM.
+//!
+//! Shutdown: ingress answers 503 to new requests while in-flight requests
+//! still get their acknowledgement; workers keep forwarding for
+//! `shutdown_grace` (or until their queues are empty); whatever is left
+//! stays queued on disk for the next start.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use cc_common::auth::JwtVerifier;
+use cc_common::shutdown::Shutdown;
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::config::{
+    self, Config, HttpIngress, InputPrecision, RecordCompression, RuleSet, UpstreamCredentials,
+    UpstreamType, ValidateProfile,
+};
+use crate::forward::http::{Compress, HttpUpstream, Kind};
+use crate::forward::retry::RetryPolicy;
+use crate::forward::{Worker, WorkerSettings};
+use crate::ingress::{self, Auth, ListenerSettings, QueueLimit, Shared};
+use crate::process::{Filter, MissingTimestamp, Rules, Target, Validate};
+use crate::queue::{Flusher, Queue, QueueConfig, SplitLimits};
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The queue database could not be opened.
+    #[error("opening the queue in {0}")]
+    Queue(String, #[source] Box<crate::queue::QueueError>),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what})")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: Box<str>,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS set-up failed.
+    #[error("TLS set-up for {0}")]
+    Tls(String, #[source] Box<cc_common::tls::TlsError>),
+    /// An HTTP client could not be built.
+    #[error("HTTP client for upstream {0}")]
+    Client(String, #[source] Box<reqwest::Error>),
+    /// A JWT key could not be used.
+    #[error("JWT keys of ingress {0}")]
+    Jwt(String, #[source] Box<cc_common::auth::KeyError>),
+    /// Something the configuration asks for that this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The global line rules of the configuration, with one upstream's rule set.
+fn rules_for(config: &Config, set: &RuleSet, listener: Option<&HttpIngress>) -> Rules {
+    let ts = &config.processing.timestamp;
+    let input = listener
+        .and_then(|l| l.input_precision)
+        .unwrap_or(ts.input_precision);
+    Rules {
+        input_precision: match input {
+            InputPrecision::Auto => None,
+            InputPrecision::Fixed(p) => Some(p),
+        },
+        output_precision: ts.output_precision,
+        missing: match ts.missing {
+            config::MissingTimestamp::StampIngest => MissingTimestamp::StampIngest,
+            config::MissingTimestamp::Drop => MissingTimestamp::Drop,
+            config::MissingTimestamp::Keep => MissingTimestamp::Keep,
+        },
+        max_future: ts.max_future,
+        max_past: ts.max_past,
+        drop_measurements: set.drop_measurements.iter().cloned().collect(),
+        keep_measurements: set.keep_measurements.iter().cloned().collect(),
+        drop_measurements_regex: set
+            .drop_measurements_regex
+            .iter()
+            .map(|r| r.regex().clone())
+            .collect(),
+        rename_measurements: set.rename_measurements.clone().into_iter().collect(),
+        drop_tags: set.drop_tags.iter().cloned().collect(),
+        rename_tags: set.rename_tags.clone().into_iter().collect(),
+        add_tags: set.add_tags.clone(),
+        set_tags: set.set_tags.clone(),
+        materialize_cluster: config.processing.materialize_cluster,
+        validate: match config.processing.validate {
+            ValidateProfile::None => Validate::None,
+            ValidateProfile::Syntax => Validate::Syntax,
+            ValidateProfile::Ccms => Validate::Ccms,
+        },
+        max_line_bytes: listener.map_or(64 * 1024, |l| {
+            usize::try_from(l.max_line_bytes.as_u64()).unwrap_or(usize::MAX)
+        }),
+    }
+}
+
+fn auth_header(credentials: &UpstreamCredentials) -> Option<String> {
+    use base64::Engine as _;
+    match credentials {
+        UpstreamCredentials::None => None,
+        UpstreamCredentials::Bearer(token) => Some(format!("Bearer {}", token.expose().trim())),
+        UpstreamCredentials::Basic { username, password } => {
+            let raw = format!("{username}:{}", password.expose().trim());
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            ))
+        }
+    }
+}
+
+/// Runs the relay until `shutdown` fires.
+///
+/// # Errors
+///
+/// Start-up failures; see [`StartError`].
+#[expect(
+    clippy::too_many_lines,
+    reason = "the start-up sequence reads best in one place"
+)]
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
+    cc_common::tls::install_crypto_provider();
+    if !config.ingress.nats.is_empty()
+        || config
+            .upstreams
+            .iter()
+            .any(|u| u.kind == UpstreamType::Nats)
+    {
+        return Err(StartError::Unsupported(
+            "NATS ingress and upstreams are not supported by this version".into(),
+        ));
+    }
+    // Queue.
+    let enabled: Vec<&config::Upstream> = config.upstreams.iter().filter(|u| u.enabled).collect();
+    let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+    let storage = &config.storage;
+    let compress_threshold = match storage.record_compression {
+        RecordCompression::Zstd => crate::queue::record::DEFAULT_COMPRESS_THRESHOLD,
+        RecordCompression::None => usize::MAX,
+    };
+    let queue_config = QueueConfig {
+        cache_capacity: storage.cache_capacity.as_u64(),
+        flush_every_ms: storage.flush_every_ms,
+        compress_threshold,
+        zstd_level: storage.zstd_level,
+        dead_letter_max_bytes: config
+            .upstreams
+            .iter()
+            .map(|u| u.dead_letter.max_bytes.as_u64())
+            .max()
+            .unwrap_or(64 << 20),
+    };
+    let data_dir = config.data_dir.clone();
+    let queue = tokio::task::spawn_blocking(move || Queue::open(&data_dir, &names, queue_config))
+        .await
+        .map_err(|e| StartError::Unsupported(format!("queue open task failed: {e}")))?
+        .map_err(|e| StartError::Queue(config.data_dir.display().to_string(), Box::new(e)))?;
+    let queue = Arc::new(queue);
+    for (name, stats) in queue.stats() {
+        tracing::info!(upstream = %name, records = stats.records, lines = stats.lines, bytes = stats.stored_bytes, "queue recovered");
+    }
+    let flusher = Arc::new(Flusher::with_delay(
+        Arc::clone(&queue),
+        storage.group_commit_delay,
+    ));
+
+    // Workers.
+    let mut workers = Vec::new();
+    let mut targets = Vec::new();
+    let mut limits = Vec::new();
+    let mut wakers = Vec::new();
+    let mut auth_handles = Vec::new();
+    for u in &enabled {
+        let kind = match u.kind {
+            UpstreamType::CcmsHttp => Kind::Ccms,
+            UpstreamType::RelayHttp => Kind::Relay,
+            UpstreamType::Nats => continue,
+        };
+        let Some(url) = u.url.clone() else {
+            return Err(StartError::Unsupported(format!(
+                "upstream {} has no url",
+                u.name
+            )));
+        };
+        let tls = cc_common::tls::client_config(
+            u.tls.ca_file.as_deref(),
+            u.tls.cert_file.as_deref().zip(u.tls.key_file.as_deref()),
+        );
+        let mut builder = reqwest::Client::builder()
+            .timeout(u.timeout)
+            .connect_timeout(u.connect_timeout)
+            .pool_idle_timeout(u.pool_idle_timeout);
+        if url.scheme() == "https" {
+            let tls =
+                tls.map_err(|e| StartError::Tls(format!("upstream {}", u.name), Box::new(e)))?;
+            builder = builder.tls_backend_preconfigured((*tls).clone());
+        }
+        let client = builder
+            .build()
+            .map_err(|e| StartError::Client(u.name.clone(), Box::new(e)))?;
+        let auth = Arc::new(RwLock::new(auth_header(&u.credentials)));
+        auth_handles.push((u.name.clone(), Arc::clone(&auth)));
+        let upstream = HttpUpstream {
+            client,
+            url,
+            kind,
+            default_cluster: u.cluster.clone(),
+            auth,
+            instance_id: config.instance_id.clone(),
+            compress: match u.compress {
+                config::Compression::None => Compress::None,
+                config::Compression::Gzip => Compress::Gzip,
+                config::Compression::Zstd => Compress::Zstd,
+            },
+            headers: u
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let settings = WorkerSettings {
+            name: u.name.clone(),
+            max_bytes: u.batch.max_bytes.as_u64(),
+            max_lines: u64::try_from(u.batch.max_lines).unwrap_or(u64::MAX),
+            linger: u.batch.linger,
+            max_age: Some(u.buffer.max_age).filter(|d| !d.is_zero()),
+            retry: RetryPolicy {
+                initial: u.retry.initial_backoff,
+                max: u.retry.max_backoff,
+                multiplier: u.retry.multiplier,
+                jitter: u.retry.jitter == config::Jitter::Full,
+                auth_max: u.retry.auth_backoff,
+                poison_attempts: u.retry.poison_attempts.max(1),
+            },
+        };
+        let worker = Worker::new(settings, Arc::clone(&queue), upstream);
+        wakers.push(Arc::clone(&worker.wake));
+        targets.push(Target {
+            name: u.name.clone(),
+            ccms: u.kind.is_ccms(),
+            filter: Filter {
+                message_types: u
+                    .filter
+                    .message_types
+                    .iter()
+                    .map(|t| t.as_str().to_owned())
+                    .collect(),
+                include_measurements: u.filter.include_measurements.clone(),
+                exclude_measurements: u.filter.exclude_measurements.clone(),
+                include_clusters: u.filter.include_clusters.clone(),
+            },
+        });
+        limits.push(QueueLimit {
+            max_bytes: u.buffer.max_bytes.as_u64(),
+            reject_new: u.buffer.when_full == config::WhenFull::RejectNew,
+        });
+        workers.push(worker);
+    }
+    // One rule set for all upstreams (per-upstream rules come later).
+    let rule_sets: HashSet<String> = enabled.iter().map(|u| format!("{:?}", u.rules)).collect();
+    if rule_sets.len() > 1 {
+        return Err(StartError::Unsupported(
+            "per-upstream processing rules are not supported by this version; use the global processing section".into(),
+        ));
+    }
+    let global_rules = enabled
+        .first()
+        .map(|u| u.rules.clone())
+        .unwrap_or_else(|| config.processing.rules());
+
+    let shared = Arc::new(Shared {
+        queue: Arc::clone(&queue),
+        flusher: Arc::clone(&flusher),
+        targets,
+        limits,
+        wakers,
+        default_cluster: config.processing.default_cluster.clone(),
+        split: SplitLimits {
+            max_raw_bytes: usize::try_from(storage.record_max_raw_bytes.as_u64())
+                .unwrap_or(usize::MAX),
+            max_stored_bytes: usize::try_from(storage.record_max_stored_bytes.as_u64())
+                .unwrap_or(usize::MAX),
+            compress_threshold,
+            zstd_level: storage.zstd_level,
+        },
+        accepting: AtomicBool::new(true),
+        counters: ingress::IngressCounters::default(),
+    });
+
+    // Bind everything before serving anything, so a bad address fails start-up.
+    let admin_listener = bind(config.admin.address, "admin")?;
+    let mut ingress_listeners = Vec::new();
+    for l in &config.ingress.http {
+        ingress_listeners.push((bind(l.address, &format!("ingress {}", l.name))?, l));
+    }
+
+    let worker_stop = CancellationToken::new();
+    let mut counters = Vec::new();
+    let mut worker_tasks = Vec::new();
+    for worker in workers {
+        counters.push((worker_name(&worker), Arc::clone(&worker.counters)));
+        worker_tasks.push(tokio::spawn(worker.run(worker_stop.clone())));
+    }
+
+    let admin_state = Arc::new(AdminState {
+        queue: Arc::clone(&queue),
+        shared: Arc::clone(&shared),
+        upstreams: counters,
+        flush: flusher.stats(),
+        token: config
+            .admin
+            .auth_token
+            .as_ref()
+            .map(|t| t.expose().trim().to_owned()),
+        instance_id: config.instance_id.clone(),
+    });
+    let admin_app = admin::router(admin_state);
+    let admin_stop = shutdown.token();
+    let admin_task = tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(admin_listener)?;
+        axum::serve(listener, admin_app)
+            .with_graceful_shutdown(async move { admin_stop.cancelled().await })
+            .await
+    });
+
+    let mut ingress_tasks = Vec::new();
+    for (listener, l) in ingress_listeners {
+        let settings = listener_settings(&config, l, &global_rules)?;
+        let app = ingress::router(settings, Arc::clone(&shared));
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: l.address,
+            what: l.name.as_str().into(),
+            source,
+        })?;
+        let handle = axum_server::Handle::<SocketAddr>::new();
+        let stopper = handle.clone();
+        let stop = shutdown.token();
+        let grace = l.ack_timeout + Duration::from_secs(1);
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            stopper.graceful_shutdown(Some(grace));
+        });
+        let mut server = axum_server::from_tcp(listener).map_err(|source| StartError::Bind {
+            addr,
+            what: l.name.as_str().into(),
+            source,
+        })?;
+        server.http_builder().http1().keep_alive(true);
+        let task = match &l.tls {
+            Some(tls) => {
+                let cfg = cc_common::tls::server_config(
+                    &tls.cert_file,
+                    &tls.key_file,
+                    tls.client_ca_file.as_deref(),
+                    tls.require_client_cert,
+                )
+                .map_err(|e| StartError::Tls(format!("ingress {}", l.name), Box::new(e)))?;
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                    axum_server::tls_rustls::RustlsConfig::from_config(cfg),
+                );
+                tokio::spawn(
+                    server
+                        .acceptor(acceptor)
+                        .handle(handle)
+                        .serve(app.into_make_service()),
+                )
+            }
+            None => tokio::spawn(server.handle(handle).serve(app.into_make_service())),
+        };
+        tracing::info!(ingress = %l.name, address = %addr, tls = l.tls.is_some(), "accepting collector data");
+        ingress_tasks.push(task);
+    }
+    tracing::info!(
+        instance = %config.instance_id,
+        admin = %config.admin.address,
+        upstreams = enabled.len(),
+        "cc-relay running"
+    );
+
+    let reload = spawn_secret_reload(config.clone(), auth_handles, shutdown.token());
+
+    // Run until asked to stop.
+    shutdown.cancelled().await;
+    tracing::info!(
+        "shutting down: no new data accepted; forwarding for up to {:?}",
+        config.shutdown_grace
+    );
+    shared.accepting.store(false, Ordering::Relaxed);
+    for task in ingress_tasks {
+        let _ = task.await;
+    }
+    // Keep forwarding while there is something to forward, within the grace.
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    while tokio::time::Instant::now() < deadline && !shutdown.is_forced() {
+        let backlog: u64 = queue
+            .stats()
+            .iter()
+            .filter(|(n, _)| enabled.iter().any(|u| &u.name == n))
+            .map(|(_, s)| s.records)
+            .sum();
+        if backlog == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker_stop.cancel();
+    for task in worker_tasks {
+        let _ = task.await;
+    }
+    reload.abort();
+    let _ = admin_task.await;
+    let queue_for_close = Arc::clone(&queue);
+    let closed = tokio::task::spawn_blocking(move || queue_for_close.mark_clean_shutdown()).await;
+    match closed {
+        Ok(Ok(())) => tracing::info!("queue flushed; cc-relay stopped"),
+        Ok(Err(e)) => tracing::error!(error = %e, "final queue flush failed"),
+        Err(e) => tracing::error!(error = %e, "final queue flush task failed"),
+    }
+    Ok(())
+}
+
+fn worker_name(worker: &Worker) -> String {
+    worker.name().to_owned()
+}
+
+fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
+        addr,
+        what: what.into(),
+        source,
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| StartError::Bind {
+            addr,
+            what: what.into(),
+            source,
+        })?;
+    Ok(listener)
+}
+
+fn listener_settings(
+    config: &Config,
+    l: &HttpIngress,
+    rules: &RuleSet,
+) -> Result<ListenerSettings, StartError> {
+    let verifier = if l.auth.public_keys.is_empty() {
+        None
+    } else {
+        Some(
+            JwtVerifier::new(l.auth.public_keys.clone())
+                .map_err(|e| StartError::Jwt(l.name.clone(), Box::new(e)))?
+                .with_leeway(l.auth.leeway),
+        )
+    };
+    Ok(ListenerSettings {
+        name: l.name.clone(),
+        paths: l.paths.clone(),
+        auth: Auth {
+            mode: match l.auth.mode {
+                config::AuthMode::None => ingress::AuthMode::None,
+                config::AuthMode::Jwt => ingress::AuthMode::Jwt,
+                config::AuthMode::Basic => ingress::AuthMode::Basic,
+                config::AuthMode::JwtOrBasic => ingress::AuthMode::JwtOrBasic,
+            },
+            verifier,
+            accept_x_auth_token: l.auth.accept_x_auth_token,
+            required_roles: l.auth.required_roles.clone(),
+            require_sub: l.auth.require_sub,
+            basic_users: l.auth.basic_users.clone(),
+        },
+        max_body_bytes: usize::try_from(l.max_body_bytes.as_u64()).unwrap_or(usize::MAX),
+        max_decompressed_bytes: usize::try_from(l.max_decompressed_bytes.as_u64())
+            .unwrap_or(usize::MAX),
+        accept_encodings: l
+            .accept_encodings
+            .iter()
+            .map(|e| match e {
+                config::ContentEncoding::Identity => "identity".to_owned(),
+                config::ContentEncoding::Gzip => "gzip".to_owned(),
+                config::ContentEncoding::Zstd => "zstd".to_owned(),
+            })
+            .collect(),
+        ack_timeout: l.ack_timeout,
+        max_concurrent_requests: l.max_concurrent_requests,
+        success_status: StatusCode::from_u16(l.success_status).unwrap_or(StatusCode::OK),
+        reject_invalid: l.invalid_lines == config::InvalidLines::Reject,
+        trust_query_cluster: l.trust_query_cluster,
+        default_cluster: l.default_cluster.clone(),
+        input_precision: match &l.input_precision {
+            Some(InputPrecision::Fixed(p)) => Some(*p),
+            _ => None,
+        },
+        max_hops: l.max_hops,
+        rules: rules_for(config, rules, Some(l)),
+    })
+}
+
+/// SIGHUP: re-reads the upstreams' secret files.
+fn spawn_secret_reload(
+    config: Config,
+    handles: Vec<(String, Arc<RwLock<Option<String>>>)>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut hup) = cc_common::shutdown::sighup_stream() else {
+            tracing::warn!("cannot listen for SIGHUP; secrets are read only at start");
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            for (name, handle) in &handles {
+                let Some(u) = config.upstreams.iter().find(|u| &u.name == name) else {
+                    continue;
+                };
+                match u.read_credentials() {
+                    Ok(credentials) => {
+                        *handle.write() = auth_header(&credentials);
+                        tracing::info!(upstream = %name, "SIGHUP: credentials re-read");
+                    }
+                    Err(e) => {
+                        tracing::error!(upstream = %name, error = %e, "SIGHUP: cannot re-read credentials; keeping the old ones")
+                    }
+                }
+            }
+        }
+    })
+}

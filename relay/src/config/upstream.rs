@@ -1,0 +1,875 @@
+//! Section `upstreams[]` (§4.7): forwarding destinations, their batching, retry,
+//! buffer limits, credentials, TLS and per-upstream rule overrides.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cc_common::config::{ByteSize, ConfigError};
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+use super::ingress::NatsMode;
+use super::processing::{Processing, RuleSet, UpstreamProcessing};
+use super::values::{self, REDACTED, Secret, SecretError};
+use super::{
+    Ctx, GIB, MIB, StorageConfig, check_cluster, check_name, positive_duration, positive_size,
+};
+
+/// One forwarding destination (`upstreams[]`), served by its own worker and
+/// its own durable queue (`q:<name>`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// `name` (required): `[a-z0-9_-]{1,48}`, unique; names the queue tree, so
+    /// renaming starts an empty queue.
+    pub name: String,
+    /// `type` (required): `ccms-http`, `relay-http` or `nats`.
+    #[serde(rename = "type")]
+    pub kind: UpstreamType,
+    /// `enabled`: a disabled upstream keeps its queue but forwards nothing.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `filter`: which lines this upstream receives (step 10). Default all.
+    #[serde(default)]
+    pub filter: UpstreamFilter,
+    /// `batch`: request size and linger.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// `max_in_flight`: concurrent requests; more than 1 gives up strict
+    /// ordering. Default 1.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// `retry`: backoff policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// `buffer`: limits of this upstream's queue (§4.8).
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    /// `dead_letter`: limit of the `dlq:` tree.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    /// `url`: full `http://` or `https://` URL (HTTP types; always `Some` for
+    /// them after load). Serialized with its password and query values (other
+    /// than `cluster`) masked.
+    #[serde(default, with = "url_serde")]
+    pub url: Option<Url>,
+    /// `cluster`: `cluster` query parameter for records without a default cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// `auth`: credentials sent upstream.
+    #[serde(default)]
+    pub auth: UpstreamAuth,
+    /// `tls`: client TLS settings.
+    #[serde(default)]
+    pub tls: UpstreamTls,
+    /// `timeout`: whole request. Default 30 s.
+    #[serde(default = "default_timeout", with = "cc_common::config::duration")]
+    pub timeout: Duration,
+    /// `connect_timeout`. Default 5 s.
+    #[serde(
+        default = "default_connect_timeout",
+        with = "cc_common::config::duration"
+    )]
+    pub connect_timeout: Duration,
+    /// `pool_idle_timeout`: idle pooled connections are closed after this. Default 90 s.
+    #[serde(
+        default = "default_pool_idle_timeout",
+        with = "cc_common::config::duration"
+    )]
+    pub pool_idle_timeout: Duration,
+    /// `compress`: request body compression; only `relay-http` may use `gzip`
+    /// or `zstd`. Default `none`.
+    #[serde(default)]
+    pub compress: Compression,
+    /// `headers`: extra static request headers. Serialized with values masked.
+    #[serde(default, serialize_with = "redact_values")]
+    pub headers: BTreeMap<String, String>,
+    /// `processing`: overrides of the rule keys (steps 6–8) for this upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing: Option<UpstreamProcessing>,
+    /// `servers` (type `nats`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    /// `subject` (type `nats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// `mode` (type `nats`): `core` or `jetstream`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<NatsMode>,
+    /// `jetstream` (type `nats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jetstream: Option<UpstreamJetStream>,
+    /// Credentials read from `auth` (not a config key); re-read with
+    /// [`Upstream::read_credentials`] on SIGHUP.
+    #[serde(skip)]
+    pub credentials: UpstreamCredentials,
+    /// The effective rules of steps 6–8 for this upstream: `processing` with
+    /// this upstream's overrides applied (not a config key).
+    #[serde(skip)]
+    pub rules: RuleSet,
+}
+
+/// `upstreams[].type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamType {
+    /// `ccms-http`: cc-metric-store's (or cc-store's) `/api/write`: seconds,
+    /// `ccms` validation, no compression.
+    CcmsHttp,
+    /// `relay-http`: another cc-relay's HTTP ingress (chaining, §4.13).
+    RelayHttp,
+    /// `nats`: publish to a NATS subject (not supported by this version).
+    Nats,
+}
+
+impl UpstreamType {
+    /// The config spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CcmsHttp => "ccms-http",
+            Self::RelayHttp => "relay-http",
+            Self::Nats => "nats",
+        }
+    }
+
+    /// Whether the upstream is a metric store (`ccms-*`).
+    #[must_use]
+    pub const fn is_ccms(self) -> bool {
+        matches!(self, Self::CcmsHttp)
+    }
+
+    /// Whether the upstream is reached over HTTP.
+    #[must_use]
+    pub const fn is_http(self) -> bool {
+        matches!(self, Self::CcmsHttp | Self::RelayHttp)
+    }
+}
+
+/// `upstreams[].filter`: empty lists accept everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamFilter {
+    /// `message_types`: `metric`, `event`, `log`, `control`.
+    pub message_types: Vec<MessageType>,
+    /// `include_measurements`: only these.
+    pub include_measurements: Vec<String>,
+    /// `exclude_measurements`: never these.
+    pub exclude_measurements: Vec<String>,
+    /// `include_clusters`: only lines of these (effective) clusters.
+    pub include_clusters: Vec<String>,
+}
+
+/// A kind of cc-lib message, for [`UpstreamFilter::message_types`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageType {
+    /// `metric`: has a `value` field.
+    Metric,
+    /// `event`.
+    Event,
+    /// `log`.
+    Log,
+    /// `control`.
+    Control,
+}
+
+impl MessageType {
+    /// The config spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Metric => "metric",
+            Self::Event => "event",
+            Self::Log => "log",
+            Self::Control => "control",
+        }
+    }
+}
+
+/// `upstreams[].batch`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// `max_bytes`: uncompressed body size per request. Default 1 MiB.
+    pub max_bytes: ByteSize,
+    /// `max_lines`: lines per request. Default 50000.
+    pub max_lines: usize,
+    /// `linger`: wait this long for more data when less than a full batch is
+    /// queued. Default 1 s.
+    #[serde(with = "cc_common::config::duration")]
+    pub linger: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize(MIB),
+            max_lines: 50_000,
+            linger: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `upstreams[].retry`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// `initial_backoff`. Default 500 ms.
+    #[serde(with = "cc_common::config::duration")]
+    pub initial_backoff: Duration,
+    /// `max_backoff`. Default 30 s.
+    #[serde(with = "cc_common::config::duration")]
+    pub max_backoff: Duration,
+    /// `multiplier`: backoff growth per failure, ≥ 1. Default 2.0.
+    pub multiplier: f64,
+    /// `jitter`: `full` (sleep uniformly in [0, backoff], default) or `none`.
+    pub jitter: Jitter,
+    /// `auth_backoff`: backoff cap while getting 401/403. Default 60 s.
+    #[serde(with = "cc_common::config::duration")]
+    pub auth_backoff: Duration,
+    /// `poison_attempts`: attempts on a non-retryable 4xx before bisecting. Default 3.
+    pub poison_attempts: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: Jitter::Full,
+            auth_backoff: Duration::from_secs(60),
+            poison_attempts: 3,
+        }
+    }
+}
+
+/// `upstreams[].retry.jitter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// `full`: sleep a uniformly random time in [0, current backoff].
+    #[default]
+    Full,
+    /// `none`: sleep the backoff exactly.
+    None,
+}
+
+/// `upstreams[].buffer`: limits of the upstream's queue (§4.8).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// `max_bytes`: stored (compressed) bytes in the queue. Default 4 GiB.
+    pub max_bytes: ByteSize,
+    /// `when_full`: `drop_oldest` (default) or `reject_new`.
+    pub when_full: WhenFull,
+    /// `max_age`: records older than this (by ingest time) are dropped, not
+    /// sent. Default 48 h.
+    #[serde(with = "cc_common::config::duration")]
+    pub max_age: Duration,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize(4 * GIB),
+            when_full: WhenFull::DropOldest,
+            max_age: Duration::from_secs(48 * 3600),
+        }
+    }
+}
+
+/// `upstreams[].buffer.when_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// `drop_oldest`: evict from the head of the queue; new data is always accepted.
+    #[default]
+    DropOldest,
+    /// `reject_new`: refuse new data (503) — only for senders that retry.
+    RejectNew,
+}
+
+/// `upstreams[].dead_letter`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// `max_bytes`: cap of the `dlq:` tree, oldest dropped first; 0 keeps no
+    /// dead letters (they are only counted). Default 64 MiB.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize(64 * MIB),
+        }
+    }
+}
+
+/// `upstreams[].auth`. HTTP types use `jwt`/`jwt_file` (bearer token) or
+/// `username` + `password_file` (basic auth); the other keys belong to `nats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamAuth {
+    /// `jwt`: the token inline (discouraged; warned about). Serialized as `***`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<Secret>,
+    /// `jwt_file`: file holding the token; re-read on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_file: Option<PathBuf>,
+    /// `username` for basic auth, with `password_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `password_file`: basic-auth password (HTTP) or NATS password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// `user` (type `nats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `token_file` (type `nats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// `nkey_seed_file` (type `nats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// `creds_file` (type `nats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creds_file: Option<PathBuf>,
+}
+
+/// What an HTTP upstream request carries in `Authorization`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UpstreamCredentials {
+    /// No `Authorization` header.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(Secret),
+    /// `Authorization: Basic base64(username:password)`.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: Secret,
+    },
+}
+
+/// `upstreams[].tls`. HTTP types use the first five keys; `require` and
+/// `handshake_first` belong to `nats`. A certificate or CA file only matters
+/// for `https://` URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTls {
+    /// `ca_file`: PEM CAs trusted instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    /// `cert_file`: client certificate (mutual TLS), with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// `key_file`: client key, with `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// `server_name`: name to verify instead of the URL's host.
+    pub server_name: Option<String>,
+    /// `insecure_skip_verify`: accept any server certificate (warned about).
+    pub insecure_skip_verify: bool,
+    /// `require` (type `nats`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub require: bool,
+    /// `handshake_first` (type `nats`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub handshake_first: bool,
+}
+
+/// `upstreams[].compress`: request body compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// `none`.
+    #[default]
+    None,
+    /// `gzip`.
+    Gzip,
+    /// `zstd`.
+    Zstd,
+}
+
+/// `upstreams[].jetstream` (type `nats`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamJetStream {
+    /// `ack_timeout`: wait this long for the PubAck. Default 10 s.
+    #[serde(with = "cc_common::config::duration")]
+    pub ack_timeout: Duration,
+}
+
+impl Default for UpstreamJetStream {
+    fn default() -> Self {
+        Self {
+            ack_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+fn default_max_in_flight() -> usize {
+    1
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_pool_idle_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+
+/// `url` as written in the config: parsed on load, shown redacted.
+mod url_serde {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+    use url::Url;
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Url>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(url) => serializer.serialize_str(&super::redact_url(url)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Url>, D::Error> {
+        // The URL is not quoted in the error: it may hold a password.
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| {
+                Url::parse(text.trim())
+                    .map_err(|err| de::Error::custom(format!("invalid URL: {err}")))
+            })
+            .transpose()
+    }
+}
+
+fn redact_values<S: Serializer>(
+    map: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(map.keys().map(|name| (name, REDACTED)))
+}
+
+/// `url` for logs and status output: the password (if any) and every query
+/// value except `cluster` replaced by `***`.
+#[must_use]
+pub fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Cannot fail: a URL with a password has a host.
+        let _ = shown.set_password(Some(REDACTED));
+    }
+    if shown.query().is_some_and(|q| !q.is_empty()) {
+        let pairs: Vec<(String, String)> = shown
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "cluster" {
+                    value.into_owned()
+                } else {
+                    REDACTED.to_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown.to_string()
+}
+
+/// Headers the relay sets itself; `headers` may not override them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+    "x-cc-relay-hops",
+    "x-cc-relay-id",
+    "x-cc-relay-batch",
+];
+
+impl Upstream {
+    pub(super) fn validate(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        processing: &Processing,
+        storage: &StorageConfig,
+    ) -> Result<(), ConfigError> {
+        let name_ok = (1..=48).contains(&self.name.len())
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+        if !name_ok {
+            return Err(ctx.invalid(
+                format!("{key}.name"),
+                format!(
+                    "{:?} is not usable: 1 to 48 characters from a-z, 0-9, '_', '-'",
+                    self.name
+                ),
+            ));
+        }
+        if self.kind == UpstreamType::Nats {
+            return Err(ctx.invalid(
+                format!("{key}.type"),
+                format!(
+                    "NATS upstreams are not supported by this version of cc-relay ({key}); \
+                     use type ccms-http or relay-http (upstream {:?})",
+                    self.name
+                ),
+            ));
+        }
+        self.check_nats_keys_absent(ctx, key)?;
+        self.validate_filter(ctx, key)?;
+        positive_size(ctx, &format!("{key}.batch.max_bytes"), self.batch.max_bytes)?;
+        if self.batch.max_lines == 0 {
+            return Err(ctx.invalid(format!("{key}.batch.max_lines"), "must be at least 1"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ctx.invalid(format!("{key}.max_in_flight"), "must be at least 1"));
+        }
+        if self.max_in_flight > 1 {
+            ctx.warn(
+                format!("{key}.max_in_flight"),
+                "above 1 gives up the ordering of lines towards this upstream",
+            );
+        }
+        self.validate_retry(ctx, key)?;
+        positive_size(
+            ctx,
+            &format!("{key}.buffer.max_bytes"),
+            self.buffer.max_bytes,
+        )?;
+        positive_duration(ctx, &format!("{key}.buffer.max_age"), self.buffer.max_age)?;
+        if self.buffer.max_bytes > storage.max_disk_bytes {
+            ctx.warn(
+                format!("{key}.buffer.max_bytes"),
+                format!(
+                    "is above storage.max_disk_bytes ({}): the disk limit evicts first",
+                    storage.max_disk_bytes
+                ),
+            );
+        }
+        self.validate_url(ctx, key)?;
+        if let Some(cluster) = &self.cluster {
+            check_cluster(ctx, &format!("{key}.cluster"), cluster)?;
+        }
+        self.validate_auth(ctx, key)?;
+        self.validate_tls(ctx, key)?;
+        positive_duration(ctx, &format!("{key}.timeout"), self.timeout)?;
+        positive_duration(ctx, &format!("{key}.connect_timeout"), self.connect_timeout)?;
+        if self.kind.is_ccms() && self.compress != Compression::None {
+            return Err(ctx.invalid(
+                format!("{key}.compress"),
+                "must be \"none\" for a ccms-http upstream (the store does not decode compressed \
+                 bodies); compression is for relay-http",
+            ));
+        }
+        self.validate_headers(ctx, key)?;
+        self.rules = match &self.processing {
+            Some(overrides) => {
+                overrides.validate(ctx, &format!("{key}.processing"))?;
+                overrides.apply(processing.rules())
+            }
+            None => processing.rules(),
+        };
+        Ok(())
+    }
+
+    fn check_nats_keys_absent(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let nats_only = [
+            ("servers", !self.servers.is_empty()),
+            ("subject", self.subject.is_some()),
+            ("mode", self.mode.is_some()),
+            ("jetstream", self.jetstream.is_some()),
+            ("auth.user", self.auth.user.is_some()),
+            ("auth.token_file", self.auth.token_file.is_some()),
+            ("auth.nkey_seed_file", self.auth.nkey_seed_file.is_some()),
+            ("auth.creds_file", self.auth.creds_file.is_some()),
+            ("tls.require", self.tls.require),
+            ("tls.handshake_first", self.tls.handshake_first),
+        ];
+        match nats_only.into_iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(ctx.invalid(
+                format!("{key}.{name}"),
+                format!("only for type nats, not {}", self.kind.as_str()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn validate_filter(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let lists = [
+            ("include_measurements", &self.filter.include_measurements),
+            ("exclude_measurements", &self.filter.exclude_measurements),
+            ("include_clusters", &self.filter.include_clusters),
+        ];
+        for (name, list) in lists {
+            for (i, item) in list.iter().enumerate() {
+                check_name(ctx, &format!("{key}.filter.{name}[{i}]"), item)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_retry(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let retry = &self.retry;
+        positive_duration(
+            ctx,
+            &format!("{key}.retry.initial_backoff"),
+            retry.initial_backoff,
+        )?;
+        if retry.max_backoff < retry.initial_backoff {
+            return Err(ctx.invalid(
+                format!("{key}.retry.max_backoff"),
+                "must not be below retry.initial_backoff",
+            ));
+        }
+        if !(retry.multiplier.is_finite() && retry.multiplier >= 1.0) {
+            return Err(ctx.invalid(
+                format!("{key}.retry.multiplier"),
+                format!("must be at least 1.0, not {}", retry.multiplier),
+            ));
+        }
+        positive_duration(
+            ctx,
+            &format!("{key}.retry.auth_backoff"),
+            retry.auth_backoff,
+        )?;
+        if retry.poison_attempts == 0 {
+            return Err(ctx.invalid(format!("{key}.retry.poison_attempts"), "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_url(&self, ctx: &mut Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let field = format!("{key}.url");
+        let Some(url) = &self.url else {
+            return Err(ctx.invalid(
+                field,
+                format!("is required for type {}", self.kind.as_str()),
+            ));
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ctx.invalid(
+                field,
+                format!(
+                    "must be an http:// or https:// URL, not {}://",
+                    url.scheme()
+                ),
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(ctx.invalid(field, "has no host"));
+        }
+        if url.fragment().is_some() {
+            return Err(ctx.invalid(field, "must not have a #fragment"));
+        }
+        if url.password().is_some() {
+            ctx.warn(
+                field,
+                "holds a password; use auth.username and auth.password_file instead",
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&mut self, ctx: &mut Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let auth = &mut self.auth;
+        ctx.resolve_opt(&mut auth.jwt_file);
+        ctx.resolve_opt(&mut auth.password_file);
+        if auth.jwt.is_some() && auth.jwt_file.is_some() {
+            return Err(ctx.invalid(
+                format!("{key}.auth.jwt_file"),
+                "auth.jwt and auth.jwt_file are mutually exclusive",
+            ));
+        }
+        match (&auth.username, &auth.password_file) {
+            (Some(_), None) => {
+                return Err(ctx.invalid(
+                    format!("{key}.auth.password_file"),
+                    "auth.username needs auth.password_file",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ctx.invalid(
+                    format!("{key}.auth.username"),
+                    "auth.password_file needs auth.username",
+                ));
+            }
+            (Some(user), Some(_)) if user.is_empty() || user.contains(':') => {
+                return Err(ctx.invalid(
+                    format!("{key}.auth.username"),
+                    "must not be empty or contain ':'",
+                ));
+            }
+            _ => {}
+        }
+        let has_token = auth.jwt.is_some() || auth.jwt_file.is_some();
+        if has_token && auth.username.is_some() {
+            return Err(ctx.invalid(
+                format!("{key}.auth.username"),
+                "a JWT (auth.jwt / auth.jwt_file) and basic auth (auth.username) cannot both be sent",
+            ));
+        }
+        if let Some(jwt) = &auth.jwt {
+            if jwt.expose().trim().is_empty() {
+                return Err(ctx.invalid(format!("{key}.auth.jwt"), "is empty"));
+            }
+            ctx.warn(
+                format!("{key}.auth.jwt"),
+                "token written inline in the config; prefer auth.jwt_file (re-read on SIGHUP)",
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_tls(&mut self, ctx: &mut Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let tls = &mut self.tls;
+        ctx.resolve_opt(&mut tls.ca_file);
+        ctx.resolve_opt(&mut tls.cert_file);
+        ctx.resolve_opt(&mut tls.key_file);
+        for (name, path) in [
+            ("ca_file", &tls.ca_file),
+            ("cert_file", &tls.cert_file),
+            ("key_file", &tls.key_file),
+        ] {
+            if let Some(path) = path {
+                ctx.readable(&format!("{key}.tls.{name}"), path)?;
+            }
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(_), None) => {
+                return Err(ctx.invalid(
+                    format!("{key}.tls.key_file"),
+                    "tls.cert_file needs tls.key_file",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ctx.invalid(
+                    format!("{key}.tls.cert_file"),
+                    "tls.key_file needs tls.cert_file",
+                ));
+            }
+            _ => {}
+        }
+        if tls.server_name.as_deref().is_some_and(str::is_empty) {
+            return Err(ctx.invalid(format!("{key}.tls.server_name"), "must not be empty"));
+        }
+        if tls.insecure_skip_verify {
+            ctx.warn(
+                format!("{key}.tls.insecure_skip_verify"),
+                "the server certificate is not verified: anyone on the path can read and \
+                 change the data and take the credentials",
+            );
+        }
+        let configured = tls.ca_file.is_some()
+            || tls.cert_file.is_some()
+            || tls.server_name.is_some()
+            || tls.insecure_skip_verify;
+        if configured && self.url.as_ref().is_some_and(|u| u.scheme() == "http") {
+            ctx.warn(format!("{key}.tls"), "is ignored: the url is plain http://");
+        }
+        Ok(())
+    }
+
+    fn validate_headers(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let has_credentials =
+            self.auth.jwt.is_some() || self.auth.jwt_file.is_some() || self.auth.username.is_some();
+        for (name, value) in &self.headers {
+            let field = format!("{key}.headers.{name}");
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err(ctx.invalid(field, "is not a valid HTTP header name"));
+            }
+            let lower = name.to_ascii_lowercase();
+            if RESERVED_HEADERS.contains(&lower.as_str()) {
+                return Err(ctx.invalid(field, "is set by the relay itself"));
+            }
+            if lower == "authorization" && has_credentials {
+                return Err(ctx.invalid(field, "conflicts with auth (which sets Authorization)"));
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(ctx.invalid(field, "value contains a control character"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the credentials `auth` names (the token or password file, or the
+    /// inline token). Call again on SIGHUP to pick up a rotated token.
+    ///
+    /// # Errors
+    ///
+    /// [`SecretError`] naming the file that cannot be read or is empty.
+    pub fn read_credentials(&self) -> Result<UpstreamCredentials, SecretError> {
+        let auth = &self.auth;
+        if let Some(token) = &auth.jwt {
+            return Ok(UpstreamCredentials::Bearer(token.clone()));
+        }
+        if let Some(path) = &auth.jwt_file {
+            return Secret::from_file(path).map(UpstreamCredentials::Bearer);
+        }
+        if let (Some(username), Some(path)) = (&auth.username, &auth.password_file) {
+            return Ok(UpstreamCredentials::Basic {
+                username: username.clone(),
+                password: Secret::from_file(path)?,
+            });
+        }
+        Ok(UpstreamCredentials::None)
+    }
+
+    /// Loads [`Upstream::credentials`], naming the key on error and warning
+    /// about readable secret files.
+    pub(super) fn read_files(&mut self, ctx: &mut Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let file = match (&self.auth.jwt_file, &self.auth.password_file) {
+            (Some(path), _) => Some(("jwt_file", path)),
+            (None, Some(path)) => Some(("password_file", path)),
+            (None, None) => None,
+        };
+        let field = file.map_or_else(
+            || format!("{key}.auth"),
+            |(name, _)| format!("{key}.auth.{name}"),
+        );
+        self.credentials = self
+            .read_credentials()
+            .map_err(|err| ctx.invalid(&field, values::error_chain(&err)))?;
+        if let Some((_, path)) = file
+            && let Some(warning) = values::permission_warning(path)
+        {
+            ctx.warn(field, warning);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,403 @@
+//! Forwarding: one worker per upstream, reading its queue oldest first.
+//!
+//! A worker takes a batch from the head of its queue (records with the same
+//! default cluster, up to `batch.max_bytes`/`batch.max_lines`, waiting up to
+//! `batch.linger` for a fuller batch), sends it, and deletes the records once
+//! the upstream answered 2xx. It never drops data because an upstream is
+//! down or refuses credentials; it retries with exponential backoff and full
+//! jitter. A batch the upstream refuses as bad (400 and the like) is split in
+//! halves, by records and then by lines, until the refused lines are found;
+//! those go to the dead-letter tree and everything else is delivered, so one
+//! poison line never blocks a queue. While an upstream fails, the worker
+//! probes it with single records.
+//!
+//! Delivery is at least once: a crash between the upstream's 2xx and the
+//! deletion, a timeout, or a bisection re-sends lines (the store overwrites
+//! identical samples).
+
+pub mod http;
+pub mod retry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use self::http::{Attempt, HttpUpstream, Piece};
+use self::retry::{Backoff, Outcome, RetryPolicy};
+use crate::queue::Queue;
+
+/// The smallest batch size a 413 can shrink `batch.max_bytes` to.
+const MIN_BATCH_BYTES: u64 = 16 * 1024;
+
+/// Batch and timing settings of one upstream.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Upstream name (its queue).
+    pub name: String,
+    /// Uncompressed bytes per request.
+    pub max_bytes: u64,
+    /// Lines per request.
+    pub max_lines: u64,
+    /// Wait this long for a fuller batch.
+    pub linger: Duration,
+    /// Records older than this are dropped instead of sent.
+    pub max_age: Option<Duration>,
+    /// Retry timing.
+    pub retry: RetryPolicy,
+}
+
+/// Counters of one upstream, read by the admin endpoint.
+#[derive(Debug, Default)]
+pub struct UpstreamCounters {
+    /// Batches delivered.
+    pub sent_batches: AtomicU64,
+    /// Lines delivered.
+    pub sent_lines: AtomicU64,
+    /// Bytes delivered.
+    pub sent_bytes: AtomicU64,
+    /// Failed attempts.
+    pub failures: AtomicU64,
+    /// Attempts that were retries.
+    pub retries: AtomicU64,
+    /// Lines moved to the dead-letter tree.
+    pub dead_lettered_lines: AtomicU64,
+    /// Lines dropped because they were older than `max_age`.
+    pub expired_lines: AtomicU64,
+    /// 1 after the last success, 0 after the last failure.
+    pub up: AtomicBool,
+    /// 401/403 seen on the last attempt.
+    pub auth_failing: AtomicBool,
+    /// 404/405 seen on the last attempt.
+    pub misconfigured: AtomicBool,
+    /// Current backoff in milliseconds.
+    pub backoff_ms: AtomicU64,
+    /// Unix ms of the last delivery.
+    pub last_success_ms: AtomicU64,
+    /// Text of the last error.
+    pub last_error: parking_lot::Mutex<String>,
+}
+
+/// A running worker's shared handles.
+#[derive(Debug)]
+pub struct Worker {
+    settings: WorkerSettings,
+    queue: Arc<Queue>,
+    upstream: HttpUpstream,
+    /// Woken by ingress after every append to this queue.
+    pub wake: Arc<Notify>,
+    /// Counters for `/metrics` and `/status`.
+    pub counters: Arc<UpstreamCounters>,
+    backoff: Backoff,
+    /// Current batch size limit (shrinks after 413).
+    max_bytes: u64,
+    /// Send single records until the next success.
+    probing: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Worker {
+    /// A worker for one upstream.
+    #[must_use]
+    pub fn new(settings: WorkerSettings, queue: Arc<Queue>, upstream: HttpUpstream) -> Worker {
+        let backoff = Backoff::new(settings.retry);
+        let counters = Arc::new(UpstreamCounters::default());
+        counters.up.store(true, Ordering::Relaxed);
+        Worker {
+            max_bytes: settings.max_bytes,
+            settings,
+            queue,
+            upstream,
+            wake: Arc::new(Notify::new()),
+            counters,
+            backoff,
+            probing: false,
+        }
+    }
+
+    /// The upstream's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// Forwards until `stop` fires. Records that are not delivered by then stay
+    /// queued.
+    pub async fn run(mut self, stop: CancellationToken) {
+        tracing::info!(upstream = %self.settings.name, url = %self.upstream.display_url(), "forwarding");
+        while !stop.is_cancelled() {
+            match self.step(&stop).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(upstream = %self.settings.name, error = %e, "queue failed; forwarding stops");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for data, then sends one batch (with all its retries).
+    async fn step(&mut self, stop: &CancellationToken) -> Result<(), crate::queue::QueueError> {
+        let stats = self.queue.len(&self.settings.name)?;
+        let Some(oldest) = stats.oldest_ingest_ms else {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            return Ok(());
+        };
+        // Linger for a fuller batch unless one is ready or the data is old enough.
+        let full = stats.raw_bytes >= self.max_bytes || stats.lines >= self.settings.max_lines;
+        let age = Duration::from_millis(now_ms().saturating_sub(oldest));
+        if !full && age < self.settings.linger && !self.probing {
+            let wait = self.settings.linger - age;
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        if let Some(max_age) = self.settings.max_age {
+            let cutoff =
+                now_ms().saturating_sub(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
+            let removed = self
+                .queue
+                .drop_older_than(&self.settings.name, cutoff, None)?;
+            if removed.records > 0 {
+                self.counters
+                    .expired_lines
+                    .fetch_add(removed.lines, Ordering::Relaxed);
+                tracing::warn!(upstream = %self.settings.name, lines = removed.lines, "dropped lines older than buffer.max_age");
+            }
+        }
+        let max_records = if self.probing { 1 } else { 4096 };
+        let records =
+            self.queue
+                .peek_batch(&self.settings.name, max_records, self.max_bytes, None)?;
+        // One request carries one default cluster and at most max_lines lines.
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut lines = 0u64;
+        for (id, record) in records {
+            let same_cluster = pieces.first().is_none_or(|p| p.cluster == record.cluster());
+            if !same_cluster
+                || (!pieces.is_empty()
+                    && lines + u64::from(record.line_count()) > self.settings.max_lines)
+            {
+                break;
+            }
+            lines += u64::from(record.line_count());
+            pieces.push(Piece {
+                id,
+                cluster: record.cluster().to_owned(),
+                hops: record.hops(),
+                lines: record.line_count(),
+                body: record.into_payload(),
+            });
+        }
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<u64> = pieces.iter().map(|p| p.id).collect();
+        if self.deliver(pieces, stop).await {
+            self.queue.ack(&self.settings.name, &ids)?;
+        }
+        Ok(())
+    }
+
+    /// Delivers a batch, bisecting around lines the upstream refuses. Returns
+    /// false if `stop` fired first (nothing may be acknowledged then).
+    async fn deliver(&mut self, batch: Vec<Piece>, stop: &CancellationToken) -> bool {
+        // Work list, in order: the left half of a split is always resent first.
+        // Each entry: the pieces, and whether it is a part of a split item
+        // (already known to hold a refused line, so it is split at once).
+        let mut work: std::collections::VecDeque<(Vec<Piece>, bool)> =
+            std::collections::VecDeque::from([(batch, false)]);
+        while let Some((item, is_part)) = work.pop_front() {
+            let mut poison_attempts = 0;
+            loop {
+                if stop.is_cancelled() {
+                    return false;
+                }
+                let attempt = tokio::select! {
+                    () = stop.cancelled() => return false,
+                    a = self.upstream.send(&item) => a,
+                };
+                match attempt {
+                    Attempt::Answered {
+                        status,
+                        retry_after,
+                        body,
+                    } => {
+                        let outcome = retry::classify(status);
+                        match outcome {
+                            Outcome::Delivered => {
+                                self.delivered(&item);
+                                break;
+                            }
+                            Outcome::Poison(status) => {
+                                poison_attempts += 1;
+                                self.failed(outcome, &format!("HTTP {status}: {}", excerpt(&body)));
+                                if !is_part && poison_attempts < self.settings.retry.poison_attempts
+                                {
+                                    if !self.pause(outcome, retry_after, stop).await {
+                                        return false;
+                                    }
+                                    continue;
+                                }
+                                self.split_or_dead_letter(item, &mut work, status, &body);
+                                break;
+                            }
+                            Outcome::TooLarge => {
+                                self.failed(outcome, "HTTP 413: batch too large");
+                                self.max_bytes = (self.max_bytes / 2).max(MIN_BATCH_BYTES);
+                                self.split_or_dead_letter(item, &mut work, 413, &body);
+                                break;
+                            }
+                            Outcome::Auth(_) | Outcome::Misconfigured(_) | Outcome::Transient => {
+                                self.failed(outcome, &format!("HTTP {status}: {}", excerpt(&body)));
+                                if !self.pause(outcome, retry_after, stop).await {
+                                    return false;
+                                }
+                            }
+                        }
+                    }
+                    Attempt::Failed(message) => {
+                        self.failed(Outcome::Transient, &message);
+                        if !self.pause(Outcome::Transient, None, stop).await {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Splits a refused item: by records, then a single record by lines; a
+    /// single refused line goes to the dead-letter tree.
+    fn split_or_dead_letter(
+        &mut self,
+        mut item: Vec<Piece>,
+        work: &mut std::collections::VecDeque<(Vec<Piece>, bool)>,
+        status: u16,
+        body: &[u8],
+    ) {
+        if item.len() > 1 {
+            let right = item.split_off(item.len() / 2);
+            work.push_front((right, true));
+            work.push_front((item, true));
+            return;
+        }
+        let Some(piece) = item.pop() else { return };
+        if piece.lines > 1 {
+            let (left, right) = piece.halves();
+            work.push_front((vec![right], true));
+            work.push_front((vec![left], true));
+            return;
+        }
+        let reason = if status == 413 {
+            "too_large"
+        } else {
+            "rejected"
+        };
+        let note = format!("{reason}: {}", excerpt(body));
+        match self.queue.dead_letter(
+            &self.settings.name,
+            piece.id,
+            &piece.body,
+            &note,
+            Some(status),
+        ) {
+            Ok(()) => {
+                self.counters
+                    .dead_lettered_lines
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    upstream = %self.settings.name,
+                    status,
+                    line = %String::from_utf8_lossy(&piece.body).trim_end(),
+                    "upstream refuses a line; moved to the dead-letter queue"
+                );
+            }
+            Err(e) => {
+                tracing::error!(upstream = %self.settings.name, error = %e, "dead-lettering failed")
+            }
+        }
+    }
+
+    fn delivered(&mut self, item: &[Piece]) {
+        let c = &self.counters;
+        c.sent_batches.fetch_add(1, Ordering::Relaxed);
+        c.sent_lines.fetch_add(
+            item.iter().map(|p| u64::from(p.lines)).sum(),
+            Ordering::Relaxed,
+        );
+        c.sent_bytes.fetch_add(
+            item.iter().map(|p| p.body.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        c.last_success_ms.store(now_ms(), Ordering::Relaxed);
+        if !c.up.swap(true, Ordering::Relaxed) {
+            tracing::info!(upstream = %self.settings.name, "upstream accepts data again");
+        }
+        c.auth_failing.store(false, Ordering::Relaxed);
+        c.misconfigured.store(false, Ordering::Relaxed);
+        self.backoff.reset();
+        c.backoff_ms.store(0, Ordering::Relaxed);
+        self.probing = false;
+        if self.max_bytes < self.settings.max_bytes {
+            self.max_bytes = (self.max_bytes * 2).min(self.settings.max_bytes);
+        }
+    }
+
+    fn failed(&mut self, outcome: Outcome, message: &str) {
+        let c = &self.counters;
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        c.auth_failing
+            .store(matches!(outcome, Outcome::Auth(_)), Ordering::Relaxed);
+        c.misconfigured.store(
+            matches!(outcome, Outcome::Misconfigured(_)),
+            Ordering::Relaxed,
+        );
+        let was_up = c.up.swap(false, Ordering::Relaxed);
+        let mut last = c.last_error.lock();
+        if was_up || *last != message {
+            tracing::warn!(upstream = %self.settings.name, error = message, "sending failed; will retry");
+        }
+        *last = message.to_owned();
+        if !matches!(outcome, Outcome::Poison(_) | Outcome::TooLarge) {
+            self.probing = true;
+        }
+    }
+
+    /// Sleeps the backoff; false if `stop` fired meanwhile.
+    async fn pause(
+        &mut self,
+        outcome: Outcome,
+        retry_after: Option<Duration>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let delay = self.backoff.next_delay(outcome, retry_after);
+        self.counters.backoff_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            () = stop.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body.get(..512).unwrap_or(body));
+    text.trim().to_owned()
+}

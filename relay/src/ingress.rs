@@ -1,0 +1,740 @@
+//! HTTP ingress: what cc-metric-collector's http sink posts (spec `relay.md` §4.3).
+//!
+//! Request handling, in order: route and method (404/405) → authentication
+//! (401, 403 for a valid token without a required role) → overload, storage
+//! or shutdown refusal (503 with `Retry-After`) → hop limit (508) → body
+//! within `max_body_bytes` (413) → `Content-Encoding` (415 if not accepted,
+//! 413 beyond `max_decompressed_bytes`) → line processing → records into
+//! every matching upstream queue → group commit → answer.
+//!
+//! The answer is 200 (or the configured 204) **only after the batch is on
+//! disk**: an fsync that started after the last insert has returned. It
+//! carries `X-CC-Relay-Accepted` and `X-CC-Relay-Rejected` line counts.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use base64::Engine as _;
+use bytes::Bytes;
+use cc_common::auth::{JwtVerifier, bearer_token};
+use cc_common::lineproto::Precision;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::process::{Context, Invalid, Rules, Target, process};
+use crate::queue::{Flusher, Queue, Record, RecordMeta, SplitLimits};
+
+/// How a listener authenticates senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anyone may post.
+    None,
+    /// Ed25519 JWT (`Authorization: Bearer`, or `X-Auth-Token`).
+    Jwt,
+    /// HTTP basic authentication.
+    Basic,
+    /// Either of them.
+    JwtOrBasic,
+}
+
+/// Authentication of one listener.
+#[derive(Debug)]
+pub struct Auth {
+    /// Mode.
+    pub mode: AuthMode,
+    /// Token verification (jwt modes).
+    pub verifier: Option<JwtVerifier>,
+    /// Also read the token from `X-Auth-Token`.
+    pub accept_x_auth_token: bool,
+    /// A token needs one of these roles (empty: no check).
+    pub required_roles: Vec<String>,
+    /// A token needs a `sub` claim.
+    pub require_sub: bool,
+    /// Users for basic authentication.
+    pub basic_users: Option<crate::config::BasicUsers>,
+}
+
+/// Settings of one HTTP listener.
+#[derive(Debug)]
+pub struct ListenerSettings {
+    /// Name in logs and metrics.
+    pub name: String,
+    /// Write paths.
+    pub paths: Vec<String>,
+    /// Authentication.
+    pub auth: Auth,
+    /// Body limit before decoding.
+    pub max_body_bytes: usize,
+    /// Body limit after decoding.
+    pub max_decompressed_bytes: usize,
+    /// Accepted `Content-Encoding`s (`identity`, `gzip`, `zstd`).
+    pub accept_encodings: Vec<String>,
+    /// Longest wait for durability before answering 503.
+    pub ack_timeout: Duration,
+    /// Requests processed at once (the rest wait, within `ack_timeout`).
+    pub max_concurrent_requests: usize,
+    /// 200 or 204.
+    pub success_status: StatusCode,
+    /// `invalid_lines: reject`: any invalid line refuses the whole request.
+    pub reject_invalid: bool,
+    /// Use `?cluster=` as the default cluster.
+    pub trust_query_cluster: bool,
+    /// Listener default cluster.
+    pub default_cluster: Option<String>,
+    /// Listener timestamp unit (`?precision=` overrides it).
+    pub input_precision: Option<Precision>,
+    /// Largest accepted `X-CC-Relay-Hops`.
+    pub max_hops: u32,
+    /// Line rules for this listener (global rules, with its line limit).
+    pub rules: Rules,
+}
+
+/// One upstream's queue limit as ingress enforces it.
+#[derive(Debug, Clone)]
+pub struct QueueLimit {
+    /// Stored bytes allowed in the upstream's queue.
+    pub max_bytes: u64,
+    /// Refuse new data (503) instead of dropping the oldest.
+    pub reject_new: bool,
+}
+
+/// Counters of ingress, read by the admin endpoint.
+#[derive(Debug, Default)]
+pub struct IngressCounters {
+    /// Requests by status code.
+    pub requests: parking_lot::Mutex<HashMap<(String, u16), u64>>,
+    /// Lines received.
+    pub lines: AtomicU64,
+    /// Bytes received (decoded).
+    pub bytes: AtomicU64,
+    /// Invalid lines by reason.
+    pub invalid: parking_lot::Mutex<HashMap<(String, &'static str), u64>>,
+    /// Authentication failures.
+    pub auth_failures: AtomicU64,
+    /// Lines dropped from full queues (`drop_oldest`), per upstream.
+    pub dropped_full: parking_lot::Mutex<HashMap<String, (u64, u64)>>,
+    /// Time from receive to answer, total microseconds and count.
+    pub ack_us_total: AtomicU64,
+    /// Answers counted in `ack_us_total`.
+    pub ack_count: AtomicU64,
+}
+
+/// What all listeners share: the queue, the targets and the workers' wake-ups.
+#[derive(Debug)]
+pub struct Shared {
+    /// The durable queue.
+    pub queue: Arc<Queue>,
+    /// Group commit.
+    pub flusher: Arc<Flusher>,
+    /// Upstreams in queue order.
+    pub targets: Vec<Target>,
+    /// Per target: its limit.
+    pub limits: Vec<QueueLimit>,
+    /// Per target: wakes its worker.
+    pub wakers: Vec<Arc<Notify>>,
+    /// Global default cluster (`processing.default_cluster`).
+    pub default_cluster: Option<String>,
+    /// Record splitting.
+    pub split: SplitLimits,
+    /// False once shutdown began.
+    pub accepting: AtomicBool,
+    /// Counters.
+    pub counters: IngressCounters,
+}
+
+struct Listener {
+    settings: ListenerSettings,
+    shared: Arc<Shared>,
+    permits: Semaphore,
+}
+
+/// The router of one listener.
+pub fn router(settings: ListenerSettings, shared: Arc<Shared>) -> Router {
+    let paths = settings.paths.clone();
+    let max_body = settings.max_body_bytes;
+    let state = Arc::new(Listener {
+        permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
+        settings,
+        shared,
+    });
+    let mut router = Router::new();
+    for path in &paths {
+        router = router.route(path, write_route());
+    }
+    router
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found\n") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+fn write_route() -> MethodRouter<Arc<Listener>> {
+    post(handle).fallback(|| async {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        r
+    })
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn unavailable(reason: &str) -> Response {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+async fn handle(State(l): State<Arc<Listener>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let response = handle_inner(&l, req).await;
+    let c = &l.shared.counters;
+    *c.requests
+        .lock()
+        .entry((l.settings.name.clone(), response.status().as_u16()))
+        .or_insert(0) += 1;
+    c.ack_us_total.fetch_add(
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    c.ack_count.fetch_add(1, Ordering::Relaxed);
+    response
+}
+
+async fn handle_inner(l: &Listener, req: Request) -> Response {
+    let s = &l.settings;
+    if let Err(response) = authenticate(&s.auth, req.headers()) {
+        l.shared
+            .counters
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return *response;
+    }
+    if !l.shared.accepting.load(Ordering::Relaxed) {
+        return unavailable("shutting down");
+    }
+    if !l.shared.queue.is_healthy() {
+        return unavailable("storage failed; not accepting data");
+    }
+    if let Some(full) = full_reject_new_queue(&l.shared) {
+        return unavailable(&format!("queue of upstream {full} is full"));
+    }
+    let hops = req
+        .headers()
+        .get("x-cc-relay-hops")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if hops > s.max_hops {
+        let from = req
+            .headers()
+            .get("x-cc-relay-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        tracing::warn!(
+            hops,
+            from,
+            "refusing a request that went through too many relays (loop?)"
+        );
+        return text(
+            StatusCode::LOOP_DETECTED,
+            format!("too many relay hops ({hops} > {})\n", s.max_hops),
+        );
+    }
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    if !s.accept_encodings.contains(&encoding) {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {encoding:?}\n"),
+        );
+    }
+    let Ok(_permit) = tokio::time::timeout(s.ack_timeout, l.permits.acquire()).await else {
+        return unavailable("too many concurrent requests");
+    };
+    let body = match axum::body::to_bytes(req.into_body(), s.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {} bytes\n", s.max_body_bytes),
+            );
+        }
+    };
+    let body = match decode(&encoding, body, s.max_decompressed_bytes) {
+        Ok(b) => b,
+        Err(response) => return *response,
+    };
+    let mut precision = s.input_precision;
+    let mut query_cluster = None;
+    for (k, v) in url_pairs(&query) {
+        match k.as_str() {
+            "precision" => match v.parse::<Precision>() {
+                Ok(p) => precision = Some(p),
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            },
+            "cluster" if s.trust_query_cluster && !v.is_empty() => query_cluster = Some(v),
+            _ => {}
+        }
+    }
+    let default_cluster = query_cluster
+        .or_else(|| s.default_cluster.clone())
+        .or_else(|| l.shared.default_cluster.clone());
+    let shared = Arc::clone(&l.shared);
+    let rules = s.rules.clone();
+    let reject_invalid = s.reject_invalid;
+    let name = s.name.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        store_batch(
+            &shared,
+            &rules,
+            &body,
+            default_cluster,
+            precision,
+            hops,
+            reject_invalid,
+            &name,
+        )
+    })
+    .await;
+    let outcome = match stored {
+        Ok(Ok(o)) => o,
+        Ok(Err(response)) => return *response,
+        Err(e) => {
+            tracing::error!(error = %e, "ingest worker failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+        }
+    };
+    if outcome.appended {
+        match tokio::time::timeout(s.ack_timeout, l.shared.flusher.wait_durable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "storage failed; refusing data");
+                return unavailable("storage failed; not accepting data");
+            }
+            Err(_) => return unavailable("storage too slow; retry"),
+        }
+        for (waker, used) in l.shared.wakers.iter().zip(&outcome.targets_used) {
+            if *used {
+                waker.notify_one();
+            }
+        }
+    }
+    let mut response = if outcome.accepted == 0 && outcome.rejected > 0 {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no valid line: {}\n",
+                outcome.first_error.unwrap_or_default()
+            ),
+        )
+    } else {
+        s.success_status.into_response()
+    };
+    let h = response.headers_mut();
+    h.insert("x-cc-relay-accepted", HeaderValue::from(outcome.accepted));
+    h.insert("x-cc-relay-rejected", HeaderValue::from(outcome.rejected));
+    response
+}
+
+/// The first `reject_new` upstream whose queue is at its limit.
+fn full_reject_new_queue(shared: &Shared) -> Option<String> {
+    shared
+        .targets
+        .iter()
+        .zip(&shared.limits)
+        .filter(|(_, limit)| limit.reject_new)
+        .find(|(t, limit)| {
+            shared
+                .queue
+                .len(&t.name)
+                .is_ok_and(|s| s.stored_bytes >= limit.max_bytes)
+        })
+        .map(|(t, _)| t.name.clone())
+}
+
+struct Stored {
+    accepted: u64,
+    rejected: u64,
+    first_error: Option<String>,
+    appended: bool,
+    targets_used: Vec<bool>,
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+fn store_batch(
+    shared: &Shared,
+    rules: &Rules,
+    body: &[u8],
+    default_cluster: Option<String>,
+    precision: Option<Precision>,
+    hops: u32,
+    reject_invalid: bool,
+    listener: &str,
+) -> Result<Stored, Box<Response>> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ctx = Context {
+        default_cluster: default_cluster.clone(),
+        precision,
+        now_ns: i128::try_from(now.as_nanos()).unwrap_or(0),
+    };
+    let processed = process(body, rules, &ctx, &shared.targets);
+    let c = &shared.counters;
+    c.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+    c.lines.fetch_add(
+        processed.accepted + processed.filtered + processed.invalid_total(),
+        Ordering::Relaxed,
+    );
+    {
+        let mut invalid = c.invalid.lock();
+        for (why, n) in &processed.invalid {
+            *invalid
+                .entry((listener.to_owned(), why.as_str()))
+                .or_insert(0) += n;
+        }
+    }
+    let rejected = processed.invalid_total();
+    if reject_invalid && rejected > 0 {
+        return Err(Box::new(text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{rejected} invalid lines, nothing stored (invalid_lines: reject); first: {}\n",
+                processed.first_error.unwrap_or_default()
+            ),
+        )));
+    }
+    if let Some(first) = &processed.first_error {
+        tracing::debug!(listener, rejected, first = %first, "invalid lines dropped");
+    }
+    let meta = RecordMeta {
+        ingest_time_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+        hops: u8::try_from(hops).unwrap_or(u8::MAX),
+        cluster: default_cluster.unwrap_or_default(),
+        source: format!("http:{listener}"),
+    };
+    // Upstreams that receive the very same lines share records (same ids).
+    let mut groups: Vec<(&[u8], Vec<usize>)> = Vec::new();
+    for (i, (payload, count)) in processed.payloads.iter().enumerate() {
+        if *count == 0 {
+            continue;
+        }
+        match groups.iter_mut().find(|(p, _)| *p == payload.as_slice()) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((payload.as_slice(), vec![i])),
+        }
+    }
+    let mut targets_used = vec![false; shared.targets.len()];
+    for (payload, members) in &groups {
+        let records = Record::from_batch(&meta, payload, &shared.split).map_err(|e| {
+            tracing::error!(error = %e, "cannot build queue records");
+            Box::new(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+        })?;
+        let names: Vec<&str> = members
+            .iter()
+            .filter_map(|&i| shared.targets.get(i).map(|t| t.name.as_str()))
+            .collect();
+        if let Err(e) = shared.queue.append(&names, &records) {
+            tracing::error!(error = %e, "storage failed; refusing data");
+            return Err(Box::new(unavailable("storage failed; not accepting data")));
+        }
+        for &i in members {
+            if let Some(u) = targets_used.get_mut(i) {
+                *u = true;
+            }
+        }
+    }
+    enforce_drop_oldest(shared, &targets_used);
+    Ok(Stored {
+        accepted: processed.accepted,
+        rejected,
+        first_error: processed.first_error,
+        appended: !groups.is_empty(),
+        targets_used,
+    })
+}
+
+/// `drop_oldest`: evicts from the head of queues that grew past their limit.
+fn enforce_drop_oldest(shared: &Shared, used: &[bool]) {
+    for ((target, limit), used) in shared.targets.iter().zip(&shared.limits).zip(used) {
+        if !used || limit.reject_new {
+            continue;
+        }
+        let Ok(stats) = shared.queue.len(&target.name) else {
+            continue;
+        };
+        if stats.stored_bytes <= limit.max_bytes {
+            continue;
+        }
+        match shared
+            .queue
+            .drop_oldest(&target.name, stats.stored_bytes - limit.max_bytes)
+        {
+            Ok(removed) if removed.records > 0 => {
+                let mut dropped = shared.counters.dropped_full.lock();
+                let entry = dropped.entry(target.name.clone()).or_insert((0, 0));
+                entry.0 += removed.lines;
+                entry.1 += removed.records;
+                tracing::warn!(
+                    upstream = %target.name,
+                    lines = removed.lines,
+                    "queue full (buffer.max_bytes): dropped the oldest lines"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(upstream = %target.name, error = %e, "evicting from a full queue failed")
+            }
+        }
+    }
+}
+
+/// Decodes the body per `Content-Encoding`, within `limit` bytes.
+fn decode(encoding: &str, body: Bytes, limit: usize) -> Result<Bytes, Box<Response>> {
+    let too_large = || {
+        Box::new(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decoded body larger than {limit} bytes\n"),
+        ))
+    };
+    let bad = |e: std::io::Error| {
+        Box::new(text(
+            StatusCode::BAD_REQUEST,
+            format!("cannot decode {encoding} body: {e}\n"),
+        ))
+    };
+    let read_limited = |reader: &mut dyn std::io::Read| -> Result<Bytes, Box<Response>> {
+        let mut out = Vec::new();
+        let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+        reader.take(cap).read_to_end(&mut out).map_err(bad)?;
+        if out.len() > limit {
+            return Err(too_large());
+        }
+        Ok(Bytes::from(out))
+    };
+    match encoding {
+        "identity" | "" => {
+            if body.len() > limit {
+                return Err(too_large());
+            }
+            Ok(body)
+        }
+        "gzip" | "x-gzip" => read_limited(&mut flate2::read::GzDecoder::new(body.as_ref())),
+        "zstd" => {
+            let mut decoder = zstd::stream::read::Decoder::new(body.as_ref()).map_err(bad)?;
+            read_limited(&mut decoder)
+        }
+        other => Err(Box::new(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {other:?}\n"),
+        ))),
+    }
+}
+
+/// Percent-decoded `key=value` pairs of a query string.
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks the request's credentials.
+fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    if auth.mode == AuthMode::None {
+        return Ok(());
+    }
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let authorization = header(header::AUTHORIZATION);
+    let token = authorization.and_then(bearer_token).or_else(|| {
+        auth.accept_x_auth_token
+            .then(|| headers.get("x-auth-token").and_then(|v| v.to_str().ok()))
+            .flatten()
+    });
+    let jwt_allowed = matches!(auth.mode, AuthMode::Jwt | AuthMode::JwtOrBasic);
+    let basic_allowed = matches!(auth.mode, AuthMode::Basic | AuthMode::JwtOrBasic);
+    if jwt_allowed && let (Some(token), Some(verifier)) = (token, &auth.verifier) {
+        return match verifier.verify(token) {
+            Ok(claims) => {
+                if auth.require_sub && claims.sub.as_deref().is_none_or(str::is_empty) {
+                    return Err(Box::new(unauthorized(auth, "token has no sub claim")));
+                }
+                if !claims.has_any_role(&auth.required_roles) {
+                    return Err(Box::new(text(
+                        StatusCode::FORBIDDEN,
+                        "token lacks a required role\n",
+                    )));
+                }
+                Ok(())
+            }
+            Err(e) => Err(Box::new(unauthorized(auth, &e.to_string()))),
+        };
+    }
+    if basic_allowed && let Some(encoded) = authorization.and_then(|a| a.strip_prefix("Basic ")) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok());
+        if let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':'))
+            && auth
+                .basic_users
+                .as_ref()
+                .is_some_and(|users| users.verify(user, password))
+        {
+            return Ok(());
+        }
+        return Err(Box::new(unauthorized(auth, "wrong user or password")));
+    }
+    Err(Box::new(unauthorized(auth, "credentials required")))
+}
+
+fn unauthorized(auth: &Auth, why: &str) -> Response {
+    let mut r = text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    let challenge = match auth.mode {
+        AuthMode::Basic | AuthMode::JwtOrBasic => "Basic realm=\"cc-relay\"",
+        _ => "Bearer realm=\"cc-relay\"",
+    };
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    r
+}
+
+/// Invalid-line reasons in the order they are reported.
+pub const INVALID_REASONS: [Invalid; 5] = [
+    Invalid::Syntax,
+    Invalid::TooLong,
+    Invalid::Timestamp,
+    Invalid::TimestampRange,
+    Invalid::Ccms,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_are_percent_decoded() {
+        assert_eq!(
+            url_pairs("cluster=a%20b&precision=ms&x"),
+            [
+                ("cluster".into(), "a b".into()),
+                ("precision".into(), "ms".into()),
+                ("x".into(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn decoding_enforces_the_limit() {
+        let plain = Bytes::from(vec![b'a'; 1000]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = Bytes::from(gz.finish().unwrap());
+        assert_eq!(decode("gzip", gz.clone(), 1000).unwrap(), plain);
+        assert_eq!(
+            decode("gzip", gz, 999).unwrap_err().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let z = Bytes::from(zstd::bulk::compress(&plain, 3).unwrap());
+        assert_eq!(decode("zstd", z, 1000).unwrap(), plain);
+        assert_eq!(
+            decode("br", plain.clone(), 1000).unwrap_err().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(
+            decode("gzip", plain, 1000).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    fn users() -> crate::config::BasicUsers {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "collector:s3cret\n").unwrap();
+        crate::config::BasicUsers::from_file(&path).unwrap()
+    }
+
+    #[test]
+    fn basic_auth_checks_user_and_password() {
+        let auth = Auth {
+            mode: AuthMode::Basic,
+            verifier: None,
+            accept_x_auth_token: true,
+            required_roles: Vec::new(),
+            require_sub: false,
+            basic_users: Some(users()),
+        };
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            h
+        };
+        let good = base64::engine::general_purpose::STANDARD.encode("collector:s3cret");
+        let bad = base64::engine::general_purpose::STANDARD.encode("collector:nope");
+        assert!(authenticate(&auth, &with(&format!("Basic {good}"))).is_ok());
+        assert_eq!(
+            authenticate(&auth, &with(&format!("Basic {bad}")))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(authenticate(&auth, &HeaderMap::new()).is_err());
+    }
+}
