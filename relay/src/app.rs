@@ -180,6 +180,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     let mut targets = Vec::new();
     let mut limits = Vec::new();
     let mut wakers = Vec::new();
+    let mut in_flight = Vec::new();
     let mut auth_handles = Vec::new();
     for u in &enabled {
         let kind = match u.kind {
@@ -246,6 +247,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         };
         let worker = Worker::new(settings, Arc::clone(&queue), upstream);
         wakers.push(Arc::clone(&worker.wake));
+        in_flight.push(Arc::clone(&worker.in_flight));
         targets.push(Target {
             name: u.name.clone(),
             ccms: u.kind.is_ccms(),
@@ -285,6 +287,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         targets,
         limits,
         wakers,
+        in_flight,
         default_cluster: config.processing.default_cluster.clone(),
         split: SplitLimits {
             max_raw_bytes: usize::try_from(storage.record_max_raw_bytes.as_u64())

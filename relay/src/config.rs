@@ -35,7 +35,9 @@
 //! release load with precise key errors, but validation refuses it: this version of
 //! cc-relay does not speak NATS yet.
 
+mod general;
 mod ingress;
+mod nats;
 mod processing;
 mod upstream;
 mod values;
@@ -47,12 +49,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cc_common::config::{ByteSize, ConfigError, parse_json};
-use cc_common::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 
-pub use ingress::{
-    AuthMode, BasicUsers, ContentEncoding, HttpAuth, HttpIngress, InvalidLines, JetStreamIngress,
-    NatsAuth, NatsIngress, NatsMode, NatsSubject, NatsTls, StreamConfig, StreamStorage,
+pub use general::{AdminConfig, LogConfig, RecordCompression, StorageConfig};
+pub use ingress::{AuthMode, BasicUsers, ContentEncoding, HttpAuth, HttpIngress, InvalidLines};
+pub use nats::{
+    JetStreamIngress, NatsAuth, NatsIngress, NatsMode, NatsSubject, NatsTls, StreamConfig,
+    StreamStorage,
 };
 pub use processing::{
     MissingTimestamp, Processing, RuleSet, TimestampConfig, UpstreamProcessing, ValidateProfile,
@@ -152,118 +155,6 @@ impl fmt::Display for ConfigWarning {
     }
 }
 
-/// Section `log`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `level`: a `tracing` filter directive (`"info"`, `"cc_relay=debug,info"`);
-    /// `--log-level` and `RUST_LOG` override it. Default `info`.
-    pub level: String,
-    /// `format`: `text` (stderr) or `json` (stdout, for journald/Loki). Default `text`.
-    #[serde(with = "values::log_format")]
-    pub format: LogFormat,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-            format: LogFormat::Text,
-        }
-    }
-}
-
-/// Section `admin`: the listener for metrics, health and status.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// `address`: IP and port; default `127.0.0.1:9109` (loopback only).
-    pub address: SocketAddr,
-    /// `auth_token_file`: if set, every admin endpoint except `/healthz` requires
-    /// `Authorization: Bearer <content of this file>`.
-    pub auth_token_file: Option<PathBuf>,
-    /// `tls`: serve HTTPS (same shape as an HTTP ingress's `tls`).
-    pub tls: Option<ServerTls>,
-    /// The token read from `auth_token_file` (not a config key).
-    #[serde(skip)]
-    pub auth_token: Option<Secret>,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            address: SocketAddr::from(([127, 0, 0, 1], 9109)),
-            auth_token_file: None,
-            tls: None,
-            auth_token: None,
-        }
-    }
-}
-
-/// Section `storage`: the sled database and the disk limits (§4.6, §4.8).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    /// `cache_capacity`: sled page cache (not a hard RSS cap). Default 128 MiB.
-    pub cache_capacity: ByteSize,
-    /// `flush_every_ms`: sled's background flush period; `null` turns it off.
-    /// Acknowledgements never rely on it. Default 500.
-    pub flush_every_ms: Option<u64>,
-    /// `group_commit_delay`: wait this long to gather more writers before an
-    /// fsync; 0 flushes as soon as one is pending and none is running. Default 0.
-    #[serde(with = "cc_common::config::duration")]
-    pub group_commit_delay: Duration,
-    /// `record_max_raw_bytes`: ingested batches are split at line boundaries into
-    /// records of at most this many uncompressed bytes. Default 256 KiB.
-    pub record_max_raw_bytes: ByteSize,
-    /// `record_max_stored_bytes`: cap after compression (split further above it),
-    /// far below sled's blob threshold. Default 64 KiB.
-    pub record_max_stored_bytes: ByteSize,
-    /// `record_compression`: `zstd` (default) or `none`.
-    pub record_compression: RecordCompression,
-    /// `zstd_level`: 1–9, default 3.
-    pub zstd_level: i32,
-    /// `max_disk_bytes`: hard cap on sled's on-disk size. Default 16 GiB.
-    pub max_disk_bytes: ByteSize,
-    /// `min_free_disk_bytes`: keep at least this much free. Default 1 GiB.
-    pub min_free_disk_bytes: ByteSize,
-    /// `min_free_disk_percent`: the same as a percentage of the filesystem; the
-    /// stricter of the two wins. Default 5.
-    pub min_free_disk_percent: f64,
-    /// `disk_check_interval`: period of the size and free-space checks. Default 10 s.
-    #[serde(with = "cc_common::config::duration")]
-    pub disk_check_interval: Duration,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            cache_capacity: ByteSize(128 * MIB),
-            flush_every_ms: Some(500),
-            group_commit_delay: Duration::ZERO,
-            record_max_raw_bytes: ByteSize(256 * KIB),
-            record_max_stored_bytes: ByteSize(64 * KIB),
-            record_compression: RecordCompression::Zstd,
-            zstd_level: 3,
-            max_disk_bytes: ByteSize(16 * GIB),
-            min_free_disk_bytes: ByteSize(GIB),
-            min_free_disk_percent: 5.0,
-            disk_check_interval: Duration::from_secs(10),
-        }
-    }
-}
-
-/// `storage.record_compression`: how record payloads are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordCompression {
-    /// `zstd` at `storage.zstd_level`.
-    #[default]
-    Zstd,
-    /// `none`: payloads stored as received.
-    None,
-}
-
 /// Section `ingress`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -278,8 +169,12 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
+/// The short host name, or `cc-relay` if there is none or it is not a valid
+/// `instance_id`.
 fn default_instance_id() -> String {
-    short_hostname().unwrap_or_else(|| "cc-relay".to_owned())
+    short_hostname()
+        .filter(|name| valid_instance_id(name))
+        .unwrap_or_else(|| "cc-relay".to_owned())
 }
 
 /// The host name up to its first dot, if the system has one.
@@ -350,7 +245,8 @@ impl Config {
     pub fn embedded_default() -> Self {
         // INVARIANT: EMBEDDED_DEFAULT_JSON is a constant that names no file and
         // that the unit test `embedded_default_loads` loads successfully; the only
-        // environment-dependent default, instance_id, falls back to "cc-relay".
+        // environment-dependent default, instance_id, falls back to "cc-relay"
+        // when the host name is missing or unusable.
         Self::from_json_str(
             EMBEDDED_DEFAULT_JSON,
             EMBEDDED_DEFAULT_SOURCE,
@@ -421,9 +317,9 @@ impl Config {
             return Err(ctx.invalid("data_dir", "must not be empty"));
         }
         ctx.resolve(&mut self.data_dir);
-        self.validate_log(ctx)?;
-        self.validate_admin(ctx)?;
-        self.validate_storage(ctx)?;
+        self.log.validate(ctx)?;
+        self.admin.validate(ctx)?;
+        self.storage.validate(ctx)?;
 
         let record_max_raw = self.storage.record_max_raw_bytes.as_u64();
         for (i, listener) in self.ingress.http.iter_mut().enumerate() {
@@ -482,80 +378,6 @@ impl Config {
         }
         let has_ccms = self.has_ccms_upstream();
         self.processing.check_against_upstreams(ctx, has_ccms)?;
-        Ok(())
-    }
-
-    fn validate_log(&self, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
-        tracing_subscriber::EnvFilter::builder()
-            .parse(&self.log.level)
-            .map(drop)
-            .map_err(|err| {
-                ctx.invalid(
-                    "log.level",
-                    format!(
-                        "invalid log filter {:?} ({err}); expected e.g. \"info\" or \"cc_relay=debug,info\"",
-                        self.log.level
-                    ),
-                )
-            })
-    }
-
-    fn validate_admin(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConfigError> {
-        let admin = &mut self.admin;
-        ctx.resolve_opt(&mut admin.auth_token_file);
-        if let Some(tls) = &mut admin.tls {
-            ctx.server_tls("admin.tls", tls)?;
-        }
-        if admin.auth_token_file.is_none() && !admin.address.ip().is_loopback() {
-            ctx.warn(
-                "admin.address",
-                format!(
-                    "admin endpoints on non-loopback address {} without admin.auth_token_file",
-                    admin.address
-                ),
-            );
-        }
-        Ok(())
-    }
-
-    fn validate_storage(&self, ctx: &mut Ctx<'_>) -> Result<(), ConfigError> {
-        let s = &self.storage;
-        positive_size(ctx, "storage.cache_capacity", s.cache_capacity)?;
-        if s.flush_every_ms == Some(0) {
-            return Err(ctx.invalid(
-                "storage.flush_every_ms",
-                "must be positive; use null to turn sled's periodic flush off",
-            ));
-        }
-        positive_size(ctx, "storage.record_max_raw_bytes", s.record_max_raw_bytes)?;
-        if s.record_max_raw_bytes.as_u64() > u64::from(u32::MAX) {
-            return Err(ctx.invalid(
-                "storage.record_max_raw_bytes",
-                "must be below 4GiB (records store their length in 32 bits)",
-            ));
-        }
-        positive_size(
-            ctx,
-            "storage.record_max_stored_bytes",
-            s.record_max_stored_bytes,
-        )?;
-        if !(1..=9).contains(&s.zstd_level) {
-            return Err(ctx.invalid(
-                "storage.zstd_level",
-                format!("must be between 1 and 9, not {}", s.zstd_level),
-            ));
-        }
-        positive_size(ctx, "storage.max_disk_bytes", s.max_disk_bytes)?;
-        if !(0.0..100.0).contains(&s.min_free_disk_percent) {
-            return Err(ctx.invalid(
-                "storage.min_free_disk_percent",
-                format!(
-                    "must be at least 0 and below 100, not {}",
-                    s.min_free_disk_percent
-                ),
-            ));
-        }
-        positive_duration(ctx, "storage.disk_check_interval", s.disk_check_interval)?;
         Ok(())
     }
 
@@ -682,20 +504,20 @@ impl Ctx<'_> {
     }
 }
 
-fn check_instance_id(ctx: &Ctx<'_>, id: &str) -> Result<(), ConfigError> {
-    let ok = (1..=64).contains(&id.len())
+fn valid_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn check_instance_id(ctx: &Ctx<'_>, id: &str) -> Result<(), ConfigError> {
+    if valid_instance_id(id) {
         Ok(())
     } else {
         Err(ctx.invalid(
             "instance_id",
-            format!(
-                "{id:?} is not usable: 1 to 64 characters from A-Z, a-z, 0-9, '.', '_', '-' \
-                 (the default is the short host name; set instance_id explicitly)"
-            ),
+            format!("{id:?} is not usable: 1 to 64 characters from A-Z, a-z, 0-9, '.', '_', '-'"),
         ))
     }
 }

@@ -139,6 +139,8 @@ pub struct Shared {
     pub limits: Vec<QueueLimit>,
     /// Per target: wakes its worker.
     pub wakers: Vec<Arc<Notify>>,
+    /// Per target: the last id of its worker's in-flight batch (0: none).
+    pub in_flight: Vec<Arc<AtomicU64>>,
     /// Global default cluster (`processing.default_cluster`).
     pub default_cluster: Option<String>,
     /// Record splitting.
@@ -480,7 +482,13 @@ fn store_batch(
 
 /// `drop_oldest`: evicts from the head of queues that grew past their limit.
 fn enforce_drop_oldest(shared: &Shared, used: &[bool]) {
-    for ((target, limit), used) in shared.targets.iter().zip(&shared.limits).zip(used) {
+    for (((target, limit), used), in_flight) in shared
+        .targets
+        .iter()
+        .zip(&shared.limits)
+        .zip(used)
+        .zip(&shared.in_flight)
+    {
         if !used || limit.reject_new {
             continue;
         }
@@ -490,10 +498,12 @@ fn enforce_drop_oldest(shared: &Shared, used: &[bool]) {
         if stats.stored_bytes <= limit.max_bytes {
             continue;
         }
-        match shared
-            .queue
-            .drop_oldest(&target.name, stats.stored_bytes - limit.max_bytes)
-        {
+        let after = Some(in_flight.load(Ordering::Relaxed)).filter(|id| *id > 0);
+        match shared.queue.drop_oldest_after(
+            &target.name,
+            stats.stored_bytes - limit.max_bytes,
+            after,
+        ) {
             Ok(removed) if removed.records > 0 => {
                 let mut dropped = shared.counters.dropped_full.lock();
                 let entry = dropped.entry(target.name.clone()).or_insert((0, 0));
@@ -502,6 +512,7 @@ fn enforce_drop_oldest(shared: &Shared, used: &[bool]) {
                 tracing::warn!(
                     upstream = %target.name,
                     lines = removed.lines,
+                    ?after,
                     "queue full (buffer.max_bytes): dropped the oldest lines"
                 );
             }

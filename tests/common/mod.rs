@@ -209,8 +209,12 @@ impl Drop for Process {
 
 /// Starts `cc-store` with the given configuration (its `main.addr` is set to
 /// a free port) and waits until it answers HTTP.
-pub fn start_store(mut config: serde_json::Value) -> Process {
-    let port = free_port();
+pub fn start_store(config: serde_json::Value) -> Process {
+    start_store_on(config, free_port())
+}
+
+/// Starts `cc-store` on a given loopback port.
+pub fn start_store_on(mut config: serde_json::Value, port: u16) -> Process {
     let addr = format!("127.0.0.1:{port}");
     config["main"]["addr"] = serde_json::Value::from(addr.clone());
     let dir = tempfile::tempdir().expect("temp dir");
@@ -310,4 +314,238 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Starts `cc-relay` with `config` (ingress `local` and `admin` get free
+/// ports; `data_dir` defaults to a temp dir) and waits for `/readyz`.
+/// Returns the process (its `addr` is the ingress) and the admin address.
+pub fn start_relay(config: serde_json::Value) -> (Process, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    start_relay_in(config, dir)
+}
+
+/// Like [`start_relay`], in an existing directory (for restarts on the same data).
+pub fn start_relay_in(mut config: serde_json::Value, dir: tempfile::TempDir) -> (Process, String) {
+    let ingress = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    if config["ingress"]["http"][0]["address"].is_null() {
+        config["ingress"]["http"][0]["address"] = serde_json::Value::from(ingress.clone());
+    }
+    let ingress = config["ingress"]["http"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    config["admin"]["address"] = serde_json::Value::from(admin.clone());
+    if config["data_dir"].is_null() {
+        config["data_dir"] = serde_json::Value::from(dir.path().join("data").display().to_string());
+    }
+    let config_path = dir.path().join("relay.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&config).expect("json"),
+    )
+    .expect("write config");
+    let log = dir.path().join(format!("relay-{}.log", free_port()));
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(binary("cc-relay"))
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--log-level", "info"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("start cc-relay");
+    let mut process = Process {
+        child,
+        addr: ingress,
+        dir,
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("cc-relay exited early ({status}):\n{}", process.log_text());
+        }
+        if http(&admin, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relay not ready:\n{}",
+            process.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    (process, admin)
+}
+
+impl Process {
+    /// Kills the process with SIGKILL and hands back its directory.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
+    }
+}
+
+/// A relay configuration with one ingress (`local`) and the given upstreams.
+pub fn relay_config(upstreams: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "instance_id": "test-relay",
+        "ingress": {"http": [{"name": "local"}]},
+        "upstreams": upstreams,
+        "shutdown_grace": "2s"
+    })
+}
+
+/// One request as a stub upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// What the stub answered.
+    pub status: u16,
+}
+
+impl Seen {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Answer = dyn Fn(&Seen) -> u16 + Send + Sync;
+
+/// A scripted HTTP upstream: records every request and answers with the
+/// status its function picks (keep-alive, Content-Length bodies).
+pub struct Stub {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    /// Requests seen so far.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    answer: std::sync::Arc<std::sync::RwLock<Box<Answer>>>,
+}
+
+impl Stub {
+    /// Starts a stub answering 200 to everything.
+    pub fn start() -> Stub {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind stub");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answer: std::sync::Arc<std::sync::RwLock<Box<Answer>>> =
+            std::sync::Arc::new(std::sync::RwLock::new(Box::new(|_: &Seen| 200)));
+        let (s2, a2) = (std::sync::Arc::clone(&seen), std::sync::Arc::clone(&answer));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (s3, a3) = (std::sync::Arc::clone(&s2), std::sync::Arc::clone(&a2));
+                std::thread::spawn(move || serve_stub_connection(conn, &s3, &a3));
+            }
+        });
+        Stub { addr, seen, answer }
+    }
+
+    /// Changes how the stub answers.
+    pub fn answer(&self, f: impl Fn(&Seen) -> u16 + Send + Sync + 'static) {
+        *self.answer.write().unwrap() = Box::new(f);
+    }
+
+    /// Every request seen, in order.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Lines received in requests the stub answered with 200, in order.
+    pub fn delivered_lines(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| (200..300).contains(&s.status))
+            .flat_map(|s| {
+                String::from_utf8_lossy(&s.body)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+fn serve_stub_connection(
+    conn: TcpStream,
+    seen: &std::sync::Mutex<Vec<Seen>>,
+    answer: &std::sync::RwLock<Box<Answer>>,
+) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(conn);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_owned();
+        let target = parts.next().unwrap_or("").to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut request = Seen {
+            method,
+            target,
+            headers,
+            body,
+            status: 0,
+        };
+        let status = (answer.read().unwrap())(&request);
+        request.status = status;
+        seen.lock().unwrap().push(request);
+        let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        if reader.get_mut().write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    check()
 }

@@ -214,7 +214,9 @@ impl<'a> Line<'a> {
     /// The field set as received (`value=1.5` or `a=1,b="x"`, escapes intact).
     #[must_use]
     pub fn raw_fields(&self) -> &'a str {
-        self.raw.get(self.fields_offset..self.head_len).unwrap_or("")
+        self.raw
+            .get(self.fields_offset..self.head_len)
+            .unwrap_or("")
     }
 
     /// The tag set as received (`k=v,k2=v2`, escapes intact); empty if none.

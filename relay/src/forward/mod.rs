@@ -91,6 +91,9 @@ pub struct Worker {
     /// Counters for `/metrics` and `/status`.
     pub counters: Arc<UpstreamCounters>,
     backoff: Backoff,
+    /// Last record id of the batch being sent (0: none); eviction of a full
+    /// queue never touches ids up to it.
+    pub in_flight: Arc<AtomicU64>,
     /// Current batch size limit (shrinks after 413).
     max_bytes: u64,
     /// Send single records until the next success.
@@ -116,6 +119,7 @@ impl Worker {
             queue,
             upstream,
             wake: Arc::new(Notify::new()),
+            in_flight: Arc::new(AtomicU64::new(0)),
             counters,
             backoff,
             probing: false,
@@ -205,9 +209,14 @@ impl Worker {
             return Ok(());
         }
         let ids: Vec<u64> = pieces.iter().map(|p| p.id).collect();
-        if self.deliver(pieces, stop).await {
+        self.in_flight
+            .store(ids.last().copied().unwrap_or(0), Ordering::Relaxed);
+        tracing::debug!(upstream = %self.settings.name, first = ids.first(), last = ids.last(), "sending batch");
+        let delivered = self.deliver(pieces, stop).await;
+        if delivered {
             self.queue.ack(&self.settings.name, &ids)?;
         }
+        self.in_flight.store(0, Ordering::Relaxed);
         Ok(())
     }
 

@@ -1,0 +1,563 @@
+//! cc-relay driven the way collectors, operators and stores meet it: the real
+//! binary on free ports, forwarding to a scripted upstream or a real cc-store.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Stub, mint_token, now, relay_config, start_relay, start_relay_in, start_store, store_config,
+    wait_for,
+};
+use serde_json::{Value, json};
+
+fn upstream(name: &str, kind: &str, url: &str) -> Value {
+    json!({
+        "name": name,
+        "type": kind,
+        "url": url,
+        "batch": {"linger": "20ms"},
+        "retry": {"initial_backoff": "50ms", "max_backoff": "200ms", "poison_attempts": 1}
+    })
+}
+
+fn post(relay: &common::Process, query: &str, body: &str) -> common::Response {
+    relay.request("POST", &format!("/api/write{query}"), &[], body.as_bytes())
+}
+
+fn metric(admin: &str, name: &str) -> f64 {
+    let text = common::http(admin, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .text();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn forwards_lines_unchanged_except_timestamp_units() {
+    let stub = Stub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = dir.path().join("store.jwt");
+    std::fs::write(&jwt, "relay-token\n").unwrap();
+    let mut up = upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr),
+    );
+    up["auth"] = json!({"jwt_file": jwt});
+    let (relay, _admin) = start_relay(relay_config(json!([up])));
+    let t = now();
+    let body = format!(
+        "cpu_load,hostname=f0101,type=node value=12.5 {t}\n\
+         cpu_user,hostname=f0101,type=hwthread,type-id=17 value=98.1 {t}123\n\
+         mem_used,cluster=fritz,hostname=f0101,type=node,unit=GBytes value=187.25 {t}000000000\n"
+    );
+    let r = post(&relay, "?cluster=alex", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-cc-relay-accepted"), Some("3"));
+    assert!(
+        wait_for(Duration::from_secs(10), || stub.delivered_lines().len()
+            == 3),
+        "{:?}",
+        stub.requests()
+    );
+    let req = &stub.requests()[0];
+    assert_eq!(req.target, "/api/write?cluster=alex");
+    assert_eq!(req.header("authorization"), Some("Bearer relay-token"));
+    assert_eq!(
+        req.header("content-encoding"),
+        None,
+        "never compressed towards a store"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&req.body),
+        format!(
+            "cpu_load,hostname=f0101,type=node value=12.5 {t}\n\
+             cpu_user,hostname=f0101,type=hwthread,type-id=17 value=98.1 {t}\n\
+             mem_used,cluster=fritz,hostname=f0101,type=node,unit=GBytes value=187.25 {t}\n"
+        )
+    );
+}
+
+#[test]
+fn store_outage_loses_nothing() {
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}/api/write");
+    let (relay, admin) = start_relay(relay_config(json!([upstream("store", "ccms-http", &url)])));
+    let t = now() / 60 * 60 - 3600;
+    for batch in 0..20 {
+        let body: String = (0..50)
+            .map(|i| format!("cpu_load,hostname=h{i} value={batch} {}\n", t + batch * 60))
+            .collect();
+        let r = post(&relay, "?cluster=c", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(metric(&admin, "ccrelay_queue_lines"), 1000.0);
+    // The store comes up on the port the relay forwards to.
+    let mut config = store_config();
+    config["main"]["addr"] = json!(format!("127.0.0.1:{port}"));
+    let store = common::start_store_on(config, port);
+    let all_there = wait_for(Duration::from_secs(20), || {
+        let q = json!({"cluster":"c","from":t - 60,"to":t + 20 * 60,"queries":
+            (0..50).map(|i| json!({"metric":"cpu_load","host":format!("h{i}")})).collect::<Vec<_>>()});
+        let r = store.request("GET", "/api/query", &[], q.to_string().as_bytes());
+        let v = r.json();
+        (0..50).all(|i| {
+            v["results"][i][0]["data"]
+                .as_array()
+                .is_some_and(|d| d.iter().filter(|x| !x.is_null()).count() == 20)
+        })
+    });
+    assert!(all_there, "relay log:\n{}", relay.log_text());
+    assert_eq!(metric(&admin, "ccrelay_queue_lines"), 0.0);
+}
+
+#[test]
+fn upstream_errors_are_retried_until_it_recovers() {
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let (relay, admin) = start_relay(relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )])));
+    let t = now();
+    assert_eq!(
+        post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,
+        200
+    );
+    assert!(wait_for(Duration::from_secs(5), || stub.requests().len() >= 3));
+    assert_eq!(metric(&admin, "ccrelay_upstream_up"), 0.0);
+    stub.answer(|_| 200);
+    assert!(wait_for(Duration::from_secs(5), || stub
+        .delivered_lines()
+        .len()
+        == 1));
+    assert!(wait_for(Duration::from_secs(5), || metric(
+        &admin,
+        "ccrelay_queue_lines"
+    ) == 0.0));
+    assert_eq!(metric(&admin, "ccrelay_upstream_up"), 1.0);
+    assert!(metric(&admin, "ccrelay_upstream_failures_total") >= 2.0);
+}
+
+#[test]
+fn a_poison_line_is_bisected_away() {
+    let stub = Stub::start();
+    stub.answer(|req| {
+        if String::from_utf8_lossy(&req.body).contains("foo=1") {
+            400
+        } else {
+            200
+        }
+    });
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    config["processing"] = json!({"validate": "none"});
+    let (relay, admin) = start_relay(config);
+    let t = now();
+    let mut lines: Vec<String> = (0..100)
+        .map(|i| format!("m,hostname=h{i} value={i} {t}\n"))
+        .collect();
+    lines.insert(50, format!("m,hostname=bad foo=1 {t}\n"));
+    let body = lines.concat();
+    assert_eq!(post(&relay, "?cluster=c", &body).status, 200);
+    assert!(
+        wait_for(Duration::from_secs(20), || stub.delivered_lines().len()
+            == 100),
+        "delivered {}",
+        stub.delivered_lines().len()
+    );
+    assert!(wait_for(Duration::from_secs(5), || metric(
+        &admin,
+        "ccrelay_deadletter_lines_total"
+    ) == 1.0));
+    assert!(wait_for(Duration::from_secs(5), || metric(
+        &admin,
+        "ccrelay_queue_lines"
+    ) == 0.0));
+    assert!(!stub.delivered_lines().iter().any(|l| l.contains("foo=1")));
+}
+
+#[test]
+fn ccms_validation_refuses_lines_the_store_would_reject() {
+    let stub = Stub::start();
+    let (relay, admin) = start_relay(relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )])));
+    let t = now();
+    let r = post(
+        &relay,
+        "?cluster=c",
+        &format!("m,hostname=h foo=1 {t}\nm,hostname=h value=2 {t}\nm value=3 {t}\n"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        (
+            r.header("x-cc-relay-accepted"),
+            r.header("x-cc-relay-rejected")
+        ),
+        (Some("1"), Some("2"))
+    );
+    assert!(wait_for(Duration::from_secs(5), || stub
+        .delivered_lines()
+        .len()
+        == 1));
+    assert_eq!(metric(&admin, "ccrelay_ingest_invalid_lines_total"), 2.0);
+}
+
+#[test]
+fn acknowledged_lines_survive_kill_9() {
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let url = format!("http://{}/api/write", stub.addr);
+    let config = relay_config(json!([upstream("store", "ccms-http", &url)]));
+    let (relay, _) = start_relay(config.clone());
+    let t = now();
+    let mut sent = Vec::new();
+    for batch in 0..10 {
+        let body: String = (0..100)
+            .map(|i| format!("m,hostname=h{i} value={batch} {t}\n"))
+            .collect();
+        assert_eq!(post(&relay, "?cluster=c", &body).status, 200);
+        sent.extend(body.lines().map(str::to_owned));
+    }
+    let dir = relay.kill9();
+    stub.answer(|_| 200);
+    let (relay, admin) = start_relay_in(config, dir);
+    assert!(
+        wait_for(Duration::from_secs(20), || metric(
+            &admin,
+            "ccrelay_queue_lines"
+        ) == 0.0),
+        "{}",
+        relay.log_text()
+    );
+    let delivered: std::collections::HashSet<String> = stub.delivered_lines().into_iter().collect();
+    let missing: Vec<&String> = sent.iter().filter(|l| !delivered.contains(*l)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged lines lost, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+}
+
+#[test]
+fn relays_chain_to_the_store() {
+    let store = start_store(store_config());
+    let (site, _) = start_relay(relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", store.addr)
+    )])));
+    let mut rack_up = upstream(
+        "site",
+        "relay-http",
+        &format!("http://{}/api/write", site.addr),
+    );
+    rack_up["compress"] = json!("zstd");
+    let (rack, _) = start_relay(relay_config(json!([rack_up])));
+    let t = now() / 60 * 60;
+    let body = format!("cpu_load,hostname=h1 value=4 {t}\ncpu_load,hostname=h2 value=5 {t}\n");
+    assert_eq!(post(&rack, "?cluster=fritz", &body).status, 200);
+    let arrived = wait_for(Duration::from_secs(15), || {
+        let q = json!({"cluster":"fritz","from":t - 60,"to":t + 60,"queries":[{"metric":"cpu_load","host":"h1"},{"metric":"cpu_load","host":"h2"}]});
+        let v = store
+            .request("GET", "/api/query", &[], q.to_string().as_bytes())
+            .json();
+        v["results"][0][0]["max"] == json!(4.0) && v["results"][1][0]["max"] == json!(5.0)
+    });
+    assert!(
+        arrived,
+        "rack:\n{}\nsite:\n{}",
+        rack.log_text(),
+        site.log_text()
+    );
+}
+
+#[test]
+fn hop_limit_stops_loops() {
+    let stub = Stub::start();
+    let (relay, _) = start_relay(relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )])));
+    let r = relay.request(
+        "POST",
+        "/api/write?cluster=c",
+        &[("X-CC-Relay-Hops", "9"), ("X-CC-Relay-Id", "other")],
+        format!("m,hostname=h value=1 {}\n", now()).as_bytes(),
+    );
+    assert_eq!(r.status, 508);
+}
+
+#[test]
+fn fan_out_keeps_the_healthy_upstream_flowing() {
+    let good = Stub::start();
+    let down = Stub::start();
+    down.answer(|_| 503);
+    let (relay, admin) = start_relay(relay_config(json!([
+        upstream(
+            "good",
+            "ccms-http",
+            &format!("http://{}/api/write", good.addr)
+        ),
+        upstream(
+            "down",
+            "ccms-http",
+            &format!("http://{}/api/write", down.addr)
+        )
+    ])));
+    let t = now();
+    for i in 0..5 {
+        assert_eq!(
+            post(
+                &relay,
+                "?cluster=c",
+                &format!("m,hostname=h value={i} {t}\n")
+            )
+            .status,
+            200
+        );
+    }
+    assert!(wait_for(Duration::from_secs(5), || good
+        .delivered_lines()
+        .len()
+        == 5));
+    let text = common::http(&admin, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .text();
+    assert!(
+        text.contains("ccrelay_queue_lines{upstream=\"down\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ccrelay_queue_lines{upstream=\"good\"} 0"),
+        "{text}"
+    );
+    down.answer(|_| 200);
+    assert!(wait_for(Duration::from_secs(5), || down
+        .delivered_lines()
+        .len()
+        == 5));
+}
+
+#[test]
+fn full_queues_drop_oldest_or_reject_new() {
+    let down = Stub::start();
+    down.answer(|_| 503);
+    let url = format!("http://{}/api/write", down.addr);
+    let mut drop_up = upstream("store", "ccms-http", &url);
+    drop_up["buffer"] = json!({"max_bytes": 3000, "when_full": "drop_oldest"});
+    let (relay, admin) = start_relay(relay_config(json!([drop_up])));
+    let t = now();
+    for batch in 0..40 {
+        let body: String = (0..20)
+            .map(|i| format!("m,hostname=h{i},batch=b{batch} value={batch} {t}\n"))
+            .collect();
+        assert_eq!(
+            post(&relay, "?cluster=c", &body).status,
+            200,
+            "drop_oldest always accepts"
+        );
+    }
+    let dropped = metric(&admin, "ccrelay_dropped_lines_total");
+    assert!(dropped > 0.0);
+    assert!(metric(&admin, "ccrelay_queue_stored_bytes") <= 3000.0 + 2000.0);
+    down.answer(|_| 200);
+    assert!(wait_for(Duration::from_secs(10), || metric(
+        &admin,
+        "ccrelay_queue_lines"
+    ) == 0.0));
+    let delivered = down.delivered_lines();
+    assert!(
+        delivered.iter().any(|l| l.contains("batch=b39")),
+        "the newest data is kept"
+    );
+    assert!(
+        delivered.iter().any(|l| l.contains("batch=b0 ")),
+        "the batch in flight when the queue filled is never evicted"
+    );
+    let unique: std::collections::HashSet<&String> = delivered.iter().collect();
+    assert_eq!(unique.len(), delivered.len(), "no line delivered twice");
+    assert_eq!(
+        delivered.len() as f64 + dropped,
+        800.0,
+        "every line delivered or counted as dropped ({} delivered, {dropped} dropped)",
+        delivered.len()
+    );
+    drop(relay);
+
+    let mut reject_up = upstream("store", "ccms-http", &url);
+    reject_up["buffer"] = json!({"max_bytes": 1000, "when_full": "reject_new"});
+    down.answer(|_| 503);
+    let (relay, _) = start_relay(relay_config(json!([reject_up])));
+    let mut statuses = Vec::new();
+    for batch in 0..40 {
+        let body: String = (0..20)
+            .map(|i| format!("m,hostname=h{i} value={batch} {t}\n"))
+            .collect();
+        let r = post(&relay, "?cluster=c", &body);
+        if r.status == 503 {
+            assert!(r.header("retry-after").is_some());
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses[0], 200);
+    assert!(statuses.contains(&503), "{statuses:?}");
+}
+
+#[test]
+fn jwt_ingress_authentication() {
+    let stub = Stub::start();
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    config["ingress"]["http"][0]["auth"] = json!({"mode": "jwt", "jwt_public_key": common::test_public_key(), "required_roles": ["collector"]});
+    let (relay, _) = start_relay(config);
+    let body = format!("m,hostname=h value=1 {}\n", now());
+    let send = |headers: &[(&str, &str)]| {
+        relay
+            .request("POST", "/api/write?cluster=c", headers, body.as_bytes())
+            .status
+    };
+    let good = mint_token(&json!({"sub": "node1", "roles": ["collector"]}));
+    let norole = mint_token(&json!({"sub": "node1", "roles": ["user"]}));
+    let expired = mint_token(&json!({"sub": "node1", "roles": ["collector"], "exp": now() - 3600}));
+    assert_eq!(send(&[]), 401);
+    assert_eq!(send(&[("Authorization", &format!("Bearer {good}"))]), 200);
+    assert_eq!(send(&[("X-Auth-Token", &good)]), 200);
+    assert_eq!(send(&[("Authorization", &format!("Bearer {norole}"))]), 403);
+    assert_eq!(
+        send(&[("Authorization", &format!("Bearer {expired}"))]),
+        401
+    );
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "x", "roles": ["collector"]}),
+        &jsonwebtoken::EncodingKey::from_secret(common::test_public_key().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(send(&[("Authorization", &format!("Bearer {hs}"))]), 401);
+}
+
+#[test]
+fn body_limits_and_encodings() {
+    let stub = Stub::start();
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    config["ingress"]["http"][0]["max_body_bytes"] = json!("4KiB");
+    config["ingress"]["http"][0]["max_decompressed_bytes"] = json!("8KiB");
+    let (relay, _) = start_relay(config);
+    let t = now();
+    let big = format!("m,hostname=h value=1 {t}\n").repeat(400);
+    assert_eq!(post(&relay, "?cluster=c", &big).status, 413);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, big.as_bytes()).unwrap();
+    let bomb = gz.finish().unwrap();
+    let r = relay.request(
+        "POST",
+        "/api/write?cluster=c",
+        &[("Content-Encoding", "gzip")],
+        &bomb,
+    );
+    assert_eq!(r.status, 413, "decoded size beyond max_decompressed_bytes");
+    let small = format!("m,hostname=h value=1 {t}\n");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, small.as_bytes()).unwrap();
+    let r = relay.request(
+        "POST",
+        "/api/write?cluster=c",
+        &[("Content-Encoding", "gzip")],
+        &gz.finish().unwrap(),
+    );
+    assert_eq!(r.status, 200);
+    let r = relay.request(
+        "POST",
+        "/api/write?cluster=c",
+        &[("Content-Encoding", "br")],
+        small.as_bytes(),
+    );
+    assert_eq!(r.status, 415);
+    assert_eq!(
+        post(&relay, "?cluster=c", "garbage without fields\n").status,
+        400
+    );
+    assert_eq!(relay.request("GET", "/api/write", &[], b"").status, 405);
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let stub = Stub::start();
+    let (relay, _) = start_relay(relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )])));
+    let t = now();
+    assert_eq!(
+        post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,
+        200
+    );
+    let status = relay.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(stub.delivered_lines().len(), 1);
+}
+
+#[test]
+fn bad_config_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.json");
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        "http://127.0.0.1:1/api/write"
+    )]));
+    config["upstreams"][0]["bufer"] = json!({});
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = std::process::Command::new(common::binary("cc-relay"))
+        .arg("-c")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bufer") && err.contains("relay.json"), "{err}");
+    config["upstreams"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("bufer");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = std::process::Command::new(common::binary("cc-relay"))
+        .arg("-c")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
