@@ -561,3 +561,53 @@ fn bad_config_exits_non_zero_naming_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn free_space_floor_refuses_new_data() {
+    let stub = Stub::start();
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    // No real filesystem has 99.99 % free: the floor is always under water.
+    config["storage"] = json!({"min_free_disk_percent": 99.99, "disk_check_interval": "100ms"});
+    let port = common::free_port();
+    config["ingress"]["http"][0]["address"] = json!(format!("127.0.0.1:{port}"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    config["data_dir"] = json!(data);
+    let config_path = dir.path().join("relay.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    // start_relay waits for /readyz, which stays 503 here: start by hand.
+    let admin_port = common::free_port();
+    config["admin"]["address"] = json!(format!("127.0.0.1:{admin_port}"));
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let mut child = std::process::Command::new(common::binary("cc-relay"))
+        .arg("-c")
+        .arg(&config_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let up = wait_for(Duration::from_secs(10), || {
+        common::http(&admin, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    let ready = common::http(&admin, "GET", "/readyz", &[], b"").map(|r| r.status);
+    let write = common::http(
+        &format!("127.0.0.1:{port}"),
+        "POST",
+        "/api/write?cluster=c",
+        &[],
+        format!("m,hostname=h value=1 {}\n", now()).as_bytes(),
+    );
+    let pressure = metric(&admin, "ccrelay_storage_pressure");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up);
+    assert_eq!(ready.unwrap(), 503);
+    let write = write.unwrap();
+    assert_eq!(write.status, 503);
+    assert!(write.header("retry-after").is_some());
+    assert_eq!(pressure, 1.0);
+}

@@ -88,6 +88,9 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
     if !s.shared.accepting.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    if s.shared.disk.pressure.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "disk limits reached\n").into_response();
+    }
     (StatusCode::OK, "ready\n").into_response()
 }
 
@@ -442,6 +445,37 @@ fn render_metrics(s: &AdminState) -> String {
         "ccrelay_sled_size_on_disk_bytes",
         &[],
         s.queue.size_on_disk().unwrap_or(0) as f64,
+    );
+    let disk = &s.shared.disk;
+    f.head(
+        "ccrelay_storage_pressure",
+        "gauge",
+        "1 while disk limits refuse new data.",
+    );
+    f.sample(
+        "ccrelay_storage_pressure",
+        &[],
+        f64::from(u8::from(disk.pressure.load(Ordering::Relaxed))),
+    );
+    f.head(
+        "ccrelay_disk_free_bytes",
+        "gauge",
+        "Free bytes on the data filesystem.",
+    );
+    f.sample(
+        "ccrelay_disk_free_bytes",
+        &[],
+        disk.free_bytes.load(Ordering::Relaxed) as f64,
+    );
+    f.head(
+        "ccrelay_disk_pressure_dropped_lines_total",
+        "counter",
+        "Lines evicted to keep within the disk limits.",
+    );
+    f.sample(
+        "ccrelay_disk_pressure_dropped_lines_total",
+        &[],
+        disk.evicted_lines.load(Ordering::Relaxed) as f64,
     );
     f.head(
         "ccrelay_storage_healthy",

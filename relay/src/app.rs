@@ -57,6 +57,9 @@ pub enum StartError {
     /// A JWT key could not be used.
     #[error("JWT keys of ingress {0}")]
     Jwt(String, #[source] Box<cc_common::auth::KeyError>),
+    /// The queue storage failed while running (the relay stopped taking data).
+    #[error("queue storage failed: {0}")]
+    StorageFailed(String),
     /// Something the configuration asks for that this build cannot do.
     #[error("{0}")]
     Unsupported(String),
@@ -174,6 +177,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         Arc::clone(&queue),
         storage.group_commit_delay,
     ));
+    let disk_limits = crate::housekeeper::DiskLimits {
+        data_dir: config.data_dir.clone(),
+        max_disk_bytes: storage.max_disk_bytes.as_u64(),
+        min_free_bytes: storage.min_free_disk_bytes.as_u64(),
+        min_free_percent: storage.min_free_disk_percent,
+        interval: storage.disk_check_interval,
+    };
+    let disk = Arc::new(crate::housekeeper::DiskState::default());
+    {
+        let (q, l, d) = (Arc::clone(&queue), disk_limits.clone(), Arc::clone(&disk));
+        let _ = tokio::task::spawn_blocking(move || crate::housekeeper::check(&q, &l, &d)).await;
+    }
 
     // Workers.
     let mut workers = Vec::new();
@@ -298,8 +313,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
             zstd_level: storage.zstd_level,
         },
         accepting: AtomicBool::new(true),
+        disk: Arc::clone(&disk),
         counters: ingress::IngressCounters::default(),
     });
+
+    // Disk limits: checked once above, then periodically.
+    let housekeeping = tokio::spawn(crate::housekeeper::run(
+        Arc::clone(&queue),
+        disk_limits,
+        Arc::clone(&disk),
+        shutdown.token(),
+    ));
 
     // Bind everything before serving anything, so a bad address fails start-up.
     let admin_listener = bind(config.admin.address, "admin")?;
@@ -392,6 +416,30 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     );
 
     let reload = spawn_secret_reload(config.clone(), auth_handles, shutdown.token());
+    let storage_failed = Arc::new(AtomicBool::new(false));
+    {
+        // A storage error is sticky: stop taking data and exit non-zero so that
+        // the service manager restarts the relay on a fresh database handle.
+        let (q, failed, sd) = (
+            Arc::clone(&queue),
+            Arc::clone(&storage_failed),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = sd.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                if !q.is_healthy() {
+                    tracing::error!(reason = %q.poison_reason().unwrap_or_default(), "queue storage failed; shutting down");
+                    failed.store(true, Ordering::Relaxed);
+                    sd.trigger();
+                    return;
+                }
+            }
+        });
+    }
 
     // Run until asked to stop.
     shutdown.cancelled().await;
@@ -422,6 +470,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         let _ = task.await;
     }
     reload.abort();
+    housekeeping.abort();
     let _ = admin_task.await;
     let queue_for_close = Arc::clone(&queue);
     let closed = tokio::task::spawn_blocking(move || queue_for_close.mark_clean_shutdown()).await;
@@ -429,6 +478,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         Ok(Ok(())) => tracing::info!("queue flushed; cc-relay stopped"),
         Ok(Err(e)) => tracing::error!(error = %e, "final queue flush failed"),
         Err(e) => tracing::error!(error = %e, "final queue flush task failed"),
+    }
+    if storage_failed.load(Ordering::Relaxed) {
+        return Err(StartError::StorageFailed(
+            queue.poison_reason().unwrap_or_default(),
+        ));
     }
     Ok(())
 }

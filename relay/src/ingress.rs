@@ -147,6 +147,8 @@ pub struct Shared {
     pub split: SplitLimits,
     /// False once shutdown began.
     pub accepting: AtomicBool,
+    /// Disk limits state (pressure refuses new data).
+    pub disk: Arc<crate::housekeeper::DiskState>,
     /// Counters.
     pub counters: IngressCounters,
 }
@@ -231,6 +233,9 @@ async fn handle_inner(l: &Listener, req: Request) -> Response {
     }
     if !l.shared.queue.is_healthy() {
         return unavailable("storage failed; not accepting data");
+    }
+    if l.shared.disk.pressure.load(Ordering::Relaxed) {
+        return unavailable("disk limits reached; not accepting data");
     }
     if let Some(full) = full_reject_new_queue(&l.shared) {
         return unavailable(&format!("queue of upstream {full} is full"));

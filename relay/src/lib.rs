@@ -12,6 +12,7 @@
 //! - [`cli`]: command-line flags.
 //! - [`config`]: the configuration file: loading, defaults, validation, secrets.
 //! - [`forward`]: one worker per upstream: batching, retries, bisection.
+//! - [`housekeeper`]: the global disk cap and free-space floor.
 //! - [`ingress`]: the HTTP write endpoint: auth, limits, decoding, durable acknowledgement.
 //! - [`process`]: per-line timestamp normalisation, rules, validation and routing.
 //! - [`queue`]: the durable per-upstream queues in sled (record format, group-commit
@@ -22,6 +23,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod forward;
+pub mod housekeeper;
 pub mod ingress;
 pub mod process;
 pub mod queue;
