@@ -53,10 +53,10 @@ pub struct DiskState {
 /// Free bytes and total bytes of the filesystem holding `path`.
 fn filesystem_space(path: &std::path::Path) -> Option<(u64, u64)> {
     let st = nix::sys::statvfs::statvfs(path).ok()?;
-    let frag = u64::from(st.fragment_size());
+    let frag = st.fragment_size();
     Some((
-        u64::from(st.blocks_available()).saturating_mul(frag),
-        u64::from(st.blocks()).saturating_mul(frag),
+        st.blocks_available().saturating_mul(frag),
+        st.blocks().saturating_mul(frag),
     ))
 }
 
