@@ -261,7 +261,19 @@ impl Chain {
                 // Before this chunk's start (slot indices truncate towards
                 // zero, so this is not always a negative k): a gap.
                 Ok(k) if k < chunk.len() && t < chunk.start => f64::NAN,
-                Ok(k) if k < chunk.len() => chunk.data.get(k).copied().unwrap_or(f64::NAN),
+                Ok(k) if k < chunk.len() => {
+                    // Inside the written slots, consecutive times map to
+                    // consecutive slots: copy the whole run at once.
+                    let f = chunk.frequency;
+                    let times_left = usize::try_from((to - t + f - 1) / f).unwrap_or(1);
+                    let n = (chunk.len() - k).min(times_left).max(1);
+                    match chunk.data.get(k..k + n) {
+                        Some(run) => out.extend_from_slice(run),
+                        None => break,
+                    }
+                    t += i64::try_from(n).unwrap_or(1) * f;
+                    continue;
+                }
                 Ok(_) => match self.chunks.get(cur + 1) {
                     // Past the written slots: a gap if a later chunk follows
                     // within the range, else the end of the data.

@@ -210,3 +210,82 @@ fn health_of_the_head() {
     let empty = chain_of(vec![chunk(0, 10, &[], CHUNK_CAPACITY)]);
     assert_eq!(empty.head_is_stale(now), None);
 }
+
+/// The read algorithm one slot at a time, as specified; the real `read`
+/// copies runs of slots and must give the same result.
+fn read_slot_by_slot(chain: &Chain, from: i64, to: i64) -> (Vec<f64>, ReadWindow) {
+    let chunks = chain.chunks();
+    let mut out = Vec::new();
+    let mut from = from;
+    let mut cur = chunks.len() - 1;
+    loop {
+        let c = &chunks[cur];
+        if from >= c.first_write() {
+            break;
+        }
+        if cur == 0 {
+            from = c.first_write();
+            break;
+        }
+        cur -= 1;
+    }
+    let mut t = from;
+    let mut frequency = chunks[cur].frequency;
+    while t < to {
+        let mut c = &chunks[cur];
+        let mut k = (t - c.start) / c.frequency;
+        while k >= 0 && k as usize >= c.capacity && cur + 1 < chunks.len() {
+            cur += 1;
+            c = &chunks[cur];
+            k = (t - c.start) / c.frequency;
+        }
+        if k >= 0 && k as usize >= c.capacity {
+            break;
+        }
+        frequency = c.frequency;
+        let v = if k >= 0 && (k as usize) < c.len() {
+            if t < c.start {
+                f64::NAN
+            } else {
+                c.data[k as usize]
+            }
+        } else if k >= 0 {
+            match chunks.get(cur + 1) {
+                Some(next) if to > next.start => f64::NAN,
+                _ => break,
+            }
+        } else {
+            f64::NAN
+        };
+        out.push(v);
+        t += c.frequency;
+    }
+    (
+        out,
+        ReadWindow {
+            from,
+            to: t,
+            frequency,
+        },
+    )
+}
+
+proptest::proptest! {
+    #[test]
+    fn run_copying_read_equals_slot_by_slot(
+        writes in proptest::collection::vec((0i64..40_000, -100.0f64..100.0), 1..400),
+        from in -1000i64..45_000,
+        len in 0i64..50_000,
+    ) {
+        let mut sorted = writes.clone();
+        sorted.sort_by_key(|w| w.0);
+        let mut chain = Chain::with_sample(sorted[0].0, sorted[0].1, 10);
+        for (ts, v) in &sorted[1..] {
+            let _ = chain.write(*ts, *v);
+        }
+        let (fast, w1) = read(&chain, from, from + len);
+        let (slow, w2) = read_slot_by_slot(&chain, from, from + len);
+        proptest::prop_assert_eq!(w1, w2);
+        proptest::prop_assert!(same(&fast, &slow));
+    }
+}
