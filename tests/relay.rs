@@ -611,3 +611,26 @@ fn free_space_floor_refuses_new_data() {
     assert!(write.header("retry-after").is_some());
     assert_eq!(pressure, 1.0);
 }
+
+#[test]
+fn a_body_that_never_arrives_times_out() {
+    use std::io::{Read, Write};
+    let stub = Stub::start();
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    config["ingress"]["http"][0]["body_read_timeout"] = json!("300ms");
+    let (relay, _) = start_relay(config);
+    let mut conn = std::net::TcpStream::connect(&relay.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(
+        b"POST /api/write?cluster=c HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nm,host",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}

@@ -383,7 +383,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
             what: l.name.as_str().into(),
             source,
         })?;
-        server.http_builder().http1().keep_alive(true);
+        server
+            .http_builder()
+            .http1()
+            .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            // One timer covers both the idle wait for the next request on a
+            // keep-alive connection and reading its headers, so the larger
+            // of the two settings applies: an idle collector connection
+            // must survive its flush interval.
+            .header_read_timeout(l.header_read_timeout.max(l.idle_timeout));
         let task = match &l.tls {
             Some(tls) => {
                 let cfg = cc_common::tls::server_config(
@@ -550,6 +559,7 @@ fn listener_settings(
             })
             .collect(),
         ack_timeout: l.ack_timeout,
+        body_read_timeout: l.body_read_timeout,
         max_concurrent_requests: l.max_concurrent_requests,
         success_status: StatusCode::from_u16(l.success_status).unwrap_or(StatusCode::OK),
         reject_invalid: l.invalid_lines == config::InvalidLines::Reject,

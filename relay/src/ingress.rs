@@ -78,6 +78,8 @@ pub struct ListenerSettings {
     pub accept_encodings: Vec<String>,
     /// Longest wait for durability before answering 503.
     pub ack_timeout: Duration,
+    /// Longest time to receive the body (408 beyond).
+    pub body_read_timeout: Duration,
     /// Requests processed at once (the rest wait, within `ack_timeout`).
     pub max_concurrent_requests: usize,
     /// 200 or 204.
@@ -279,7 +281,18 @@ async fn handle_inner(l: &Listener, req: Request) -> Response {
     let Ok(_permit) = tokio::time::timeout(s.ack_timeout, l.permits.acquire()).await else {
         return unavailable("too many concurrent requests");
     };
-    let body = match axum::body::to_bytes(req.into_body(), s.max_body_bytes).await {
+    let read = tokio::time::timeout(
+        s.body_read_timeout,
+        axum::body::to_bytes(req.into_body(), s.max_body_bytes),
+    )
+    .await;
+    let Ok(read) = read else {
+        return text(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time\n",
+        );
+    };
+    let body = match read {
         Ok(b) => b,
         Err(_) => {
             return text(
