@@ -22,3 +22,17 @@ pub mod lineproto;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+
+/// An error with all its causes, joined by `: ` (`cannot read x: permission
+/// denied`), for messages that end up in a log line or on a terminal.
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -215,20 +215,9 @@ impl HttpUpstream {
                     body,
                 }
             }
-            Err(e) => Attempt::Failed(error_chain(&e)),
+            Err(e) => Attempt::Failed(cc_common::error_chain(&e)),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
