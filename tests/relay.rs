@@ -634,3 +634,105 @@ fn a_body_that_never_arrives_times_out() {
     let _ = conn.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+#[test]
+fn refused_credentials_never_drop_data_and_sighup_rereads_them() {
+    let stub = Stub::start();
+    stub.answer(|req| {
+        if req.header("authorization") == Some("Bearer good") {
+            200
+        } else {
+            401
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = dir.path().join("store.jwt");
+    std::fs::write(&jwt, "stale\n").unwrap();
+    let mut up = upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr),
+    );
+    up["auth"] = json!({"jwt_file": jwt});
+    up["retry"]["auth_backoff"] = json!("200ms");
+    let (relay, admin) = start_relay(relay_config(json!([up])));
+    let t = now();
+    assert_eq!(
+        post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,
+        200
+    );
+    assert!(wait_for(Duration::from_secs(5), || metric(
+        &admin,
+        "ccrelay_upstream_auth_failing"
+    ) == 1.0));
+    assert_eq!(
+        metric(&admin, "ccrelay_queue_lines"),
+        1.0,
+        "nothing dropped for auth errors"
+    );
+    std::fs::write(&jwt, "good\n").unwrap();
+    let pid = relay.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || stub.delivered_lines().len() == 1),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(metric(&admin, "ccrelay_upstream_auth_failing"), 0.0);
+}
+
+#[test]
+fn lines_older_than_max_age_are_dropped_not_sent() {
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let mut up = upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr),
+    );
+    up["buffer"] = json!({"max_age": "1s"});
+    let (relay, admin) = start_relay(relay_config(json!([up])));
+    let t = now();
+    assert_eq!(
+        post(
+            &relay,
+            "?cluster=c",
+            &format!("m,hostname=h value=1 {t}\nm,hostname=h2 value=1 {t}\n")
+        )
+        .status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    stub.answer(|_| 200);
+    assert!(wait_for(Duration::from_secs(5), || metric(
+        &admin,
+        "ccrelay_queue_lines"
+    ) == 0.0));
+    assert!(stub.delivered_lines().is_empty());
+    let text = common::http(&admin, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .text();
+    assert!(
+        text.contains("ccrelay_dropped_lines_total{upstream=\"store\",reason=\"max_age\"} 2"),
+        "{text}"
+    );
+    assert_eq!(
+        post(
+            &relay,
+            "?cluster=c",
+            &format!("m,hostname=h value=2 {}\n", now())
+        )
+        .status,
+        200
+    );
+    assert!(wait_for(Duration::from_secs(5), || stub
+        .delivered_lines()
+        .len()
+        == 1));
+}

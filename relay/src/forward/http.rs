@@ -25,6 +25,8 @@ pub struct Piece {
     pub cluster: String,
     /// Hop count of the request the lines came in with.
     pub hops: u8,
+    /// When the relay accepted the lines (Unix ms).
+    pub ingest_ms: u64,
     /// Number of lines in `body`.
     pub lines: u32,
     /// `\n`-terminated lines.
@@ -49,6 +51,7 @@ impl Piece {
             id: left.id,
             cluster: left.cluster.clone(),
             hops: left.hops,
+            ingest_ms: left.ingest_ms,
             lines: left.lines - half,
             body: right_body,
         };
@@ -230,6 +233,7 @@ mod tests {
             id: 7,
             cluster: "c".into(),
             hops: 0,
+            ingest_ms: 0,
             lines: u32::try_from(lines.len()).unwrap(),
             body: body.into_bytes(),
         }

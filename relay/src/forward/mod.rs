@@ -201,6 +201,7 @@ impl Worker {
                 id,
                 cluster: record.cluster().to_owned(),
                 hops: record.hops(),
+                ingest_ms: record.ingest_time_ms(),
                 lines: record.line_count(),
                 body: record.into_payload(),
             });
@@ -228,11 +229,17 @@ impl Worker {
         // (already known to hold a refused line, so it is split at once).
         let mut work: std::collections::VecDeque<(Vec<Piece>, bool)> =
             std::collections::VecDeque::from([(batch, false)]);
-        while let Some((item, is_part)) = work.pop_front() {
+        while let Some((mut item, is_part)) = work.pop_front() {
             let mut poison_attempts = 0;
             loop {
                 if stop.is_cancelled() {
                     return false;
+                }
+                // Lines that aged past max_age while the upstream failed are
+                // dropped (and counted), never sent.
+                self.drop_expired(&mut item);
+                if item.is_empty() {
+                    break;
                 }
                 let attempt = tokio::select! {
                     () = stop.cancelled() => return false,
@@ -287,6 +294,28 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Removes pieces older than `buffer.max_age` from `item`, counting them.
+    fn drop_expired(&mut self, item: &mut Vec<Piece>) {
+        let Some(max_age) = self.settings.max_age else {
+            return;
+        };
+        let cutoff =
+            now_ms().saturating_sub(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
+        let before: u64 = item.iter().map(|p| u64::from(p.lines)).sum();
+        item.retain(|p| p.ingest_ms >= cutoff);
+        let after: u64 = item.iter().map(|p| u64::from(p.lines)).sum();
+        if before > after {
+            self.counters
+                .expired_lines
+                .fetch_add(before - after, Ordering::Relaxed);
+            tracing::warn!(
+                upstream = %self.settings.name,
+                lines = before - after,
+                "dropped lines older than buffer.max_age"
+            );
+        }
     }
 
     /// Splits a refused item: by records, then a single record by lines; a
