@@ -736,3 +736,90 @@ fn lines_older_than_max_age_are_dropped_not_sent() {
         .len()
         == 1));
 }
+
+#[test]
+fn offline_commands_show_queues_and_dead_letters() {
+    let stub = Stub::start();
+    stub.answer(|req| {
+        if String::from_utf8_lossy(&req.body).contains("foo=1") {
+            400
+        } else {
+            503
+        }
+    });
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    config["processing"] = json!({"validate": "none"});
+    let (relay, admin) = start_relay(config);
+    let t = now();
+    assert_eq!(
+        post(&relay, "?cluster=c", &format!("m,hostname=bad foo=1 {t}\n")).status,
+        200
+    );
+    assert!(wait_for(Duration::from_secs(10), || metric(
+        &admin,
+        "ccrelay_deadletter_lines_total"
+    ) == 1.0));
+    assert_eq!(
+        post(
+            &relay,
+            "?cluster=c",
+            &format!("m,hostname=ok value=1 {t}\n")
+        )
+        .status,
+        200
+    );
+    let (status, dir) = {
+        // The database is locked while the relay runs.
+        let config_path = relay.dir.path().join("relay.json");
+        let out = std::process::Command::new(common::binary("cc-relay"))
+            .arg("-c")
+            .arg(&config_path)
+            .args(["queue", "stats"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("still running"));
+        relay.stop()
+    };
+    assert!(status.success());
+    let config_path = dir.path().join("relay.json");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::binary("cc-relay"))
+            .arg("-c")
+            .arg(&config_path)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stats, err) = run(&["queue", "stats"]);
+    assert!(ok, "{err}");
+    assert!(
+        stats.lines().any(|l| l.starts_with("store\t1\t1\t")),
+        "{stats}"
+    );
+    let (ok, dump, _) = run(&["queue", "dump", "store"]);
+    assert!(ok);
+    assert_eq!(dump, format!("m,hostname=ok value=1 {t}\n"));
+    let (ok, dlq, _) = run(&["dlq", "dump", "store"]);
+    assert!(ok);
+    assert!(
+        dlq.contains("status 400") && dlq.contains(&format!("m,hostname=bad foo=1 {t}")),
+        "{dlq}"
+    );
+    let (ok, purged, _) = run(&["queue", "purge", "store"]);
+    assert!(ok && purged.contains("purged 1 records"), "{purged}");
+    let (_, stats, _) = run(&["queue", "stats"]);
+    assert!(
+        stats.lines().any(|l| l.starts_with("store\t0\t0\t")),
+        "{stats}"
+    );
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use cc_common::telemetry::LogFormat;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Default location of the configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/cc-relay/config.json";
@@ -33,10 +33,60 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Offline maintenance (the service must be stopped).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Log output: `text` (stderr) or `json` (stdout, one object per line);
     /// overrides the configuration's `log.format`.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+}
+
+/// Offline maintenance commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The per-upstream queues.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// The dead-letter queues (lines an upstream refused).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// `cc-relay queue …`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Records, lines, bytes and the oldest entry of every queue.
+    Stats,
+    /// Print the queued lines of an upstream, oldest first.
+    Dump {
+        /// Upstream name.
+        upstream: String,
+        /// Print at most this many lines.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Delete everything queued for an upstream.
+    Purge {
+        /// Upstream name.
+        upstream: String,
+    },
+    /// Delete the queues of upstreams that are no longer configured.
+    PurgeOrphans,
+}
+
+/// `cc-relay dlq …`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Print dead-lettered lines of an upstream with their reason.
+    Dump {
+        /// Upstream name.
+        upstream: String,
+        /// Print at most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[cfg(test)]
@@ -57,6 +107,23 @@ mod tests {
             Cli::try_parse_from(["cc-relay", "--config", "y.json", "--check-config"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("y.json")));
         assert!(cli.check_config);
+    }
+
+    #[test]
+    fn parses_offline_subcommands() {
+        let cli = Cli::try_parse_from([
+            "cc-relay", "-c", "x.json", "queue", "dump", "store", "--limit", "5",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Queue(QueueCommand::Dump { ref upstream, limit: 5 })) if upstream == "store"
+        ));
+        let cli = Cli::try_parse_from(["cc-relay", "dlq", "dump", "store"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Dlq(DlqCommand::Dump { limit: 100, .. }))
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use cc_common::shutdown::{Shutdown, listen_for_signals};
-use cc_relay::cli::Cli;
+use cc_relay::cli::{Cli, Command};
 use cc_relay::config::Config;
 use clap::Parser;
 
@@ -19,6 +19,22 @@ fn main() -> ExitCode {
         },
         None => Config::embedded_default(),
     };
+    if let Some(command) = &cli.command {
+        let result = match command {
+            Command::Queue(c) => cc_relay::offline::queue(&config, c),
+            Command::Dlq(c) => cc_relay::offline::dlq(&config, c),
+        };
+        return match result {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cc-relay: {}", cc_common::error_chain(&e));
+                ExitCode::from(1)
+            }
+        };
+    }
     if cli.check_config {
         match serde_json::to_string_pretty(&config.redacted()) {
             Ok(text) => println!("{text}"),

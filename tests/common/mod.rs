@@ -190,18 +190,25 @@ impl Process {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.stop().0
+    }
+
+    /// Sends SIGTERM, waits for the exit status and hands back the directory.
+    pub fn stop(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let status = loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
+                break status;
             }
             assert!(Instant::now() < deadline, "process ignored SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        (status, dir)
     }
 }
 
