@@ -33,6 +33,7 @@ struct Args {
     hosts: usize,
     start: i64,
     step: i64,
+    rounds: u64,
     header: Vec<String>,
 }
 
@@ -46,6 +47,7 @@ fn parse_args() -> anyhow::Result<Args> {
         hosts: 1000,
         start: 1_700_000_000,
         step: 60,
+        rounds: u64::MAX,
         header: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -71,11 +73,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--hosts" => args.hosts = value()?.parse()?,
             "--start" => args.start = value()?.parse()?,
             "--step" => args.step = value()?.parse()?,
+            "--rounds" => args.rounds = value()?.parse()?,
             "--header" => args.header.push(value()?),
             "--help" | "-h" => {
                 println!(
                     "loadgen --url http://HOST:PORT/PATH [--connections N] [--batch-lines N] \
-                     [--duration 10s] [--hosts N] [--start UNIX] [--step SECONDS] [--header 'K: V']"
+                     [--duration 10s] [--hosts N] [--start UNIX] [--step SECONDS] [--rounds N] [--header 'K: V']"
                 );
                 std::process::exit(0);
             }
@@ -243,6 +246,9 @@ fn main() -> anyhow::Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let count = templates.len() as u64;
+                    if n / count >= args.rounds {
+                        break;
+                    }
                     let Some((template, offsets)) = templates.get((n % count) as usize) else {
                         break;
                     };
@@ -273,7 +279,10 @@ fn main() -> anyhow::Result<()> {
             },
         ));
     }
-    std::thread::sleep(args.duration);
+    let deadline = Instant::now() + args.duration;
+    while Instant::now() < deadline && !workers.iter().all(std::thread::JoinHandle::is_finished) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for w in workers {
