@@ -823,3 +823,69 @@ fn offline_commands_show_queues_and_dead_letters() {
         "{stats}"
     );
 }
+
+#[test]
+fn forwards_over_https_trusting_the_configured_ca() {
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
+    let port = common::free_port();
+    let mut store_cfg = store_config();
+    store_cfg["main"] = json!({
+        "https-cert-file": tls.join("server.pem"),
+        "https-key-file": tls.join("server-key.pem"),
+    });
+    // start_store waits for plain HTTP; start this one by hand.
+    let dir = tempfile::tempdir().unwrap();
+    store_cfg["main"]["addr"] = json!(format!("127.0.0.1:{port}"));
+    store_cfg["metric-store"]["checkpoints"]["directory"] = json!(dir.path().join("cp"));
+    let path = dir.path().join("store.json");
+    std::fs::write(&path, store_cfg.to_string()).unwrap();
+    let mut store = std::process::Command::new(common::binary("cc-store"))
+        .arg("-config")
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = upstream(
+        "store",
+        "ccms-http",
+        &format!("https://127.0.0.1:{port}/api/write"),
+    );
+    up["tls"] = json!({"ca_file": tls.join("ca.pem")});
+    let mut wrong_ca = upstream(
+        "untrusted",
+        "ccms-http",
+        &format!("https://127.0.0.1:{port}/api/write"),
+    );
+    wrong_ca["tls"] = json!({"ca_file": tls.join("other-ca.pem")});
+    let (relay, admin) = start_relay(relay_config(json!([up, wrong_ca])));
+    let t = now() / 60 * 60;
+    assert_eq!(
+        post(
+            &relay,
+            "?cluster=c",
+            &format!("cpu_load,hostname=h value=7 {t}\n")
+        )
+        .status,
+        200
+    );
+    let delivered = wait_for(Duration::from_secs(10), || {
+        let text = common::http(&admin, "GET", "/metrics", &[], b"")
+            .unwrap()
+            .text();
+        text.contains("ccrelay_upstream_sent_lines_total{upstream=\"store\"} 1")
+    });
+    let text = common::http(&admin, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .text();
+    let _ = store.kill();
+    let _ = store.wait();
+    assert!(delivered, "{}\n{text}", relay.log_text());
+    assert!(
+        text.contains("ccrelay_upstream_sent_lines_total{upstream=\"untrusted\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ccrelay_queue_lines{upstream=\"untrusted\"} 1"),
+        "{text}"
+    );
+}

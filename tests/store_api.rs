@@ -651,3 +651,61 @@ fn https_when_certificate_and_key_are_configured() {
         "plain HTTP must not be answered on the HTTPS port"
     );
 }
+
+#[test]
+fn drops_privileges_after_binding() {
+    // Only root can switch users; CI runs as root, so there it always runs.
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+        })
+        .unwrap();
+    if uid != "0" {
+        eprintln!("not root: privilege drop cannot be exercised here");
+        return;
+    }
+    let mut config = store_config();
+    config["main"] = json!({"user": "nobody", "group": "nogroup"});
+    let store = start_store(config);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", store.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+            })
+            .unwrap()
+    };
+    assert_eq!(field("Uid:"), "65534");
+    assert_eq!(field("Gid:"), "65534");
+    // Still serving after the switch.
+    let r = store.request(
+        "POST",
+        "/api/write?cluster=c",
+        &[],
+        b"cpu_load,hostname=h value=1 1000\n",
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn unknown_user_is_a_start_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    let mut config = store_config();
+    config["main"] =
+        json!({"addr": format!("127.0.0.1:{}", common::free_port()), "user": "no-such-user-here"});
+    config["metric-store"]["checkpoints"]["directory"] = json!(dir.path().join("cp"));
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = std::process::Command::new(common::binary("cc-store"))
+        .arg("-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-user-here"));
+}

@@ -22,8 +22,8 @@ use clap::Parser;
 #[command(name = "cc-store", version, about, long_about)]
 pub struct Cli {
     /// Configuration file in the cc-metric-store format. Without it the store
-    /// runs on built-in defaults (127.0.0.1:8082, no authentication,
-    /// checkpoints under ./var). Also accepted as `-config`.
+    /// runs on built-in defaults (127.0.0.1:8082, no authentication, the
+    /// ClusterCockpit example metrics). Also accepted as `-config`.
     #[arg(long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -31,7 +31,8 @@ fn main() -> ExitCode {
         },
         None => {
             tracing::warn!(
-                "no --config given: running on built-in defaults (127.0.0.1:8082, no authentication, checkpoints under ./var)"
+                "no --config given: running on built-in defaults (127.0.0.1:8082, no authentication; \
+                 this version keeps data in memory only)"
             );
             Config::embedded_default()
         }
