@@ -162,7 +162,22 @@ pub struct Record {
     meta: RecordMeta,
     line_count: u32,
     payload: Vec<u8>,
+    /// The payload's zstd frame, when splitting already computed it.
+    compressed: CompressedCache,
 }
+
+/// A cached zstd frame of a record's payload. It is derived data: records
+/// compare equal whether or not they carry it.
+#[derive(Debug, Clone, Default)]
+struct CompressedCache(Option<(i32, Vec<u8>)>);
+
+impl PartialEq for CompressedCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CompressedCache {}
 
 impl Record {
     /// Builds a record from whole lines.
@@ -196,6 +211,7 @@ impl Record {
             meta,
             line_count,
             payload,
+            compressed: CompressedCache::default(),
         })
     }
 
@@ -210,9 +226,13 @@ impl Record {
         lines: &[u8],
         limits: &SplitLimits,
     ) -> Result<Vec<Record>, RecordError> {
-        split_payload_with(lines, limits)
+        split::split_with_compressed(lines, limits)
             .into_iter()
-            .map(|piece| Record::new(meta.clone(), piece.to_vec()))
+            .map(|(piece, compressed)| {
+                let mut record = Record::new(meta.clone(), piece.to_vec())?;
+                record.compressed = CompressedCache(compressed.map(|c| (limits.zstd_level, c)));
+                Ok(record)
+            })
             .collect()
     }
 
@@ -276,12 +296,20 @@ impl Record {
     #[must_use]
     pub fn encode_with(&self, compress_threshold: usize, zstd_level: i32) -> Vec<u8> {
         let crc = crc32c::crc32c(&self.payload);
-        let compressed = if self.payload.len() >= compress_threshold {
-            zstd::bulk::compress(&self.payload, zstd_level)
-                .ok()
-                .filter(|c| c.len() < self.payload.len())
-        } else {
+        let cached = match &self.compressed.0 {
+            Some((level, c)) if *level == zstd_level => Some(c),
+            _ => None,
+        };
+        let computed;
+        let compressed = if self.payload.len() < compress_threshold {
             None
+        } else if let Some(c) = cached {
+            Some(c)
+        } else {
+            computed = zstd::bulk::compress(&self.payload, zstd_level)
+                .ok()
+                .filter(|c| c.len() < self.payload.len());
+            computed.as_ref()
         };
         let (flags, stored): (u8, &[u8]) = match &compressed {
             Some(c) => (FLAG_ZSTD, c),
@@ -366,6 +394,7 @@ impl Record {
             },
             line_count: lines,
             payload,
+            compressed: CompressedCache::default(),
         })
     }
 }

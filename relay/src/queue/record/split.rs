@@ -57,6 +57,19 @@ pub fn split_payload(lines: &[u8], max_stored_bytes: usize) -> Vec<&[u8]> {
 /// the pieces gives `lines` back; an unterminated tail ends up in the last piece.
 #[must_use]
 pub fn split_payload_with<'a>(lines: &'a [u8], limits: &SplitLimits) -> Vec<&'a [u8]> {
+    split_with_compressed(lines, limits)
+        .into_iter()
+        .map(|(piece, _)| piece)
+        .collect()
+}
+
+/// Like [`split_payload_with`], also returning each piece's zstd frame when
+/// the size check computed one (so that storing the record need not
+/// compress it again).
+pub(crate) fn split_with_compressed<'a>(
+    lines: &'a [u8],
+    limits: &SplitLimits,
+) -> Vec<(&'a [u8], Option<Vec<u8>>)> {
     let payload_cap = limits
         .max_stored_bytes
         .saturating_sub(HEADER_RESERVE)
@@ -95,9 +108,15 @@ pub fn split_payload_with<'a>(lines: &'a [u8], limits: &SplitLimits) -> Vec<&'a 
 }
 
 /// Pushes `piece` if its stored form fits `cap`, else halves it at a line boundary.
-fn fit_piece<'a>(piece: &'a [u8], cap: usize, limits: &SplitLimits, out: &mut Vec<&'a [u8]>) {
-    if stored_len(piece, limits) <= cap {
-        out.push(piece);
+fn fit_piece<'a>(
+    piece: &'a [u8],
+    cap: usize,
+    limits: &SplitLimits,
+    out: &mut Vec<(&'a [u8], Option<Vec<u8>>)>,
+) {
+    let (len, compressed) = stored_form(piece, limits);
+    if len <= cap {
+        out.push((piece, compressed));
         return;
     }
     match split_near_middle(piece) {
@@ -106,18 +125,18 @@ fn fit_piece<'a>(piece: &'a [u8], cap: usize, limits: &SplitLimits, out: &mut Ve
             fit_piece(right, cap, limits, out);
         }
         // One line: it is its own record whatever its size.
-        None => out.push(piece),
+        None => out.push((piece, compressed)),
     }
 }
 
 /// Bytes `piece` would occupy as a stored payload (see [`super::Record::encode_with`]).
-fn stored_len(piece: &[u8], limits: &SplitLimits) -> usize {
+fn stored_form(piece: &[u8], limits: &SplitLimits) -> (usize, Option<Vec<u8>>) {
     if piece.len() < limits.compress_threshold {
-        return piece.len();
+        return (piece.len(), None);
     }
     match zstd::bulk::compress(piece, limits.zstd_level) {
-        Ok(c) => c.len().min(piece.len()),
-        Err(_) => piece.len(),
+        Ok(c) if c.len() < piece.len() => (c.len(), Some(c)),
+        _ => (piece.len(), None),
     }
 }
 

@@ -425,3 +425,30 @@ proptest! {
         assert_split_ok(&input, &pieces, &limits);
     }
 }
+
+#[test]
+fn split_records_reuse_their_compressed_form_byte_for_byte() {
+    let batch: Vec<u8> = (0..5000)
+        .flat_map(|i| {
+            format!(
+                "cpu_load,hostname=f{:04},type=hwthread,type-id={} value={}.5 1732870000\n",
+                i % 40,
+                i % 72,
+                i
+            )
+            .into_bytes()
+        })
+        .collect();
+    let meta = RecordMeta::default();
+    let limits = SplitLimits::default();
+    let records = Record::from_batch(&meta, &batch, &limits).unwrap();
+    assert!(records.len() > 1);
+    for r in &records {
+        let fresh = Record::new(r.meta().clone(), r.payload().to_vec()).unwrap();
+        let a = r.encode_with(limits.compress_threshold, limits.zstd_level);
+        let b = fresh.encode_with(limits.compress_threshold, limits.zstd_level);
+        assert_eq!(a, b);
+        assert!(a.len() <= limits.max_stored_bytes);
+        assert_eq!(Record::decode(&a).unwrap(), fresh);
+    }
+}
