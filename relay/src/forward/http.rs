@@ -131,6 +131,18 @@ impl HttpUpstream {
         url.to_string()
     }
 
+    /// `host:port` of the upstream, for reachability probes.
+    #[must_use]
+    pub fn socket_target(&self) -> Option<String> {
+        let host = self.url.host_str()?;
+        let port = self.url.port_or_known_default()?;
+        Some(if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        })
+    }
+
     /// The URL of a request for `cluster`: `cluster=` is added unless the
     /// configured URL has one already.
     #[must_use]

@@ -286,7 +286,7 @@ impl Worker {
                     }
                     Attempt::Failed(message) => {
                         self.failed(Outcome::Transient, &message);
-                        if !self.pause(Outcome::Transient, None, stop).await {
+                        if !self.pause_until_reachable(stop).await {
                             return false;
                         }
                     }
@@ -416,6 +416,41 @@ impl Worker {
     }
 
     /// Sleeps the backoff; false if `stop` fired meanwhile.
+    /// After a connection failure: sleeps the backoff, but checks every
+    /// 200 ms whether the upstream accepts TCP connections again and ends
+    /// the wait as soon as it does, so that forwarding resumes within a
+    /// fraction of a second of a store restart, whatever the backoff grew to.
+    async fn pause_until_reachable(&mut self, stop: &CancellationToken) -> bool {
+        let delay = self.backoff.next_delay(Outcome::Transient, None);
+        self.counters.backoff_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + delay;
+        let target = self.upstream.socket_target();
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            let step = (deadline - now).min(Duration::from_millis(200));
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(step) => {}
+            }
+            if let Some(target) = &target {
+                let probe = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    tokio::net::TcpStream::connect(target.as_str()),
+                );
+                if matches!(probe.await, Ok(Ok(_))) {
+                    return true;
+                }
+            }
+        }
+    }
+
     async fn pause(
         &mut self,
         outcome: Outcome,
