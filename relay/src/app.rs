@@ -284,6 +284,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         });
         workers.push(worker);
     }
+    if let Some(u) = enabled.iter().find(|u| u.max_in_flight > 1) {
+        return Err(StartError::Unsupported(format!(
+            "upstream {}: max_in_flight > 1 is not supported by this version (batches are sent one at a time, in order)",
+            u.name
+        )));
+    }
     // One rule set for all upstreams (per-upstream rules come later).
     let rule_sets: HashSet<String> = enabled.iter().map(|u| format!("{:?}", u.rules)).collect();
     if rule_sets.len() > 1 {
