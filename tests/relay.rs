@@ -889,3 +889,127 @@ fn forwards_over_https_trusting_the_configured_ca() {
         "{text}"
     );
 }
+
+#[test]
+fn batches_never_mix_default_clusters() {
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let (relay, _) = start_relay(relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )])));
+    let t = now();
+    for cluster in ["alex", "fritz", "alex"] {
+        assert_eq!(
+            post(
+                &relay,
+                &format!("?cluster={cluster}"),
+                &format!("m,hostname={cluster} value=1 {t}\n")
+            )
+            .status,
+            200
+        );
+    }
+    stub.answer(|_| 200);
+    assert!(wait_for(Duration::from_secs(10), || stub
+        .delivered_lines()
+        .len()
+        == 3));
+    for req in stub.requests().iter().filter(|r| r.status == 200) {
+        let cluster = req.target.split("cluster=").nth(1).unwrap().to_owned();
+        let body = String::from_utf8_lossy(&req.body);
+        assert!(
+            body.lines()
+                .all(|l| l.contains(&format!("hostname={cluster} "))),
+            "{} got {body}",
+            req.target
+        );
+    }
+}
+
+#[test]
+fn a_slow_upstream_is_retried_after_the_timeout() {
+    let stub = Stub::start();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = std::sync::Arc::clone(&calls);
+    stub.answer(move |_| {
+        // The first answer comes after the relay gave up waiting.
+        if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        200
+    });
+    let mut up = upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr),
+    );
+    up["timeout"] = json!("500ms");
+    let (relay, admin) = start_relay(relay_config(json!([up])));
+    let t = now();
+    assert_eq!(
+        post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,
+        200
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(
+            &admin,
+            "ccrelay_queue_lines"
+        ) == 0.0),
+        "{}",
+        relay.log_text()
+    );
+    assert!(
+        metric(&admin, "ccrelay_upstream_failures_total") >= 1.0,
+        "the timed-out attempt counts as a failure"
+    );
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "retried after the timeout"
+    );
+}
+
+#[test]
+fn removed_upstreams_leave_orphan_queues_until_purged() {
+    let down = Stub::start();
+    down.answer(|_| 503);
+    let url = format!("http://{}/api/write", down.addr);
+    let config = relay_config(json!([
+        upstream("old", "ccms-http", &url),
+        upstream("new", "ccms-http", &url)
+    ]));
+    let (relay, _) = start_relay(config);
+    assert_eq!(
+        post(
+            &relay,
+            "?cluster=c",
+            &format!("m,hostname=h value=1 {}\n", now())
+        )
+        .status,
+        200
+    );
+    let (status, dir) = relay.stop();
+    assert!(status.success());
+    // "old" is gone from the configuration: its queue stays and is reported.
+    let (relay, _) = start_relay_in(
+        relay_config(json!([upstream("new", "ccms-http", &url)])),
+        dir,
+    );
+    assert!(relay.log_text().contains("old"), "{}", relay.log_text());
+    let (status, dir) = relay.stop();
+    assert!(status.success());
+    let config_path = dir.path().join("relay.json");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::binary("cc-relay"))
+            .arg("-c")
+            .arg(&config_path)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["queue", "stats"]).contains("old (orphan"));
+    assert!(run(&["queue", "purge-orphans"]).contains("old"));
+    assert!(!run(&["queue", "stats"]).contains("orphan"));
+}
