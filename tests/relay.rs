@@ -1013,3 +1013,70 @@ fn removed_upstreams_leave_orphan_queues_until_purged() {
     assert!(run(&["queue", "purge-orphans"]).contains("old"));
     assert!(!run(&["queue", "stats"]).contains("orphan"));
 }
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_line() {
+    let stub = Stub::start();
+    // Slow 2xx answers: kills land between the upstream's answer and the
+    // deletion of the records, as well as in the middle of ingest.
+    stub.answer(|_| {
+        std::thread::sleep(Duration::from_millis(30));
+        200
+    });
+    let url = format!("http://{}/api/write", stub.addr);
+    let config = relay_config(json!([upstream("store", "ccms-http", &url)]));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let t = now();
+    let mut dir = tempfile::tempdir().unwrap();
+    for round in 0..3u32 {
+        let (relay, _) = start_relay_in(config.clone(), dir);
+        let addr = relay.addr.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poster = {
+            let (acked, stop) = (std::sync::Arc::clone(&acked), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut batch = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let lines: Vec<String> = (0..50)
+                        .map(|i| format!("m,hostname=r{round}b{batch}l{i} value=1 {t}"))
+                        .collect();
+                    let body = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+                    match common::http(&addr, "POST", "/api/write?cluster=c", &[], body.as_bytes())
+                    {
+                        Ok(r) if r.status == 200 => acked.lock().unwrap().extend(lines),
+                        _ => {}
+                    }
+                    batch += 1;
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300 + 200 * u64::from(round)));
+        dir = relay.kill9();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        poster.join().unwrap();
+    }
+    let (relay, admin) = start_relay_in(config, dir);
+    assert!(
+        wait_for(Duration::from_secs(30), || metric(
+            &admin,
+            "ccrelay_queue_lines"
+        ) == 0.0),
+        "{}",
+        relay.log_text()
+    );
+    let delivered: std::collections::HashSet<String> = stub.delivered_lines().into_iter().collect();
+    let acked = acked.lock().unwrap();
+    assert!(
+        acked.len() > 100,
+        "the test must acknowledge data: {}",
+        acked.len()
+    );
+    let lost: Vec<&String> = acked.iter().filter(|l| !delivered.contains(*l)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged lines lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        lost.first()
+    );
+}
