@@ -1080,3 +1080,50 @@ fn kill_9_under_load_loses_no_acknowledged_line() {
         lost.first()
     );
 }
+
+#[test]
+fn https_ingress_with_client_certificates() {
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
+    let stub = Stub::start();
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    config["ingress"]["http"][0]["tls"] = json!({
+        "cert_file": tls.join("server.pem"),
+        "key_file": tls.join("server-key.pem"),
+        "client_ca_file": tls.join("ca.pem"),
+        "require_client_cert": true
+    });
+    let (relay, _) = start_relay(config);
+    let port = relay.addr.rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}/api/write?cluster=c");
+    let body = format!("m,hostname=h value=1 {}\n", now());
+    let curl = |extra: &[&std::ffi::OsStr]| {
+        std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(tls.join("ca.pem"))
+            .args(extra)
+            .args(["--data-binary", &body, &url])
+            .output()
+            .unwrap()
+    };
+    let with_cert = curl(&[
+        "--cert".as_ref(),
+        tls.join("client.pem").as_os_str(),
+        "--key".as_ref(),
+        tls.join("client-key.pem").as_os_str(),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&with_cert.stdout), "200");
+    let without = curl(&[]);
+    assert_ne!(
+        String::from_utf8_lossy(&without.stdout),
+        "200",
+        "a client without certificate is refused"
+    );
+    assert!(wait_for(Duration::from_secs(5), || stub
+        .delivered_lines()
+        .len()
+        == 1));
+}
