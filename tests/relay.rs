@@ -1127,3 +1127,79 @@ fn https_ingress_with_client_certificates() {
         .len()
         == 1));
 }
+
+#[test]
+fn sighup_rotates_ingress_keys_and_the_admin_token() {
+    let stub = Stub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("jwt.pub");
+    // Start with another key than the one the test tokens are signed with.
+    std::fs::write(&key_file, "kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0=\n").unwrap();
+    let admin_token = dir.path().join("admin.token");
+    std::fs::write(&admin_token, "first\n").unwrap();
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    config["ingress"]["http"][0]["auth"] = json!({"mode": "jwt", "jwt_public_key_file": key_file});
+    config["admin"] = json!({"auth_token_file": admin_token});
+    // start_relay polls /readyz, which now needs the token: start by hand.
+    let port = common::free_port();
+    let admin_port = common::free_port();
+    config["ingress"]["http"][0]["address"] = json!(format!("127.0.0.1:{port}"));
+    config["admin"]["address"] = json!(format!("127.0.0.1:{admin_port}"));
+    config["data_dir"] = json!(dir.path().join("data"));
+    let path = dir.path().join("relay.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut child = std::process::Command::new(common::binary("cc-relay"))
+        .arg("-c")
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let ingress = format!("127.0.0.1:{port}");
+    let token = mint_token(&json!({"sub": "node1"}));
+    let write = || {
+        common::http(
+            &ingress,
+            "POST",
+            "/api/write?cluster=c",
+            &[("Authorization", &format!("Bearer {token}"))],
+            format!("m,hostname=h value=1 {}\n", now()).as_bytes(),
+        )
+        .map(|r| r.status)
+        .unwrap_or(0)
+    };
+    let status_with = |t: &str| {
+        common::http(
+            &admin,
+            "GET",
+            "/status",
+            &[("Authorization", &format!("Bearer {t}"))],
+            b"",
+        )
+        .map(|r| r.status)
+        .unwrap_or(0)
+    };
+    let up = wait_for(Duration::from_secs(10), || status_with("first") == 200);
+    let before = (write(), status_with("second"));
+    std::fs::write(&key_file, format!("{}\n", common::test_public_key())).unwrap();
+    std::fs::write(&admin_token, "second\n").unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let rotated = wait_for(Duration::from_secs(5), || write() == 200);
+    let after = (status_with("first"), status_with("second"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up);
+    assert_eq!(before, (401, 401));
+    assert!(rotated, "the new key is used after SIGHUP");
+    assert_eq!(
+        after,
+        (401, 200),
+        "the new admin token replaces the old one"
+    );
+}

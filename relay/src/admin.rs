@@ -31,7 +31,7 @@ pub struct AdminState {
     /// Flusher statistics.
     pub flush: Arc<FlushStats>,
     /// Token for all endpoints but `/healthz`.
-    pub token: Option<String>,
+    pub token: Arc<parking_lot::RwLock<Option<String>>>,
     /// `instance_id`.
     pub instance_id: String,
 }
@@ -53,7 +53,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 async fn require_token(State(s): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    let Some(token) = &s.token else {
+    let expected = s.token.read().clone();
+    let Some(token) = expected else {
         return next.run(req).await;
     };
     let given = req

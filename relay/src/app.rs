@@ -346,16 +346,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         worker_tasks.push(tokio::spawn(worker.run(worker_stop.clone())));
     }
 
+    let admin_token = Arc::new(RwLock::new(admin_token_of(&config)));
     let admin_state = Arc::new(AdminState {
         queue: Arc::clone(&queue),
         shared: Arc::clone(&shared),
         upstreams: counters,
         flush: flusher.stats(),
-        token: config
-            .admin
-            .auth_token
-            .as_ref()
-            .map(|t| t.expose().trim().to_owned()),
+        token: Arc::clone(&admin_token),
         instance_id: config.instance_id.clone(),
     });
     let admin_app = admin::router(admin_state);
@@ -368,8 +365,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     });
 
     let mut ingress_tasks = Vec::new();
+    let mut listener_auth = Vec::new();
     for (listener, l) in ingress_listeners {
         let settings = listener_settings(&config, l, &global_rules)?;
+        listener_auth.push((l.name.clone(), Arc::clone(&settings.auth)));
         let app = ingress::router(settings, Arc::clone(&shared));
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: l.address,
@@ -430,7 +429,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         "cc-relay running"
     );
 
-    let reload = spawn_secret_reload(config.clone(), auth_handles, shutdown.token());
+    let reload = spawn_secret_reload(
+        config.clone(),
+        Secrets {
+            upstreams: auth_handles,
+            listeners: listener_auth,
+            admin_token,
+        },
+        shutdown.token(),
+    );
     let storage_failed = Arc::new(AtomicBool::new(false));
     {
         // A storage error is sticky: stop taking data and exit non-zero so that
@@ -522,11 +529,8 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
     Ok(listener)
 }
 
-fn listener_settings(
-    config: &Config,
-    l: &HttpIngress,
-    rules: &RuleSet,
-) -> Result<ListenerSettings, StartError> {
+/// The keys and users of a listener, from its (re-)loaded configuration.
+fn listener_credentials(l: &HttpIngress) -> Result<ingress::Credentials, StartError> {
     let verifier = if l.auth.public_keys.is_empty() {
         None
     } else {
@@ -536,22 +540,32 @@ fn listener_settings(
                 .with_leeway(l.auth.leeway),
         )
     };
+    Ok(ingress::Credentials {
+        verifier,
+        basic_users: l.auth.basic_users.clone(),
+    })
+}
+
+fn listener_settings(
+    config: &Config,
+    l: &HttpIngress,
+    rules: &RuleSet,
+) -> Result<ListenerSettings, StartError> {
     Ok(ListenerSettings {
         name: l.name.clone(),
         paths: l.paths.clone(),
-        auth: Auth {
+        auth: Arc::new(Auth {
             mode: match l.auth.mode {
                 config::AuthMode::None => ingress::AuthMode::None,
                 config::AuthMode::Jwt => ingress::AuthMode::Jwt,
                 config::AuthMode::Basic => ingress::AuthMode::Basic,
                 config::AuthMode::JwtOrBasic => ingress::AuthMode::JwtOrBasic,
             },
-            verifier,
+            credentials: RwLock::new(listener_credentials(l)?),
             accept_x_auth_token: l.auth.accept_x_auth_token,
             required_roles: l.auth.required_roles.clone(),
             require_sub: l.auth.require_sub,
-            basic_users: l.auth.basic_users.clone(),
-        },
+        }),
         max_body_bytes: usize::try_from(l.max_body_bytes.as_u64()).unwrap_or(usize::MAX),
         max_decompressed_bytes: usize::try_from(l.max_decompressed_bytes.as_u64())
             .unwrap_or(usize::MAX),
@@ -580,10 +594,30 @@ fn listener_settings(
     })
 }
 
-/// SIGHUP: re-reads the upstreams' secret files.
+fn admin_token_of(config: &Config) -> Option<String> {
+    config
+        .admin
+        .auth_token
+        .as_ref()
+        .map(|t| t.expose().trim().to_owned())
+}
+
+/// Everything SIGHUP can replace at run time.
+struct Secrets {
+    /// Per upstream: its `Authorization` header.
+    upstreams: Vec<(String, Arc<RwLock<Option<String>>>)>,
+    /// Per listener: its keys and users.
+    listeners: Vec<(String, Arc<Auth>)>,
+    /// The admin token.
+    admin_token: Arc<RwLock<Option<String>>>,
+}
+
+/// SIGHUP: re-reads every secret file (upstream tokens and passwords, ingress
+/// JWT keys and basic users, the admin token). All files are read first; if
+/// any cannot be read, nothing changes and the old secrets stay in use.
 fn spawn_secret_reload(
     config: Config,
-    handles: Vec<(String, Arc<RwLock<Option<String>>>)>,
+    secrets: Secrets,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -591,25 +625,42 @@ fn spawn_secret_reload(
             tracing::warn!("cannot listen for SIGHUP; secrets are read only at start");
             return;
         };
+        let mut config = config;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 got = hup.recv() => if got.is_none() { return },
             }
-            for (name, handle) in &handles {
-                let Some(u) = config.upstreams.iter().find(|u| &u.name == name) else {
+            if let Err(e) = config.reload_secrets() {
+                tracing::error!(error = %cc_common::error_chain(&e), "SIGHUP: cannot re-read secrets; keeping the old ones");
+                continue;
+            }
+            let mut fresh = Vec::new();
+            for (name, _) in &secrets.listeners {
+                let Some(l) = config.ingress.http.iter().find(|l| &l.name == name) else {
                     continue;
                 };
-                match u.read_credentials() {
-                    Ok(credentials) => {
-                        *handle.write() = auth_header(&credentials);
-                        tracing::info!(upstream = %name, "SIGHUP: credentials re-read");
-                    }
+                match listener_credentials(l) {
+                    Ok(c) => fresh.push(c),
                     Err(e) => {
-                        tracing::error!(upstream = %name, error = %e, "SIGHUP: cannot re-read credentials; keeping the old ones")
+                        tracing::error!(ingress = %name, error = %cc_common::error_chain(&e), "SIGHUP: keeping the old keys");
+                        fresh.clear();
+                        break;
                     }
                 }
             }
+            if fresh.len() == secrets.listeners.len() {
+                for ((_, auth), credentials) in secrets.listeners.iter().zip(fresh) {
+                    *auth.credentials.write() = credentials;
+                }
+            }
+            for (name, handle) in &secrets.upstreams {
+                if let Some(u) = config.upstreams.iter().find(|u| &u.name == name) {
+                    *handle.write() = auth_header(&u.credentials);
+                }
+            }
+            *secrets.admin_token.write() = admin_token_of(&config);
+            tracing::info!("SIGHUP: secrets re-read");
         }
     })
 }

@@ -49,14 +49,21 @@ pub enum AuthMode {
 pub struct Auth {
     /// Mode.
     pub mode: AuthMode,
-    /// Token verification (jwt modes).
-    pub verifier: Option<JwtVerifier>,
+    /// Keys and users; replaced when SIGHUP re-reads the secret files.
+    pub credentials: parking_lot::RwLock<Credentials>,
     /// Also read the token from `X-Auth-Token`.
     pub accept_x_auth_token: bool,
     /// A token needs one of these roles (empty: no check).
     pub required_roles: Vec<String>,
     /// A token needs a `sub` claim.
     pub require_sub: bool,
+}
+
+/// What a listener checks credentials against.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    /// Token verification (jwt modes).
+    pub verifier: Option<JwtVerifier>,
     /// Users for basic authentication.
     pub basic_users: Option<crate::config::BasicUsers>,
 }
@@ -68,8 +75,8 @@ pub struct ListenerSettings {
     pub name: String,
     /// Write paths.
     pub paths: Vec<String>,
-    /// Authentication.
-    pub auth: Auth,
+    /// Authentication (shared with the SIGHUP handler).
+    pub auth: Arc<Auth>,
     /// Body limit before decoding.
     pub max_body_bytes: usize,
     /// Body limit after decoding.
@@ -637,7 +644,8 @@ fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), Box<Response>> {
     });
     let jwt_allowed = matches!(auth.mode, AuthMode::Jwt | AuthMode::JwtOrBasic);
     let basic_allowed = matches!(auth.mode, AuthMode::Basic | AuthMode::JwtOrBasic);
-    if jwt_allowed && let (Some(token), Some(verifier)) = (token, &auth.verifier) {
+    let credentials = auth.credentials.read();
+    if jwt_allowed && let (Some(token), Some(verifier)) = (token, &credentials.verifier) {
         return match verifier.verify(token) {
             Ok(claims) => {
                 if auth.require_sub && claims.sub.as_deref().is_none_or(str::is_empty) {
@@ -660,7 +668,7 @@ fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), Box<Response>> {
             .ok()
             .and_then(|d| String::from_utf8(d).ok());
         if let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':'))
-            && auth
+            && credentials
                 .basic_users
                 .as_ref()
                 .is_some_and(|users| users.verify(user, password))
@@ -744,11 +752,13 @@ mod tests {
     fn basic_auth_checks_user_and_password() {
         let auth = Auth {
             mode: AuthMode::Basic,
-            verifier: None,
+            credentials: parking_lot::RwLock::new(Credentials {
+                verifier: None,
+                basic_users: Some(users()),
+            }),
             accept_x_auth_token: true,
             required_roles: Vec::new(),
             require_sub: false,
-            basic_users: Some(users()),
         };
         let with = |value: &str| {
             let mut h = HeaderMap::new();
