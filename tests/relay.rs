@@ -350,6 +350,19 @@ fn fan_out_keeps_the_healthy_upstream_flowing() {
         text.contains("ccrelay_queue_lines{upstream=\"good\"} 0"),
         "{text}"
     );
+    // Every request waited for a group-commit flush; both are histograms.
+    assert!(
+        metric(&admin, "ccrelay_sled_flush_seconds_count") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("ccrelay_sled_flush_seconds_bucket{le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert!(
+        metric(&admin, "ccrelay_sled_flush_waiters_sum") >= 5.0,
+        "{text}"
+    );
     down.answer(|_| 200);
     assert!(wait_for(Duration::from_secs(5), || down
         .delivered_lines()
@@ -1201,5 +1214,34 @@ fn sighup_rotates_ingress_keys_and_the_admin_token() {
         after,
         (401, 200),
         "the new admin token replaces the old one"
+    );
+}
+
+#[test]
+fn the_printed_default_configuration_loads_again() {
+    let out = std::process::Command::new(common::binary("cc-relay"))
+        .arg("--print-default-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("default.json");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["ingress"]["http"][0]["address"], "127.0.0.1:8080");
+    assert_eq!(
+        printed["upstreams"][0]["url"],
+        "http://127.0.0.1:8082/api/write"
+    );
+    let check = std::process::Command::new(common::binary("cc-relay"))
+        .arg("-c")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
     );
 }

@@ -17,6 +17,7 @@ use axum::routing::get;
 
 use crate::forward::UpstreamCounters;
 use crate::ingress::Shared;
+use crate::queue::flusher::{FLUSH_LATENCY_BUCKETS_US, FLUSH_WAITER_BUCKETS};
 use crate::queue::{FlushStats, Queue};
 
 /// What the admin endpoints report on.
@@ -172,6 +173,26 @@ impl Family<'_> {
             self.out.push('}');
         }
         let _ = writeln!(self.out, " {value}");
+    }
+}
+
+impl Family<'_> {
+    /// A histogram from per-bucket counts (the last count is above every bound).
+    fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+        self.head(name, "histogram", help);
+        let mut cumulative = 0u64;
+        for (bound, count) in bounds.iter().zip(counts) {
+            cumulative += count;
+            self.sample(
+                &format!("{name}_bucket"),
+                &[("le", &bound.to_string())],
+                cumulative as f64,
+            );
+        }
+        let total: u64 = counts.iter().sum();
+        self.sample(&format!("{name}_bucket"), &[("le", "+Inf")], total as f64);
+        self.sample(&format!("{name}_sum"), &[], sum);
+        self.sample(&format!("{name}_count"), &[], total as f64);
     }
 }
 
@@ -411,14 +432,11 @@ fn render_metrics(s: &AdminState) -> String {
         "Group-commit flushes (fsyncs).",
     );
     f.sample("ccrelay_sled_flushes_total", &[], flush.flushes as f64);
-    f.head(
-        "ccrelay_sled_flush_seconds_sum",
-        "counter",
-        "Total time spent in flushes.",
-    );
-    f.sample(
-        "ccrelay_sled_flush_seconds_sum",
-        &[],
+    f.histogram(
+        "ccrelay_sled_flush_seconds",
+        "Duration of group-commit flushes (fsyncs).",
+        &FLUSH_LATENCY_BUCKETS_US.map(|us| us as f64 / 1e6),
+        &flush.latency_buckets,
         flush.total_us as f64 / 1e6,
     );
     f.head("ccrelay_sled_flush_seconds_max", "gauge", "Longest flush.");
@@ -427,14 +445,11 @@ fn render_metrics(s: &AdminState) -> String {
         &[],
         flush.max_us as f64 / 1e6,
     );
-    f.head(
-        "ccrelay_sled_flush_waiters_total",
-        "counter",
-        "Requests made durable by the flushes.",
-    );
-    f.sample(
-        "ccrelay_sled_flush_waiters_total",
-        &[],
+    f.histogram(
+        "ccrelay_sled_flush_waiters",
+        "Requests made durable by one flush.",
+        &FLUSH_WAITER_BUCKETS.map(|n| n as f64),
+        &flush.waiter_buckets,
         flush.waiters as f64,
     );
     f.head(

@@ -28,6 +28,11 @@ pub struct Cli {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Print the built-in default configuration with every key and its
+    /// default value (a starting point for a config file), and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+
     /// Log filter, e.g. `info` or `cc_relay=debug,info` (overrides the
     /// configuration; `RUST_LOG` overrides both).
     #[arg(long, value_name = "LEVEL")]

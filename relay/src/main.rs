@@ -9,6 +9,18 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.print_default_config {
+        return match serde_json::to_string_pretty(&Config::embedded_default().redacted()) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cc-relay: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let config = match &cli.config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
