@@ -1245,3 +1245,39 @@ fn the_printed_default_configuration_loads_again() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+#[test]
+fn per_upstream_rules_shape_each_upstreams_lines() {
+    let a = Stub::start();
+    let b = Stub::start();
+    let mut up_a = upstream("a", "ccms-http", &format!("http://{}/api/write", a.addr));
+    up_a["processing"] = json!({"drop_measurements": ["secret"], "add_tags": {"site": "x"}});
+    let mut up_b = upstream("b", "relay-http", &format!("http://{}/api/write", b.addr));
+    up_b["processing"] = json!({"default_cluster": "other"});
+    let mut config = relay_config(json!([up_a, up_b]));
+    config["processing"] = json!({"default_cluster": "main"});
+    let (relay, _) = start_relay(config);
+    let t = now();
+    let r = post(
+        &relay,
+        "",
+        &format!("secret,hostname=h value=1 {t}\nm,hostname=h value=2 {t}\n"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-cc-relay-accepted"), Some("2"));
+    assert!(wait_for(Duration::from_secs(5), || a
+        .delivered_lines()
+        .len()
+        == 1
+        && b.delivered_lines().len() == 2));
+    assert_eq!(
+        a.delivered_lines(),
+        [format!("m,hostname=h,site=x value=2 {t}")]
+    );
+    assert_eq!(a.requests()[0].target, "/api/write?cluster=main");
+    assert_eq!(b.requests()[0].target, "/api/write?cluster=other");
+    assert_eq!(
+        b.delivered_lines()[0],
+        format!("secret,hostname=h value=1 {t}")
+    );
+}

@@ -7,7 +7,6 @@
 //! `shutdown_grace` (or until their queues are empty); whatever is left
 //! stays queued on disk for the next start.
 
-use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -290,17 +289,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
             u.name
         )));
     }
-    // One rule set for all upstreams (per-upstream rules come later).
-    let rule_sets: HashSet<String> = enabled.iter().map(|u| format!("{:?}", u.rules)).collect();
-    if rule_sets.len() > 1 {
-        return Err(StartError::Unsupported(
-            "per-upstream processing rules are not supported by this version; use the global processing section".into(),
-        ));
+    // Upstreams with equal line rules are processed together.
+    let mut rule_sets: Vec<(RuleSet, Vec<usize>)> = Vec::new();
+    for (index, u) in enabled
+        .iter()
+        .filter(|u| u.kind != UpstreamType::Nats)
+        .enumerate()
+    {
+        match rule_sets.iter_mut().find(|(set, _)| *set == u.rules) {
+            Some((_, members)) => members.push(index),
+            None => rule_sets.push((u.rules.clone(), vec![index])),
+        }
     }
-    let global_rules = enabled
-        .first()
-        .map(|u| u.rules.clone())
-        .unwrap_or_else(|| config.processing.rules());
 
     let shared = Arc::new(Shared {
         queue: Arc::clone(&queue),
@@ -309,7 +309,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         limits,
         wakers,
         in_flight,
-        default_cluster: config.processing.default_cluster.clone(),
         split: SplitLimits {
             max_raw_bytes: usize::try_from(storage.record_max_raw_bytes.as_u64())
                 .unwrap_or(usize::MAX),
@@ -367,7 +366,19 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     let mut ingress_tasks = Vec::new();
     let mut listener_auth = Vec::new();
     for (listener, l) in ingress_listeners {
-        let settings = listener_settings(&config, l, &global_rules)?;
+        let groups = rule_sets
+            .iter()
+            .map(|(set, members)| ingress::RuleGroup {
+                rules: rules_for(&config, set, Some(l)),
+                default_cluster: set.default_cluster.clone(),
+                targets: members
+                    .iter()
+                    .filter_map(|&i| shared.targets.get(i).cloned())
+                    .collect(),
+                indices: members.clone(),
+            })
+            .collect();
+        let settings = listener_settings(l, groups)?;
         listener_auth.push((l.name.clone(), Arc::clone(&settings.auth)));
         let app = ingress::router(settings, Arc::clone(&shared));
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
@@ -547,9 +558,8 @@ fn listener_credentials(l: &HttpIngress) -> Result<ingress::Credentials, StartEr
 }
 
 fn listener_settings(
-    config: &Config,
     l: &HttpIngress,
-    rules: &RuleSet,
+    rule_groups: Vec<ingress::RuleGroup>,
 ) -> Result<ListenerSettings, StartError> {
     Ok(ListenerSettings {
         name: l.name.clone(),
@@ -590,7 +600,7 @@ fn listener_settings(
             _ => None,
         },
         max_hops: l.max_hops,
-        rules: rules_for(config, rules, Some(l)),
+        rule_groups,
     })
 }
 

@@ -11,7 +11,7 @@
 //! disk**: an fsync that started after the last insert has returned. It
 //! carries `X-CC-Relay-Accepted` and `X-CC-Relay-Rejected` line counts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -101,8 +101,22 @@ pub struct ListenerSettings {
     pub input_precision: Option<Precision>,
     /// Largest accepted `X-CC-Relay-Hops`.
     pub max_hops: u32,
-    /// Line rules for this listener (global rules, with its line limit).
+    /// Line rules: one group per distinct set of upstream rules (usually one).
+    pub rule_groups: Vec<RuleGroup>,
+}
+
+/// Upstreams that share the same line rules (`processing`, with the
+/// per-upstream overrides of steps 6–8 applied).
+#[derive(Debug, Clone)]
+pub struct RuleGroup {
+    /// The rules.
     pub rules: Rules,
+    /// Default cluster of last resort for these upstreams.
+    pub default_cluster: Option<String>,
+    /// The upstreams, as processing sees them.
+    pub targets: Vec<Target>,
+    /// Their positions in [`Shared::targets`].
+    pub indices: Vec<usize>,
 }
 
 /// One upstream's queue limit as ingress enforces it.
@@ -150,8 +164,6 @@ pub struct Shared {
     pub wakers: Vec<Arc<Notify>>,
     /// Per target: the last id of its worker's in-flight batch (0: none).
     pub in_flight: Vec<Arc<AtomicU64>>,
-    /// Global default cluster (`processing.default_cluster`).
-    pub default_cluster: Option<String>,
     /// Record splitting.
     pub split: SplitLimits,
     /// False once shutdown began.
@@ -324,19 +336,17 @@ async fn handle_inner(l: &Listener, req: Request) -> Response {
             _ => {}
         }
     }
-    let default_cluster = query_cluster
-        .or_else(|| s.default_cluster.clone())
-        .or_else(|| l.shared.default_cluster.clone());
+    let request_cluster = query_cluster.or_else(|| s.default_cluster.clone());
     let shared = Arc::clone(&l.shared);
-    let rules = s.rules.clone();
+    let groups = s.rule_groups.clone();
     let reject_invalid = s.reject_invalid;
     let name = s.name.clone();
     let stored = tokio::task::spawn_blocking(move || {
         store_batch(
             &shared,
-            &rules,
+            &groups,
             &body,
-            default_cluster,
+            request_cluster,
             precision,
             hops,
             reject_invalid,
@@ -414,9 +424,9 @@ struct Stored {
 )]
 fn store_batch(
     shared: &Shared,
-    rules: &Rules,
+    groups: &[RuleGroup],
     body: &[u8],
-    default_cluster: Option<String>,
+    request_cluster: Option<String>,
     precision: Option<Precision>,
     hops: u32,
     reject_invalid: bool,
@@ -425,82 +435,112 @@ fn store_batch(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let ctx = Context {
-        default_cluster: default_cluster.clone(),
-        precision,
-        now_ns: i128::try_from(now.as_nanos()).unwrap_or(0),
-    };
-    let processed = process(body, rules, &ctx, &shared.targets);
+    // Process once per rule group. Steps 1-5 (syntax, timestamps) are the
+    // same in every group, so their counts are taken from the group that
+    // refused most; a line counts as accepted if some group queued it, which
+    // with several groups is approximated by the largest group count.
+    let mut results = Vec::with_capacity(groups.len());
+    for group in groups {
+        let ctx = Context {
+            default_cluster: request_cluster
+                .clone()
+                .or_else(|| group.default_cluster.clone()),
+            precision,
+            now_ns: i128::try_from(now.as_nanos()).unwrap_or(0),
+        };
+        let processed = process(body, &group.rules, &ctx, &group.targets);
+        results.push((group, ctx.default_cluster, processed));
+    }
+    let mut invalid: BTreeMap<Invalid, u64> = BTreeMap::new();
+    let mut accepted = 0;
+    let mut filtered = u64::MAX;
+    let mut first_error = None;
+    for (_, _, p) in &results {
+        for (why, n) in &p.invalid {
+            let e = invalid.entry(*why).or_insert(0);
+            *e = (*e).max(*n);
+        }
+        accepted = accepted.max(p.accepted);
+        filtered = filtered.min(p.filtered);
+        if first_error.is_none() {
+            first_error.clone_from(&p.first_error);
+        }
+    }
+    let filtered = if results.is_empty() { 0 } else { filtered };
+    let rejected: u64 = invalid.values().sum();
     let c = &shared.counters;
     c.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-    c.lines.fetch_add(
-        processed.accepted + processed.filtered + processed.invalid_total(),
-        Ordering::Relaxed,
-    );
+    c.lines
+        .fetch_add(accepted + filtered + rejected, Ordering::Relaxed);
     {
-        let mut invalid = c.invalid.lock();
-        for (why, n) in &processed.invalid {
-            *invalid
+        let mut counted = c.invalid.lock();
+        for (why, n) in &invalid {
+            *counted
                 .entry((listener.to_owned(), why.as_str()))
                 .or_insert(0) += n;
         }
     }
-    let rejected = processed.invalid_total();
     if reject_invalid && rejected > 0 {
         return Err(Box::new(text(
             StatusCode::BAD_REQUEST,
             format!(
                 "{rejected} invalid lines, nothing stored (invalid_lines: reject); first: {}\n",
-                processed.first_error.unwrap_or_default()
+                first_error.unwrap_or_default()
             ),
         )));
     }
-    if let Some(first) = &processed.first_error {
+    if let Some(first) = &first_error {
         tracing::debug!(listener, rejected, first = %first, "invalid lines dropped");
     }
-    let meta = RecordMeta {
-        ingest_time_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
-        hops: u8::try_from(hops).unwrap_or(u8::MAX),
-        cluster: default_cluster.unwrap_or_default(),
-        source: format!("http:{listener}"),
-    };
-    // Upstreams that receive the very same lines share records (same ids).
-    let mut groups: Vec<(&[u8], Vec<usize>)> = Vec::new();
-    for (i, (payload, count)) in processed.payloads.iter().enumerate() {
-        if *count == 0 {
-            continue;
-        }
-        match groups.iter_mut().find(|(p, _)| *p == payload.as_slice()) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((payload.as_slice(), vec![i])),
-        }
-    }
     let mut targets_used = vec![false; shared.targets.len()];
-    for (payload, members) in &groups {
-        let records = Record::from_batch(&meta, payload, &shared.split).map_err(|e| {
-            tracing::error!(error = %e, "cannot build queue records");
-            Box::new(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
-        })?;
-        let names: Vec<&str> = members
+    let mut appended = false;
+    for (group, cluster, processed) in &results {
+        let meta = RecordMeta {
+            ingest_time_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+            hops: u8::try_from(hops).unwrap_or(u8::MAX),
+            cluster: cluster.clone().unwrap_or_default(),
+            source: format!("http:{listener}"),
+        };
+        // Upstreams that receive the very same lines share records (same ids).
+        let mut same: Vec<(&[u8], Vec<usize>)> = Vec::new();
+        for ((payload, _), &index) in processed
+            .payloads
             .iter()
-            .filter_map(|&i| shared.targets.get(i).map(|t| t.name.as_str()))
-            .collect();
-        if let Err(e) = shared.queue.append(&names, &records) {
-            tracing::error!(error = %e, "storage failed; refusing data");
-            return Err(Box::new(unavailable("storage failed; not accepting data")));
+            .zip(group.indices.iter())
+            .filter(|((_, count), _)| *count > 0)
+        {
+            match same.iter_mut().find(|(p, _)| *p == payload.as_slice()) {
+                Some((_, members)) => members.push(index),
+                None => same.push((payload.as_slice(), vec![index])),
+            }
         }
-        for &i in members {
-            if let Some(u) = targets_used.get_mut(i) {
-                *u = true;
+        for (payload, members) in &same {
+            let records = Record::from_batch(&meta, payload, &shared.split).map_err(|e| {
+                tracing::error!(error = %e, "cannot build queue records");
+                Box::new(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+            })?;
+            let names: Vec<&str> = members
+                .iter()
+                .filter_map(|&i| shared.targets.get(i).map(|t| t.name.as_str()))
+                .collect();
+            if let Err(e) = shared.queue.append(&names, &records) {
+                tracing::error!(error = %e, "storage failed; refusing data");
+                return Err(Box::new(unavailable("storage failed; not accepting data")));
+            }
+            appended = true;
+            for &i in members {
+                if let Some(u) = targets_used.get_mut(i) {
+                    *u = true;
+                }
             }
         }
     }
     enforce_drop_oldest(shared, &targets_used);
     Ok(Stored {
-        accepted: processed.accepted,
+        accepted,
         rejected,
-        first_error: processed.first_error,
-        appended: !groups.is_empty(),
+        first_error,
+        appended,
         targets_used,
     })
 }
