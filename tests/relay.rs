@@ -1281,3 +1281,115 @@ fn per_upstream_rules_shape_each_upstreams_lines() {
         format!("secret,hostname=h value=1 {t}")
     );
 }
+
+/// Mounts a tmpfs of `size` at `dir` (root only); false where that is not possible.
+fn mount_tmpfs(dir: &std::path::Path, size: &str) -> bool {
+    std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_storage_error_stops_acknowledging_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    if !mount_tmpfs(&data, "6m") {
+        eprintln!("cannot mount a tmpfs here (not root?): the disk-full scenario is not exercised");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(data.clone());
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    // No protection: let the filesystem run full under sled.
+    config["storage"] =
+        json!({"min_free_disk_bytes": 0, "min_free_disk_percent": 0, "record_compression": "none"});
+    config["data_dir"] = json!(data);
+    let (relay, _) = start_relay(config.clone());
+    let t = now();
+    let mut acked = Vec::new();
+    let mut refused = false;
+    for batch in 0..400 {
+        let lines: Vec<String> = (0..200)
+            .map(|i| format!("m,hostname=b{batch}l{i} value={i} {t}"))
+            .collect();
+        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        match common::http(
+            &relay.addr,
+            "POST",
+            "/api/write?cluster=c",
+            &[],
+            body.as_bytes(),
+        ) {
+            Ok(r) if r.status == 200 => acked.extend(lines),
+            Ok(r) => {
+                assert_eq!(r.status, 503, "{}", r.text());
+                refused = true;
+                break;
+            }
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "the filesystem never filled up");
+    assert!(!acked.is_empty());
+    // The relay stops on its own and reports the failure.
+    let exited = wait_for(Duration::from_secs(15), || {
+        common::http(
+            &relay.addr,
+            "POST",
+            "/api/write?cluster=c",
+            &[],
+            b"m,hostname=x value=1 1\n",
+        )
+        .is_err()
+    });
+    assert!(exited, "{}", relay.log_text());
+    let log = relay.log_text();
+    let (status, dir) = relay.stop();
+    assert!(
+        !status.success(),
+        "exit status after a storage failure: {status}"
+    );
+    assert!(log.contains("storage failed"), "{log}");
+    // More room, the upstream back: everything acknowledged arrives.
+    assert!(
+        std::process::Command::new("mount")
+            .args(["-o", "remount,size=64m"])
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success()
+    );
+    stub.answer(|_| 200);
+    let (relay, admin) = start_relay_in(config, dir);
+    assert!(
+        wait_for(Duration::from_secs(20), || metric(
+            &admin,
+            "ccrelay_queue_lines"
+        ) == 0.0),
+        "{}",
+        relay.log_text()
+    );
+    let delivered: std::collections::HashSet<String> = stub.delivered_lines().into_iter().collect();
+    let lost = acked.iter().filter(|l| !delivered.contains(*l)).count();
+    assert_eq!(lost, 0, "{lost} of {} acknowledged lines lost", acked.len());
+}
