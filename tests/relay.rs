@@ -147,6 +147,14 @@ fn upstream_errors_are_retried_until_it_recovers() {
     ) == 0.0));
     assert_eq!(metric(&admin, "ccrelay_upstream_up"), 1.0);
     assert!(metric(&admin, "ccrelay_upstream_failures_total") >= 2.0);
+    assert!(
+        metric(
+            &admin,
+            "ccrelay_upstream_failures_total{upstream=\"store\",reason=\"http_5xx\"}"
+        ) >= 2.0
+    );
+    assert!(metric(&admin, "ccrelay_upstream_request_seconds_count") >= 3.0);
+    assert!(metric(&admin, "ccrelay_ingest_ack_seconds_count") >= 1.0);
 }
 
 #[test]
@@ -339,6 +347,13 @@ fn fan_out_keeps_the_healthy_upstream_flowing() {
         .delivered_lines()
         .len()
         == 5));
+    // The records are deleted right after the upstream's answer.
+    assert!(wait_for(Duration::from_secs(5), || {
+        common::http(&admin, "GET", "/metrics", &[], b"")
+            .unwrap()
+            .text()
+            .contains("ccrelay_queue_lines{upstream=\"good\"} 0")
+    }));
     let text = common::http(&admin, "GET", "/metrics", &[], b"")
         .unwrap()
         .text();
@@ -976,6 +991,12 @@ fn a_slow_upstream_is_retried_after_the_timeout() {
     assert!(
         metric(&admin, "ccrelay_upstream_failures_total") >= 1.0,
         "the timed-out attempt counts as a failure"
+    );
+    assert!(
+        metric(
+            &admin,
+            "ccrelay_upstream_failures_total{upstream=\"store\",reason=\"timeout\"}"
+        ) >= 1.0
     );
     assert!(
         calls.load(std::sync::atomic::Ordering::SeqCst) >= 2,

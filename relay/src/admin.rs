@@ -17,6 +17,7 @@ use axum::routing::get;
 
 use crate::forward::UpstreamCounters;
 use crate::ingress::Shared;
+use crate::metrics::LATENCY_BUCKETS;
 use crate::queue::flusher::{FLUSH_LATENCY_BUCKETS_US, FLUSH_WAITER_BUCKETS};
 use crate::queue::{FlushStats, Queue};
 
@@ -180,19 +181,51 @@ impl Family<'_> {
     /// A histogram from per-bucket counts (the last count is above every bound).
     fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
         self.head(name, "histogram", help);
+        self.histogram_samples(name, &[], bounds, counts, sum);
+    }
+
+    /// One labelled series of a histogram family (writes the header once per call).
+    fn histogram_labelled(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+    ) {
+        if !self.out.contains(&format!("# TYPE {name} histogram")) {
+            self.head(name, "histogram", help);
+        }
+        self.histogram_samples(name, labels, bounds, counts, sum);
+    }
+
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "counters exposed as Prometheus floats"
+    )]
+    fn histogram_samples(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+    ) {
         let mut cumulative = 0u64;
         for (bound, count) in bounds.iter().zip(counts) {
             cumulative += count;
-            self.sample(
-                &format!("{name}_bucket"),
-                &[("le", &bound.to_string())],
-                cumulative as f64,
-            );
+            let le = bound.to_string();
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&format!("{name}_bucket"), &with_le, cumulative as f64);
         }
         let total: u64 = counts.iter().sum();
-        self.sample(&format!("{name}_bucket"), &[("le", "+Inf")], total as f64);
-        self.sample(&format!("{name}_sum"), &[], sum);
-        self.sample(&format!("{name}_count"), &[], total as f64);
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&format!("{name}_bucket"), &with_le, total as f64);
+        self.sample(&format!("{name}_sum"), labels, sum);
+        self.sample(&format!("{name}_count"), labels, total as f64);
     }
 }
 
@@ -283,25 +316,13 @@ fn render_metrics(s: &AdminState) -> String {
         &[],
         c.auth_failures.load(Ordering::Relaxed) as f64,
     );
-    f.head(
-        "ccrelay_ingest_ack_seconds_sum",
-        "counter",
-        "Total time from receive to answer.",
-    );
-    f.sample(
-        "ccrelay_ingest_ack_seconds_sum",
-        &[],
-        c.ack_us_total.load(Ordering::Relaxed) as f64 / 1e6,
-    );
-    f.head(
-        "ccrelay_ingest_ack_seconds_count",
-        "counter",
-        "Answers timed in the sum.",
-    );
-    f.sample(
-        "ccrelay_ingest_ack_seconds_count",
-        &[],
-        c.ack_count.load(Ordering::Relaxed) as f64,
+    let (counts, sum) = c.ack_seconds.snapshot();
+    f.histogram(
+        "ccrelay_ingest_ack_seconds",
+        "Time from receiving a request to answering it (after the group commit).",
+        &LATENCY_BUCKETS,
+        &counts,
+        sum,
     );
 
     let now = now_ms();
@@ -338,7 +359,7 @@ fn render_metrics(s: &AdminState) -> String {
         }
     }
     type Getter = fn(&UpstreamCounters) -> f64;
-    let upstream_metrics: [(&str, &str, &str, Getter); 10] = [
+    let upstream_metrics: [(&str, &str, &str, Getter); 9] = [
         (
             "ccrelay_upstream_up",
             "gauge",
@@ -362,12 +383,6 @@ fn render_metrics(s: &AdminState) -> String {
             "counter",
             "Bytes delivered.",
             |c| c.sent_bytes.load(Ordering::Relaxed) as f64,
-        ),
-        (
-            "ccrelay_upstream_failures_total",
-            "counter",
-            "Failed send attempts.",
-            |c| c.failures.load(Ordering::Relaxed) as f64,
         ),
         (
             "ccrelay_upstream_retries_total",
@@ -405,6 +420,55 @@ fn render_metrics(s: &AdminState) -> String {
         for (upstream, counters) in &s.upstreams {
             f.sample(name, &[("upstream", upstream)], get(counters));
         }
+    }
+    f.head(
+        "ccrelay_upstream_failures_total",
+        "counter",
+        "Failed send attempts per upstream and reason.",
+    );
+    for (upstream, counters) in &s.upstreams {
+        for (reason, n) in counters.failure_reasons.snapshot() {
+            f.sample(
+                "ccrelay_upstream_failures_total",
+                &[("upstream", upstream), ("reason", reason)],
+                n as f64,
+            );
+        }
+    }
+    for (upstream, counters) in &s.upstreams {
+        let (counts, sum) = counters.request_seconds.snapshot();
+        f.histogram_labelled(
+            "ccrelay_upstream_request_seconds",
+            "Duration of requests to the upstream.",
+            &[("upstream", upstream)],
+            &LATENCY_BUCKETS,
+            &counts,
+            sum,
+        );
+    }
+    f.head(
+        "ccrelay_queue_limit_bytes",
+        "gauge",
+        "buffer.max_bytes per upstream.",
+    );
+    for (target, limit) in s.shared.targets.iter().zip(&s.shared.limits) {
+        f.sample(
+            "ccrelay_queue_limit_bytes",
+            &[("upstream", &target.name)],
+            limit.max_bytes as f64,
+        );
+    }
+    f.head(
+        "ccrelay_orphan_queue_bytes",
+        "gauge",
+        "Stored bytes in queues of upstreams that are no longer configured.",
+    );
+    for orphan in s.queue.orphans() {
+        f.sample(
+            "ccrelay_orphan_queue_bytes",
+            &[("tree", &format!("q:{}", orphan.upstream))],
+            orphan.stored_bytes as f64,
+        );
     }
     f.head(
         "ccrelay_dropped_lines_total",

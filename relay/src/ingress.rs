@@ -143,10 +143,8 @@ pub struct IngressCounters {
     pub auth_failures: AtomicU64,
     /// Lines dropped from full queues (`drop_oldest`), per upstream.
     pub dropped_full: parking_lot::Mutex<HashMap<String, (u64, u64)>>,
-    /// Time from receive to answer, total microseconds and count.
-    pub ack_us_total: AtomicU64,
-    /// Answers counted in `ack_us_total`.
-    pub ack_count: AtomicU64,
+    /// Time from receive to answer.
+    pub ack_seconds: crate::metrics::Histogram,
 }
 
 /// What all listeners share: the queue, the targets and the workers' wake-ups.
@@ -232,11 +230,7 @@ async fn handle(State(l): State<Arc<Listener>>, req: Request) -> Response {
         .lock()
         .entry((l.settings.name.clone(), response.status().as_u16()))
         .or_insert(0) += 1;
-    c.ack_us_total.fetch_add(
-        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        Ordering::Relaxed,
-    );
-    c.ack_count.fetch_add(1, Ordering::Relaxed);
+    c.ack_seconds.observe(started.elapsed());
     response
 }
 

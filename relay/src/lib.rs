@@ -14,6 +14,7 @@
 //! - [`forward`]: one worker per upstream: batching, retries, bisection.
 //! - [`housekeeper`]: the global disk cap and free-space floor.
 //! - [`ingress`]: the HTTP write endpoint: auth, limits, decoding, durable acknowledgement.
+//! - [`metrics`]: histograms and labelled counters behind `/metrics`.
 //! - [`offline`]: `queue` and `dlq` maintenance commands.
 //! - [`process`]: per-line timestamp normalisation, rules, validation and routing.
 //! - [`queue`]: the durable per-upstream queues in sled (record format, group-commit
@@ -26,6 +27,7 @@ pub mod config;
 pub mod forward;
 pub mod housekeeper;
 pub mod ingress;
+pub mod metrics;
 pub mod offline;
 pub mod process;
 pub mod queue;

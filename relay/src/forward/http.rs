@@ -96,7 +96,12 @@ pub enum Attempt {
         body: Vec<u8>,
     },
     /// No answer: connection, TLS or timeout error.
-    Failed(String),
+    Failed {
+        /// `connect`, `timeout` or `tls` (the failure reason label).
+        reason: &'static str,
+        /// The error with its causes.
+        message: String,
+    },
 }
 
 /// One HTTP upstream.
@@ -230,7 +235,20 @@ impl HttpUpstream {
                     body,
                 }
             }
-            Err(e) => Attempt::Failed(cc_common::error_chain(&e)),
+            Err(e) => {
+                let message = cc_common::error_chain(&e);
+                let reason = if e.is_timeout() {
+                    "timeout"
+                } else if message.contains("certificate")
+                    || message.contains("TLS")
+                    || message.contains("tls")
+                {
+                    "tls"
+                } else {
+                    "connect"
+                };
+                Attempt::Failed { reason, message }
+            }
         }
     }
 }

@@ -52,6 +52,10 @@ pub struct WorkerSettings {
 /// Counters of one upstream, read by the admin endpoint.
 #[derive(Debug, Default)]
 pub struct UpstreamCounters {
+    /// Failed attempts per reason.
+    pub failure_reasons: crate::metrics::FailureCounts,
+    /// Duration of every request.
+    pub request_seconds: crate::metrics::Histogram,
     /// Batches delivered.
     pub sent_batches: AtomicU64,
     /// Lines delivered.
@@ -241,10 +245,12 @@ impl Worker {
                 if item.is_empty() {
                     break;
                 }
+                let started = std::time::Instant::now();
                 let attempt = tokio::select! {
                     () = stop.cancelled() => return false,
                     a = self.upstream.send(&item) => a,
                 };
+                self.counters.request_seconds.observe(started.elapsed());
                 match attempt {
                     Attempt::Answered {
                         status,
@@ -252,6 +258,12 @@ impl Worker {
                         body,
                     } => {
                         let outcome = retry::classify(status);
+                        match outcome {
+                            Outcome::Delivered => {}
+                            Outcome::Auth(_) => self.counters.failure_reasons.add("auth"),
+                            _ if status >= 500 => self.counters.failure_reasons.add("http_5xx"),
+                            _ => self.counters.failure_reasons.add("http_4xx"),
+                        }
                         match outcome {
                             Outcome::Delivered => {
                                 self.delivered(&item);
@@ -284,7 +296,8 @@ impl Worker {
                             }
                         }
                     }
-                    Attempt::Failed(message) => {
+                    Attempt::Failed { reason, message } => {
+                        self.counters.failure_reasons.add(reason);
                         self.failed(Outcome::Transient, &message);
                         if !self.pause_until_reachable(stop).await {
                             return false;
