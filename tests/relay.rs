@@ -1414,3 +1414,54 @@ fn a_storage_error_stops_acknowledging_and_exits_non_zero() {
     let lost = acked.iter().filter(|l| !delivered.contains(*l)).count();
     assert_eq!(lost, 0, "{lost} of {} acknowledged lines lost", acked.len());
 }
+
+#[test]
+fn admin_endpoints_over_https() {
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
+    let stub = Stub::start();
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    let dir = tempfile::tempdir().unwrap();
+    let admin_port = common::free_port();
+    config["admin"] = json!({
+        "address": format!("127.0.0.1:{admin_port}"),
+        "tls": {"cert_file": tls.join("server.pem"), "key_file": tls.join("server-key.pem")}
+    });
+    config["ingress"]["http"][0]["address"] = json!(format!("127.0.0.1:{}", common::free_port()));
+    config["data_dir"] = json!(dir.path().join("data"));
+    let path = dir.path().join("relay.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut child = std::process::Command::new(common::binary("cc-relay"))
+        .arg("-c")
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let https = || {
+        std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(tls.join("ca.pem"))
+            .arg(format!("https://localhost:{admin_port}/healthz"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let up = wait_for(Duration::from_secs(10), || https() == "200");
+    let plain = common::http(
+        &format!("127.0.0.1:{admin_port}"),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "admin over HTTPS");
+    assert!(
+        plain.is_err() || plain.is_ok_and(|r| r.status != 200),
+        "no plain HTTP on the TLS port"
+    );
+}

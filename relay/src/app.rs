@@ -283,6 +283,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         });
         workers.push(worker);
     }
+    if let Some(u) = enabled
+        .iter()
+        .find(|u| u.tls.server_name.is_some() || u.tls.insecure_skip_verify)
+    {
+        return Err(StartError::Unsupported(format!(
+            "upstream {}: tls.server_name and tls.insecure_skip_verify are not supported by this version",
+            u.name
+        )));
+    }
     if let Some(u) = enabled.iter().find(|u| u.max_in_flight > 1) {
         return Err(StartError::Unsupported(format!(
             "upstream {}: max_in_flight > 1 is not supported by this version (batches are sent one at a time, in order)",
@@ -355,13 +364,45 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         instance_id: config.instance_id.clone(),
     });
     let admin_app = admin::router(admin_state);
-    let admin_stop = shutdown.token();
-    let admin_task = tokio::spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(admin_listener)?;
-        axum::serve(listener, admin_app)
-            .with_graceful_shutdown(async move { admin_stop.cancelled().await })
-            .await
-    });
+    let admin_handle = axum_server::Handle::<SocketAddr>::new();
+    {
+        let (stopper, stop) = (admin_handle.clone(), shutdown.token());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+        });
+    }
+    let admin_server =
+        axum_server::from_tcp(admin_listener).map_err(|source| StartError::Bind {
+            addr: config.admin.address,
+            what: "admin".into(),
+            source,
+        })?;
+    let admin_task = match &config.admin.tls {
+        Some(tls) => {
+            let cfg = cc_common::tls::server_config(
+                &tls.cert_file,
+                &tls.key_file,
+                tls.client_ca_file.as_deref(),
+                tls.require_client_cert,
+            )
+            .map_err(|e| StartError::Tls("admin".into(), Box::new(e)))?;
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                axum_server::tls_rustls::RustlsConfig::from_config(cfg),
+            );
+            tokio::spawn(
+                admin_server
+                    .acceptor(acceptor)
+                    .handle(admin_handle)
+                    .serve(admin_app.into_make_service()),
+            )
+        }
+        None => tokio::spawn(
+            admin_server
+                .handle(admin_handle)
+                .serve(admin_app.into_make_service()),
+        ),
+    };
 
     let mut ingress_tasks = Vec::new();
     let mut listener_auth = Vec::new();
