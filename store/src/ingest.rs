@@ -27,7 +27,6 @@
 //! - The `(cluster, host)` level is resolved per line, so lines that rely on
 //!   the default cluster never land in the previous line's host.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use cc_common::lineproto::{FieldValue, Line, Precision, parse_lines};
@@ -261,18 +260,6 @@ fn prepend_or_set(path: &mut String, value: &str) {
     } else {
         path.insert_str(0, value);
     }
-}
-
-/// Formats an ingest summary for logs.
-#[must_use]
-pub fn summary(report: &IngestReport) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "{} lines: {} stored, {} unknown metric, {} too old, {} invalid",
-        report.lines, report.written, report.unknown_metric, report.too_old, report.invalid
-    );
-    out
 }
 
 #[cfg(test)]
