@@ -364,45 +364,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         instance_id: config.instance_id.clone(),
     });
     let admin_app = admin::router(admin_state);
-    let admin_handle = axum_server::Handle::<SocketAddr>::new();
-    {
-        let (stopper, stop) = (admin_handle.clone(), shutdown.token());
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            stopper.graceful_shutdown(Some(Duration::from_secs(2)));
-        });
-    }
-    let admin_server =
-        axum_server::from_tcp(admin_listener).map_err(|source| StartError::Bind {
-            addr: config.admin.address,
-            what: "admin".into(),
-            source,
-        })?;
-    let admin_task = match &config.admin.tls {
-        Some(tls) => {
-            let cfg = cc_common::tls::server_config(
-                &tls.cert_file,
-                &tls.key_file,
-                tls.client_ca_file.as_deref(),
-                tls.require_client_cert,
-            )
-            .map_err(|e| StartError::Tls("admin".into(), Box::new(e)))?;
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                axum_server::tls_rustls::RustlsConfig::from_config(cfg),
-            );
-            tokio::spawn(
-                admin_server
-                    .acceptor(acceptor)
-                    .handle(admin_handle)
-                    .serve(admin_app.into_make_service()),
-            )
-        }
-        None => tokio::spawn(
-            admin_server
-                .handle(admin_handle)
-                .serve(admin_app.into_make_service()),
-        ),
-    };
+    let admin_task = serve(
+        admin_listener,
+        config.admin.address,
+        config.admin.tls.as_ref(),
+        "admin",
+        None,
+        admin_app,
+        shutdown.token(),
+        Duration::from_secs(2),
+    )?;
 
     let mut ingress_tasks = Vec::new();
     let mut listener_auth = Vec::new();
@@ -427,50 +398,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
             what: l.name.as_str().into(),
             source,
         })?;
-        let handle = axum_server::Handle::<SocketAddr>::new();
-        let stopper = handle.clone();
-        let stop = shutdown.token();
-        let grace = l.ack_timeout + Duration::from_secs(1);
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            stopper.graceful_shutdown(Some(grace));
-        });
-        let mut server = axum_server::from_tcp(listener).map_err(|source| StartError::Bind {
+        // One timer covers both the idle wait for the next request on a
+        // keep-alive connection and reading its headers, so the larger of the
+        // two settings applies: an idle collector connection must survive its
+        // flush interval.
+        let header_timeout = l.header_read_timeout.max(l.idle_timeout);
+        let task = serve(
+            listener,
             addr,
-            what: l.name.as_str().into(),
-            source,
-        })?;
-        server
-            .http_builder()
-            .http1()
-            .keep_alive(true)
-            .timer(hyper_util::rt::TokioTimer::new())
-            // One timer covers both the idle wait for the next request on a
-            // keep-alive connection and reading its headers, so the larger
-            // of the two settings applies: an idle collector connection
-            // must survive its flush interval.
-            .header_read_timeout(l.header_read_timeout.max(l.idle_timeout));
-        let task = match &l.tls {
-            Some(tls) => {
-                let cfg = cc_common::tls::server_config(
-                    &tls.cert_file,
-                    &tls.key_file,
-                    tls.client_ca_file.as_deref(),
-                    tls.require_client_cert,
-                )
-                .map_err(|e| StartError::Tls(format!("ingress {}", l.name), Box::new(e)))?;
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                    axum_server::tls_rustls::RustlsConfig::from_config(cfg),
-                );
-                tokio::spawn(
-                    server
-                        .acceptor(acceptor)
-                        .handle(handle)
-                        .serve(app.into_make_service()),
-                )
-            }
-            None => tokio::spawn(server.handle(handle).serve(app.into_make_service())),
-        };
+            l.tls.as_ref(),
+            &format!("ingress {}", l.name),
+            Some(header_timeout),
+            app,
+            shutdown.token(),
+            l.ack_timeout + Duration::from_secs(1),
+        )?;
         tracing::info!(ingress = %l.name, address = %addr, tls = l.tls.is_some(), "accepting collector data");
         ingress_tasks.push(task);
     }
@@ -559,6 +501,60 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         ));
     }
     Ok(())
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `stop`
+/// fires, then lets in-flight requests finish within `grace`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "two call sites, each naming every setting"
+)]
+fn serve(
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<&config::ServerTls>,
+    what: &str,
+    header_timeout: Option<Duration>,
+    app: axum::Router,
+    stop: CancellationToken,
+    grace: Duration,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, StartError> {
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        stopper.graceful_shutdown(Some(grace));
+    });
+    let mut server = axum_server::from_tcp(listener).map_err(|source| StartError::Bind {
+        addr,
+        what: what.into(),
+        source,
+    })?;
+    if let Some(timeout) = header_timeout {
+        server
+            .http_builder()
+            .http1()
+            .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
+    let service = app.into_make_service();
+    Ok(match tls {
+        Some(tls) => {
+            let cfg = cc_common::tls::server_config(
+                &tls.cert_file,
+                &tls.key_file,
+                tls.client_ca_file.as_deref(),
+                tls.require_client_cert,
+            )
+            .map_err(|e| StartError::Tls(what.to_owned(), Box::new(e)))?;
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                axum_server::tls_rustls::RustlsConfig::from_config(cfg),
+            );
+            tokio::spawn(server.acceptor(acceptor).handle(handle).serve(service))
+        }
+        None => tokio::spawn(server.handle(handle).serve(service)),
+    })
 }
 
 fn worker_name(worker: &Worker) -> String {
