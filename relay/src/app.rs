@@ -598,6 +598,7 @@ fn listener_settings(
     l: &HttpIngress,
     rule_groups: Vec<ingress::RuleGroup>,
 ) -> Result<ListenerSettings, StartError> {
+    let rule_groups: Arc<[ingress::RuleGroup]> = rule_groups.into();
     Ok(ListenerSettings {
         name: l.name.clone(),
         paths: l.paths.clone(),

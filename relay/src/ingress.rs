@@ -102,7 +102,7 @@ pub struct ListenerSettings {
     /// Largest accepted `X-CC-Relay-Hops`.
     pub max_hops: u32,
     /// Line rules: one group per distinct set of upstream rules (usually one).
-    pub rule_groups: Vec<RuleGroup>,
+    pub rule_groups: Arc<[RuleGroup]>,
 }
 
 /// Upstreams that share the same line rules (`processing`, with the
@@ -332,7 +332,8 @@ async fn handle_inner(l: &Listener, req: Request) -> Response {
     }
     let request_cluster = query_cluster.or_else(|| s.default_cluster.clone());
     let shared = Arc::clone(&l.shared);
-    let groups = s.rule_groups.clone();
+    // Shared, not copied: the rules hold sets, maps and compiled patterns.
+    let groups = Arc::clone(&s.rule_groups);
     let reject_invalid = s.reject_invalid;
     let name = s.name.clone();
     let stored = tokio::task::spawn_blocking(move || {

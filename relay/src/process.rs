@@ -291,16 +291,18 @@ pub fn process(body: &[u8], rules: &Rules, ctx: &Context, targets: &[Target]) ->
             None => line.tag("hostname").or_else(|| line.tag("host")),
         };
         // Step 8: cluster.
-        let line_cluster = match &tags {
+        // Borrowed from the line or the request: no allocation per line.
+        let line_cluster: Option<Cow<'_, str>> = match &tags {
             Some(t) => t
                 .iter()
                 .find(|(k, _)| k == "cluster")
-                .map(|(_, v)| v.to_string()),
-            None => line.tag("cluster").map(Cow::into_owned),
+                .map(|(_, v)| v.clone()),
+            None => line.tag("cluster"),
         };
         let materialize =
             rules.materialize_cluster && line_cluster.is_none() && ctx.default_cluster.is_some();
-        let effective_cluster = line_cluster.clone().or_else(|| ctx.default_cluster.clone());
+        let effective_cluster: Option<&str> =
+            line_cluster.as_deref().or(ctx.default_cluster.as_deref());
         // Output text of the line.
         line_buf.clear();
         let ts_changed = timestamp != line.timestamp();
@@ -335,7 +337,7 @@ pub fn process(body: &[u8], rules: &Rules, ctx: &Context, targets: &[Target]) ->
         line_buf.push('\n');
         // Step 9: validation; step 10: routing.
         let measurement = renamed.unwrap_or(name);
-        let ccms_problem = ccms_check(&line, effective_cluster.as_deref(), host);
+        let ccms_problem = ccms_check(&line, effective_cluster, host);
         let kind = message_type(&line);
         let mut routed = false;
         let mut refused_ccms = false;
@@ -347,10 +349,7 @@ pub fn process(body: &[u8], rules: &Rules, ctx: &Context, targets: &[Target]) ->
                 refused_ccms = true;
                 continue;
             }
-            if !target
-                .filter
-                .accepts(measurement, kind, effective_cluster.as_deref())
-            {
+            if !target.filter.accepts(measurement, kind, effective_cluster) {
                 continue;
             }
             payload.extend_from_slice(line_buf.as_bytes());
