@@ -12,8 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Stub, mint_token, now, relay_config, start_relay, start_relay_in, start_store, store_config,
-    wait_for,
+    Stub, mint_token, now, relay_config, start_relay, start_relay_in, start_relay_when,
+    start_store, store_config, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -563,12 +563,7 @@ fn bad_config_exits_non_zero_naming_the_key() {
     )]));
     config["upstreams"][0]["bufer"] = json!({});
     std::fs::write(&path, config.to_string()).unwrap();
-    let out = std::process::Command::new(common::binary("cc-relay"))
-        .arg("-c")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = common::relay_cli(&path, &["--check-config"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bufer") && err.contains("relay.json"), "{err}");
@@ -577,12 +572,7 @@ fn bad_config_exits_non_zero_naming_the_key() {
         .unwrap()
         .remove("bufer");
     std::fs::write(&path, config.to_string()).unwrap();
-    let out = std::process::Command::new(common::binary("cc-relay"))
-        .arg("-c")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = common::relay_cli(&path, &["--check-config"]);
     assert!(
         out.status.success(),
         "{}",
@@ -600,41 +590,18 @@ fn free_space_floor_refuses_new_data() {
     )]));
     // No real filesystem has 99.99 % free: the floor is always under water.
     config["storage"] = json!({"min_free_disk_percent": 99.99, "disk_check_interval": "100ms"});
-    let port = common::free_port();
-    config["ingress"]["http"][0]["address"] = json!(format!("127.0.0.1:{port}"));
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    config["data_dir"] = json!(data);
-    let config_path = dir.path().join("relay.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    // start_relay waits for /readyz, which stays 503 here: start by hand.
-    let admin_port = common::free_port();
-    config["admin"]["address"] = json!(format!("127.0.0.1:{admin_port}"));
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut child = std::process::Command::new(common::binary("cc-relay"))
-        .arg("-c")
-        .arg(&config_path)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let admin = format!("127.0.0.1:{admin_port}");
-    let up = wait_for(Duration::from_secs(10), || {
-        common::http(&admin, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
+    // /readyz stays 503 here: wait for liveness instead.
+    let (relay, admin) = start_relay_when(config, tempfile::tempdir().unwrap(), |admin| {
+        common::http(admin, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
     });
     let ready = common::http(&admin, "GET", "/readyz", &[], b"").map(|r| r.status);
-    let write = common::http(
-        &format!("127.0.0.1:{port}"),
-        "POST",
-        "/api/write?cluster=c",
-        &[],
-        format!("m,hostname=h value=1 {}\n", now()).as_bytes(),
+    let write = post(
+        &relay,
+        "?cluster=c",
+        &format!("m,hostname=h value=1 {}\n", now()),
     );
     let pressure = metric(&admin, "ccrelay_storage_pressure");
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(up);
     assert_eq!(ready.unwrap(), 503);
-    let write = write.unwrap();
     assert_eq!(write.status, 503);
     assert!(write.header("retry-after").is_some());
     assert_eq!(pressure, 1.0);
@@ -803,12 +770,7 @@ fn offline_commands_show_queues_and_dead_letters() {
     let (status, dir) = {
         // The database is locked while the relay runs.
         let config_path = relay.dir.path().join("relay.json");
-        let out = std::process::Command::new(common::binary("cc-relay"))
-            .arg("-c")
-            .arg(&config_path)
-            .args(["queue", "stats"])
-            .output()
-            .unwrap();
+        let out = common::relay_cli(&config_path, &["queue", "stats"]);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("still running"));
         relay.stop()
@@ -816,12 +778,7 @@ fn offline_commands_show_queues_and_dead_letters() {
     assert!(status.success());
     let config_path = dir.path().join("relay.json");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::binary("cc-relay"))
-            .arg("-c")
-            .arg(&config_path)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = common::relay_cli(&config_path, args);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -1035,12 +992,7 @@ fn removed_upstreams_leave_orphan_queues_until_purged() {
     assert!(status.success());
     let config_path = dir.path().join("relay.json");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::binary("cc-relay"))
-            .arg("-c")
-            .arg(&config_path)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = common::relay_cli(&config_path, args);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(run(&["queue", "stats"]).contains("old (orphan"));
@@ -1178,22 +1130,18 @@ fn sighup_rotates_ingress_keys_and_the_admin_token() {
     )]));
     config["ingress"]["http"][0]["auth"] = json!({"mode": "jwt", "jwt_public_key_file": key_file});
     config["admin"] = json!({"auth_token_file": admin_token});
-    // start_relay polls /readyz, which now needs the token: start by hand.
-    let port = common::free_port();
-    let admin_port = common::free_port();
-    config["ingress"]["http"][0]["address"] = json!(format!("127.0.0.1:{port}"));
-    config["admin"]["address"] = json!(format!("127.0.0.1:{admin_port}"));
-    config["data_dir"] = json!(dir.path().join("data"));
-    let path = dir.path().join("relay.json");
-    std::fs::write(&path, config.to_string()).unwrap();
-    let mut child = std::process::Command::new(common::binary("cc-relay"))
-        .arg("-c")
-        .arg(&path)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let admin = format!("127.0.0.1:{admin_port}");
-    let ingress = format!("127.0.0.1:{port}");
+    // /readyz needs the token now.
+    let (relay, admin) = start_relay_when(config, dir, |admin| {
+        common::http(
+            admin,
+            "GET",
+            "/readyz",
+            &[("Authorization", "Bearer first")],
+            b"",
+        )
+        .is_ok_and(|r| r.status == 200)
+    });
+    let ingress = relay.addr.clone();
     let token = mint_token(&json!({"sub": "node1"}));
     let write = || {
         common::http(
@@ -1217,18 +1165,14 @@ fn sighup_rotates_ingress_keys_and_the_admin_token() {
         .map(|r| r.status)
         .unwrap_or(0)
     };
-    let up = wait_for(Duration::from_secs(10), || status_with("first") == 200);
     let before = (write(), status_with("second"));
     std::fs::write(&key_file, format!("{}\n", common::test_public_key())).unwrap();
     std::fs::write(&admin_token, "second\n").unwrap();
     let _ = std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
+        .args(["-HUP", &relay.pid().to_string()])
         .status();
     let rotated = wait_for(Duration::from_secs(5), || write() == 200);
     let after = (status_with("first"), status_with("second"));
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(up);
     assert_eq!(before, (401, 401));
     assert!(rotated, "the new key is used after SIGHUP");
     assert_eq!(
@@ -1254,12 +1198,7 @@ fn the_printed_default_configuration_loads_again() {
         printed["upstreams"][0]["url"],
         "http://127.0.0.1:8082/api/write"
     );
-    let check = std::process::Command::new(common::binary("cc-relay"))
-        .arg("-c")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let check = common::relay_cli(&path, &["--check-config"]);
     assert!(
         check.status.success(),
         "{}",
@@ -1424,22 +1363,11 @@ fn admin_endpoints_over_https() {
         "ccms-http",
         &format!("http://{}/api/write", stub.addr)
     )]));
-    let dir = tempfile::tempdir().unwrap();
     let admin_port = common::free_port();
     config["admin"] = json!({
         "address": format!("127.0.0.1:{admin_port}"),
         "tls": {"cert_file": tls.join("server.pem"), "key_file": tls.join("server-key.pem")}
     });
-    config["ingress"]["http"][0]["address"] = json!(format!("127.0.0.1:{}", common::free_port()));
-    config["data_dir"] = json!(dir.path().join("data"));
-    let path = dir.path().join("relay.json");
-    std::fs::write(&path, config.to_string()).unwrap();
-    let mut child = std::process::Command::new(common::binary("cc-relay"))
-        .arg("-c")
-        .arg(&path)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let https = || {
         std::process::Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
@@ -1449,17 +1377,10 @@ fn admin_endpoints_over_https() {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    let up = wait_for(Duration::from_secs(10), || https() == "200");
-    let plain = common::http(
-        &format!("127.0.0.1:{admin_port}"),
-        "GET",
-        "/healthz",
-        &[],
-        b"",
-    );
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(up, "admin over HTTPS");
+    // Ready once the admin listener answers over HTTPS (start fails otherwise).
+    let (_relay, admin) =
+        start_relay_when(config, tempfile::tempdir().unwrap(), |_| https() == "200");
+    let plain = common::http(&admin, "GET", "/healthz", &[], b"");
     assert!(
         plain.is_err() || plain.is_ok_and(|r| r.status != 200),
         "no plain HTTP on the TLS port"

@@ -337,9 +337,21 @@ pub fn start_relay(config: serde_json::Value) -> (Process, String) {
 }
 
 /// Like [`start_relay`], in an existing directory (for restarts on the same data).
-pub fn start_relay_in(mut config: serde_json::Value, dir: tempfile::TempDir) -> (Process, String) {
+pub fn start_relay_in(config: serde_json::Value, dir: tempfile::TempDir) -> (Process, String) {
+    start_relay_when(config, dir, |admin| {
+        http(admin, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200)
+    })
+}
+
+/// Starts `cc-relay` and waits until `ready(admin address)` holds (for relays
+/// whose `/readyz` is not plain and open: TLS, a token, disk pressure).
+/// Addresses already in `config` are kept; missing ones get free ports.
+pub fn start_relay_when(
+    mut config: serde_json::Value,
+    dir: tempfile::TempDir,
+    ready: impl Fn(&str) -> bool,
+) -> (Process, String) {
     let ingress = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
     if config["ingress"]["http"][0]["address"].is_null() {
         config["ingress"]["http"][0]["address"] = serde_json::Value::from(ingress.clone());
     }
@@ -347,7 +359,10 @@ pub fn start_relay_in(mut config: serde_json::Value, dir: tempfile::TempDir) -> 
         .as_str()
         .unwrap()
         .to_owned();
-    config["admin"]["address"] = serde_json::Value::from(admin.clone());
+    if config["admin"]["address"].is_null() {
+        config["admin"]["address"] = serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
+    }
+    let admin = config["admin"]["address"].as_str().unwrap().to_owned();
     if config["data_dir"].is_null() {
         config["data_dir"] = serde_json::Value::from(dir.path().join("data").display().to_string());
     }
@@ -380,7 +395,7 @@ pub fn start_relay_in(mut config: serde_json::Value, dir: tempfile::TempDir) -> 
         if let Ok(Some(status)) = process.child.try_wait() {
             panic!("cc-relay exited early ({status}):\n{}", process.log_text());
         }
-        if http(&admin, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200) {
+        if ready(&admin) {
             break;
         }
         assert!(
@@ -560,4 +575,15 @@ pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
     check()
+}
+
+/// Runs `cc-relay -c CONFIG ARGS…` to completion (offline commands,
+/// `--check-config`).
+pub fn relay_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(binary("cc-relay"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run cc-relay")
 }
