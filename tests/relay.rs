@@ -537,11 +537,14 @@ fn body_limits_and_encodings() {
 #[test]
 fn sigterm_drains_and_exits_cleanly() {
     let stub = Stub::start();
-    let (relay, _) = start_relay(relay_config(json!([upstream(
+    let mut up = upstream(
         "store",
         "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )])));
+        &format!("http://{}/api/write", stub.addr),
+    );
+    // A long linger: only the drain at shutdown can deliver the line in time.
+    up["batch"]["linger"] = json!("30s");
+    let (relay, _) = start_relay(relay_config(json!([up])));
     let t = now();
     assert_eq!(
         post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,

@@ -351,7 +351,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     let mut worker_tasks = Vec::new();
     for worker in workers {
         counters.push((worker_name(&worker), Arc::clone(&worker.counters)));
-        worker_tasks.push(tokio::spawn(worker.run(worker_stop.clone())));
+        worker_tasks.push(tokio::spawn(
+            worker.run(worker_stop.clone(), shutdown.token()),
+        ));
     }
 
     let admin_token = Arc::new(RwLock::new(admin_token_of(&config)));

@@ -102,6 +102,8 @@ pub struct Worker {
     max_bytes: u64,
     /// Send single records until the next success.
     probing: bool,
+    /// Fires when shutdown begins: stop lingering.
+    draining: CancellationToken,
 }
 
 fn now_ms() -> u64 {
@@ -127,6 +129,7 @@ impl Worker {
             counters,
             backoff,
             probing: false,
+            draining: CancellationToken::new(),
         }
     }
 
@@ -137,8 +140,10 @@ impl Worker {
     }
 
     /// Forwards until `stop` fires. Records that are not delivered by then stay
-    /// queued.
-    pub async fn run(mut self, stop: CancellationToken) {
+    /// queued. Once `draining` fires (shutdown began), batches no longer wait
+    /// for `batch.linger`: what is queued goes out at once.
+    pub async fn run(mut self, stop: CancellationToken, draining: CancellationToken) {
+        self.draining = draining;
         tracing::info!(upstream = %self.settings.name, url = %self.upstream.display_url(), "forwarding");
         while !stop.is_cancelled() {
             match self.step(&stop).await {
@@ -165,10 +170,11 @@ impl Worker {
         // Linger for a fuller batch unless one is ready or the data is old enough.
         let full = stats.raw_bytes >= self.max_bytes || stats.lines >= self.settings.max_lines;
         let age = Duration::from_millis(now_ms().saturating_sub(oldest));
-        if !full && age < self.settings.linger && !self.probing {
+        if !full && age < self.settings.linger && !self.probing && !self.draining.is_cancelled() {
             let wait = self.settings.linger - age;
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
+                () = self.draining.cancelled() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
