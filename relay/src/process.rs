@@ -406,28 +406,38 @@ fn apply_tag_rules<'a>(
         return None;
     }
     let mut tags: Vec<(Cow<'a, str>, Cow<'a, str>)> = line.tags().collect();
-    let before = tags.clone();
+    let count = tags.len();
     tags.retain(|(k, _)| !rules.drop_tags.contains(k.as_ref()));
+    let mut changed = tags.len() != count;
     for (old, new) in &rules.rename_tags {
         if tags.iter().any(|(k, _)| k == new) {
             continue;
         }
         if let Some(tag) = tags.iter_mut().find(|(k, _)| k == old) {
             tag.0 = Cow::Owned(new.clone());
+            changed = true;
         }
     }
     for (k, v) in &rules.add_tags {
         if !tags.iter().any(|(key, _)| key == k) {
             tags.push((Cow::Owned(k.clone()), Cow::Owned(v.clone())));
+            changed = true;
         }
     }
     for (k, v) in &rules.set_tags {
         match tags.iter_mut().find(|(key, _)| key == k) {
-            Some(tag) => tag.1 = Cow::Owned(v.clone()),
-            None => tags.push((Cow::Owned(k.clone()), Cow::Owned(v.clone()))),
+            Some(tag) if tag.1 == v.as_str() => {}
+            Some(tag) => {
+                tag.1 = Cow::Owned(v.clone());
+                changed = true;
+            }
+            None => {
+                tags.push((Cow::Owned(k.clone()), Cow::Owned(v.clone())));
+                changed = true;
+            }
         }
     }
-    if tags == before {
+    if !changed {
         return None;
     }
     tags.sort_by(|a, b| a.0.cmp(&b.0));

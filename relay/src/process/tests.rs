@@ -244,3 +244,15 @@ fn syntax_errors_and_long_lines_are_counted() {
     assert_eq!(p.accepted, 1);
     assert_eq!(p.invalid_total(), 2);
 }
+
+#[test]
+fn tag_rules_that_change_nothing_keep_the_line_byte_identical() {
+    let rules = Rules {
+        drop_tags: ["unit".to_owned()].into(),
+        set_tags: [("type".to_owned(), "node".to_owned())].into(),
+        ..ccms_rules()
+    };
+    // Unsorted tags stay unsorted when no rule applies.
+    let body = "m,type=node,cluster=c,hostname=h value=1 1732870000\n";
+    assert_eq!(text(&run(body, &rules, &ctx(None)), 0), body);
+}
