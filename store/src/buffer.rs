@@ -35,6 +35,9 @@ pub struct Chunk {
     pub capacity: usize,
     /// Loaded from a checkpoint, so it need not be written again.
     pub archived: bool,
+    /// First slot written since the chunk was last saved to a checkpoint;
+    /// `None` when everything in it is on disk.
+    pub unsaved_from: Option<u32>,
 }
 
 impl Chunk {
@@ -47,6 +50,7 @@ impl Chunk {
             data: Vec::with_capacity(CHUNK_CAPACITY),
             capacity: CHUNK_CAPACITY,
             archived: false,
+            unsaved_from: None,
         }
     }
 
@@ -59,6 +63,7 @@ impl Chunk {
             capacity: data.len(),
             data,
             archived: true,
+            unsaved_from: None,
         }
     }
 
@@ -110,6 +115,17 @@ pub enum WriteError {
     FromPast,
 }
 
+/// Values taken from a chain for a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsaved {
+    /// Start of the first value's slot.
+    pub start: i64,
+    /// Slot width.
+    pub frequency: i64,
+    /// The values; NaN for gaps.
+    pub data: Vec<f64>,
+}
+
 /// What a range read produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadWindow {
@@ -134,6 +150,7 @@ impl Chain {
     pub fn with_sample(ts: i64, value: f64, frequency: i64) -> Chain {
         let mut chunk = Chunk::new_at(ts, frequency);
         chunk.data.push(value);
+        chunk.unsaved_from = Some(0);
         Chain {
             chunks: vec![chunk],
         }
@@ -193,9 +210,12 @@ impl Chain {
         if k >= head.capacity {
             let mut chunk = Chunk::new_at(ts, head.frequency);
             chunk.data.push(value);
+            chunk.unsaved_from = Some(0);
             self.chunks.push(chunk);
             return Ok(());
         }
+        let slot_no = u32::try_from(k).unwrap_or(u32::MAX);
+        head.unsaved_from = Some(head.unsaved_from.map_or(slot_no, |u| u.min(slot_no)));
         if let Some(slot) = head.data.get_mut(k) {
             *slot = value;
         } else {
@@ -290,6 +310,81 @@ impl Chain {
             to: t,
             frequency,
         }
+    }
+
+    /// The slots not yet saved to a checkpoint (every slot if `all`), as one
+    /// run of values, and marks them saved. Returns `None` if there is
+    /// nothing to save.
+    ///
+    /// The run starts at the first unsaved slot and goes on to the newest
+    /// slot; later chunks are placed on the first one's grid by the middle
+    /// of each slot (they share it when samples arrive on time) and gaps
+    /// between chunks are NaN.
+    pub fn take_unsaved(&mut self, all: bool) -> Option<Unsaved> {
+        let first = if all {
+            self.chunks.iter().position(|c| !c.is_empty())?
+        } else {
+            self.chunks.iter().position(|c| c.unsaved_from.is_some())?
+        };
+        let base = self.chunks.get(first)?;
+        let frequency = base.frequency;
+        let skip = if all {
+            0
+        } else {
+            base.unsaved_from.unwrap_or(0)
+        };
+        let start = base.start + i64::from(skip) * frequency;
+        let mut data: Vec<f64> = Vec::new();
+        for (i, chunk) in self.chunks.iter_mut().enumerate().skip(first) {
+            let from = if i == first { skip as usize } else { 0 };
+            for (j, v) in chunk.data.iter().enumerate().skip(from) {
+                let j = i64::try_from(j).unwrap_or(i64::MAX);
+                let middle = chunk.start + j * chunk.frequency + chunk.frequency / 2;
+                let Ok(idx) = usize::try_from((middle - start) / frequency) else {
+                    continue;
+                };
+                if idx >= data.len() {
+                    data.resize(idx + 1, f64::NAN);
+                }
+                if let Some(slot) = data.get_mut(idx) {
+                    *slot = *v;
+                }
+            }
+            chunk.unsaved_from = None;
+        }
+        (!data.is_empty()).then_some(Unsaved {
+            start,
+            frequency,
+            data,
+        })
+    }
+
+    /// Marks every chunk as saved (after a restore).
+    pub fn mark_saved(&mut self) {
+        for chunk in &mut self.chunks {
+            chunk.unsaved_from = None;
+        }
+    }
+
+    /// Adds a chunk read from a checkpoint. A checkpoint written later
+    /// supersedes what earlier ones held from its start on, so older chunks
+    /// are cut back to end before it.
+    pub fn merge_loaded(&mut self, chunk: Chunk) {
+        while let Some(head) = self.chunks.last_mut() {
+            if head.start >= chunk.start {
+                self.chunks.pop();
+                continue;
+            }
+            let keep =
+                usize::try_from((chunk.start - head.start + head.frequency - 1) / head.frequency)
+                    .unwrap_or(usize::MAX);
+            if keep < head.data.len() {
+                head.data.truncate(keep);
+                head.capacity = keep;
+            }
+            break;
+        }
+        self.chunks.push(chunk);
     }
 
     /// Drops every chunk whose [`Chunk::end`] is before `t`. Returns how many

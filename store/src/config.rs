@@ -263,8 +263,9 @@ pub struct MetricStoreConfig {
     /// the restore window and the cleanup age. Zero disables freeing and
     /// cleanup.
     pub retention_in_memory: Duration,
-    /// Memory limit in GB (`memory-cap`, required); 0 means no cap.
-    pub memory_cap: u64,
+    /// Memory limit in bytes (`memory-cap`, required, in GB of 10⁹ bytes;
+    /// fractions such as `0.5` are accepted); 0 means no cap.
+    pub memory_cap_bytes: u64,
     /// Time between checkpoint snapshots (`checkpoint-interval`, default
     /// 12 h); always > 0.
     pub checkpoint_interval: Duration,
@@ -805,7 +806,7 @@ fn metrics_config(
 struct MetricStoreFile {
     #[serde(with = "go_duration")]
     retention_in_memory: Duration,
-    memory_cap: u64,
+    memory_cap: f64,
     #[serde(default = "default_checkpoint_interval", with = "go_duration")]
     checkpoint_interval: Duration,
     #[serde(default)]
@@ -818,6 +819,16 @@ struct MetricStoreFile {
     nats_subscriptions: Vec<NatsSubscriptionFile>,
     #[serde(default, deserialize_with = "null_as_default")]
     debug: DebugConfig,
+}
+
+/// GB (10⁹ bytes, as upstream counts) to bytes.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "checked finite and non-negative; saturates at u64::MAX"
+)]
+fn gb_to_bytes(gb: f64) -> u64 {
+    (gb * 1e9).round() as u64
 }
 
 fn default_checkpoint_interval() -> Duration {
@@ -874,6 +885,12 @@ fn store_config(file: MetricStoreFile, origin: &str) -> Result<MetricStoreConfig
     let invalid = |key: &str, message: &str| {
         ConfigError::invalid(origin, format!("metric-store.{key}"), message)
     };
+    if !(file.memory_cap.is_finite() && file.memory_cap >= 0.0) {
+        return Err(invalid(
+            "memory-cap",
+            "must be a number of GB ≥ 0 (0 means no cap)",
+        ));
+    }
     if file.checkpoint_interval.is_zero() {
         return Err(invalid(
             "checkpoint-interval",
@@ -924,7 +941,7 @@ fn store_config(file: MetricStoreFile, origin: &str) -> Result<MetricStoreConfig
         .collect::<Result<_, _>>()?;
     Ok(MetricStoreConfig {
         retention_in_memory: file.retention_in_memory,
-        memory_cap: file.memory_cap,
+        memory_cap_bytes: gb_to_bytes(file.memory_cap),
         checkpoint_interval: file.checkpoint_interval,
         num_workers: file.num_workers,
         checkpoints,

@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 use cc_common::lineproto::{FieldValue, Line, Precision, parse_lines};
 
+use crate::persist::{HostFiles, Persistence};
 use crate::store::MetricStore;
 use crate::tree::Level;
 
@@ -49,6 +50,8 @@ pub struct IngestReport {
     pub invalid: usize,
     /// The first invalid line's message.
     pub first_error: Option<String>,
+    /// Writing the WAL failed: the samples are in memory but not on disk.
+    pub wal_error: Option<String>,
 }
 
 impl IngestReport {
@@ -77,6 +80,10 @@ struct Scratch {
     type_path: String,
     stype_path: String,
     cached: Option<(String, String, Arc<Level>)>,
+    /// The WAL of the cached host, in `wal` format.
+    files: Option<Arc<HostFiles>>,
+    /// Hosts whose WAL got records in this batch.
+    touched: Vec<Arc<HostFiles>>,
 }
 
 /// Decodes `body` and writes its samples into `store`. `default_cluster`
@@ -90,7 +97,10 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
         type_path: String::new(),
         stype_path: String::new(),
         cached: None,
+        files: None,
+        touched: Vec::new(),
     };
+    let wal = store.wal().map(Arc::as_ref);
     let mut last_ts = now;
     for result in parse_lines(body) {
         report.lines += 1;
@@ -131,12 +141,100 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 continue;
             }
         };
-        match level.write_sample(metric, info.frequency, ts, value) {
+        let stored = match (wal, &scratch.files) {
+            (Some(wal), Some(files)) => {
+                // The record goes into the host's WAL buffer and the sample
+                // into memory under one lock, so that a snapshot of the host
+                // (which takes the same lock) sees both or neither.
+                let mut state = files.lock();
+                let selector = selector(&scratch.type_path, &scratch.stype_path);
+                if let Err(e) = state.record(ts, line.measurement(), selector.as_slice(), value) {
+                    drop(state);
+                    report.reject(|| format!("at line {}: {e}", line.number()));
+                    continue;
+                }
+                let stored = level.write_sample(metric, info.frequency, ts, value);
+                if state.buffer_full()
+                    && let Err(e) = wal.flush_wal(files, &mut state)
+                {
+                    report.wal_error.get_or_insert_with(|| wal_error(files, &e));
+                }
+                drop(state);
+                if !scratch
+                    .touched
+                    .last()
+                    .is_some_and(|t| Arc::ptr_eq(t, files))
+                {
+                    scratch.touched.push(Arc::clone(files));
+                }
+                stored
+            }
+            _ => level.write_sample(metric, info.frequency, ts, value),
+        };
+        match stored {
             Ok(()) => report.written += 1,
             Err(_) => report.too_old += 1,
         }
     }
+    if let Some(wal) = wal {
+        flush_touched(wal, &mut scratch.touched, &mut report);
+    }
     report
+}
+
+/// Writes the WAL records of this batch to their files, so that they are
+/// in the operating system's hands before the batch is acknowledged.
+fn flush_touched(wal: &Persistence, touched: &mut Vec<Arc<HostFiles>>, report: &mut IngestReport) {
+    touched.sort_unstable_by_key(Arc::as_ptr);
+    touched.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    for files in touched.drain(..) {
+        let mut state = files.lock();
+        if let Err(e) = wal.flush_wal(&files, &mut state) {
+            report
+                .wal_error
+                .get_or_insert_with(|| wal_error(&files, &e));
+        }
+    }
+}
+
+fn wal_error(files: &HostFiles, e: &std::io::Error) -> String {
+    let message = format!(
+        "cannot write the WAL of {}/{}: {e}",
+        files.cluster(),
+        files.host()
+    );
+    tracing::error!("{message}");
+    message
+}
+
+/// The level path below the host: `[]`, `[type]` or `[type, stype]`.
+fn selector<'a>(type_path: &'a str, stype_path: &'a str) -> SmallPath<'a> {
+    match (type_path.is_empty(), stype_path.is_empty()) {
+        (true, _) => SmallPath {
+            parts: [""; 2],
+            len: 0,
+        },
+        (false, true) => SmallPath {
+            parts: [type_path, ""],
+            len: 1,
+        },
+        (false, false) => SmallPath {
+            parts: [type_path, stype_path],
+            len: 2,
+        },
+    }
+}
+
+/// Up to two level names, without allocating.
+struct SmallPath<'a> {
+    parts: [&'a str; 2],
+    len: usize,
+}
+
+impl SmallPath<'_> {
+    fn as_slice(&self) -> &[&str] {
+        self.parts.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// The measurement of the line starting at `offset`, as far as it can be told
@@ -228,9 +326,9 @@ fn resolve_level(
         ));
     }
     for name in [&s.cluster, &s.host] {
-        if name.contains("..") || name.contains('/') || name.contains('\\') {
+        if name.contains("..") || name.contains('/') || name.contains('\\') || name == "." {
             return Err(format!(
-                "refusing cluster/host name {name:?}: contains '..', '/' or '\\'"
+                "refusing cluster/host name {name:?}: it is '.' or contains '..', '/' or '\\'"
             ));
         }
     }
@@ -241,6 +339,7 @@ fn resolve_level(
                 .root()
                 .find_or_create(&[s.cluster.as_str(), s.host.as_str()]);
             s.cached = Some((s.cluster.clone(), s.host.clone(), Arc::clone(&level)));
+            s.files = store.wal().map(|wal| wal.host(&s.cluster, &s.host));
             level
         }
     };

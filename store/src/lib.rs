@@ -15,6 +15,7 @@
 //! - [`tree`]: the level tree (cluster → host → sub-devices);
 //! - [`store`]: the tree and the registry together;
 //! - [`ingest`]: line protocol into the tree;
+//! - [`persist`]: checkpoints (snapshots and WAL), restore and cleanup;
 //! - [`resample`]: LTTB downsampling of query results;
 //! - [`stats`]: query statistics and the fixed-decimal JSON numbers of the API.
 
@@ -23,6 +24,7 @@ pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod persist;
 pub mod query;
 pub mod registry;
 pub mod resample;

@@ -9,8 +9,13 @@ use axum_server::tls_rustls::RustlsConfig;
 use cc_common::auth::JwtVerifier;
 use cc_common::shutdown::Shutdown;
 
+use std::sync::atomic::Ordering;
+
+use crate::api::write::unix_now;
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, FileFormat, MetricStoreConfig};
+use crate::persist::restore::RestoreProgress;
+use crate::persist::{self, Format, Persistence};
 use crate::registry::Registry;
 use crate::store::MetricStore;
 
@@ -41,6 +46,15 @@ pub enum RunError {
     /// The HTTP server failed.
     #[error("HTTP server")]
     Serve(#[source] std::io::Error),
+    /// The checkpoint directory cannot be created or listed.
+    #[error("checkpoint directory {dir}")]
+    Checkpoints {
+        /// The configured directory.
+        dir: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Binds the configured address, then serves the API until `shutdown` fires.
@@ -74,6 +88,22 @@ pub async fn serve(
         Some((cert, key)) => Some(cc_common::tls::server_config(cert, key, None, false)?),
         None => None,
     };
+    let checkpoints = &config.metric_store.checkpoints;
+    let persistence = Arc::new(
+        Persistence::new(
+            &checkpoints.directory,
+            match checkpoints.file_format {
+                FileFormat::Wal => Format::Bin,
+                FileFormat::Json => Format::Json,
+            },
+            checkpoints.file_format == FileFormat::Wal,
+            checkpoints.max_wal_size,
+        )
+        .map_err(|source| RunError::Checkpoints {
+            dir: checkpoints.directory.display().to_string(),
+            source,
+        })?,
+    );
     drop_privileges(config.main.user.as_deref(), config.main.group.as_deref())?;
 
     let verifier = match &config.main.jwt_public_key {
@@ -85,25 +115,21 @@ pub async fn serve(
             "no jwt-public-key configured: the API accepts every request without authentication"
         );
     }
-    let store = Arc::new(MetricStore::new(Registry::new(&config.metrics)));
+    let store = Arc::new(
+        MetricStore::new(Registry::new(&config.metrics)).with_wal(Arc::clone(&persistence)),
+    );
+    let restore = Arc::new(RestoreProgress::default());
     let state = Arc::new(AppState {
         store,
         verifier,
         admin_roles: config.main.admin_roles.clone(),
+        restore: Arc::clone(&restore),
     });
     let max_body = usize::try_from(config.main.max_body_size.as_u64()).unwrap_or(usize::MAX);
     let deadline = config.main.read_timeout + config.main.write_timeout;
     let app = api::router(Arc::clone(&state), max_body).layer(axum::middleware::from_fn(
         move |req, next| api::deadline(deadline, req, next),
     ));
-    if let Some(retention) = config.metric_store.retention() {
-        let store = Arc::clone(&state.store);
-        shutdown.spawn(
-            "retention",
-            retention_task(store, retention, shutdown.token()),
-        );
-    }
-
     let handle: Handle<SocketAddr> = Handle::new();
     let stopper = handle.clone();
     let stop = shutdown.clone();
@@ -114,23 +140,357 @@ pub async fn serve(
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, scheme, metrics = config.metrics.len(), "cc-store listening");
-    let result = match tls {
-        Some(tls) => {
-            axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
-                .map_err(RunError::Serve)?
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await
+    let server = tokio::spawn(async move {
+        match tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(listener)?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+            }
         }
-        None => {
-            axum_server::from_tcp(listener)
-                .map_err(RunError::Serve)?
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await
+    });
+
+    let ms = &config.metric_store;
+    let workers = ms.workers();
+    let restored = restore_checkpoints(&state.store, &persistence, ms, workers, &restore).await;
+    if let Err(e) = restored {
+        shutdown.trigger();
+        let _ = server.await;
+        return Err(e);
+    }
+    start_background_tasks(&state.store, &persistence, ms, &shutdown);
+
+    let result = match server.await {
+        Ok(result) => result.map_err(RunError::Serve),
+        Err(e) => Err(RunError::Serve(std::io::Error::other(e))),
+    };
+    final_checkpoint(&state.store, &persistence, workers).await;
+    result
+}
+
+/// Loads the checkpoints while the API answers 503, logging progress.
+async fn restore_checkpoints(
+    store: &Arc<MetricStore>,
+    persistence: &Arc<Persistence>,
+    ms: &MetricStoreConfig,
+    workers: usize,
+    progress: &Arc<RestoreProgress>,
+) -> Result<(), RunError> {
+    let started = std::time::Instant::now();
+    let cutoff = match ms.retention() {
+        Some(r) => unix_now() - i64::try_from(r.as_secs()).unwrap_or(i64::MAX),
+        None => i64::MIN,
+    };
+    tracing::info!(directory = %persistence.root().display(), workers, "loading checkpoints");
+    let task = {
+        let (store, persistence, progress) = (
+            Arc::clone(store),
+            Arc::clone(persistence),
+            Arc::clone(progress),
+        );
+        tokio::task::spawn_blocking(move || {
+            persist::restore::restore(&store, &persistence, cutoff, workers, &progress)
+        })
+    };
+    tokio::pin!(task);
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    ticker.tick().await;
+    let joined = loop {
+        tokio::select! {
+            joined = &mut task => break joined,
+            _ = ticker.tick() => tracing::info!(
+                hosts_done = progress.hosts_done.load(Ordering::Relaxed),
+                hosts = progress.hosts_total.load(Ordering::Relaxed),
+                mb_read = progress.bytes.load(Ordering::Relaxed) / 1_000_000,
+                "loading checkpoints"
+            ),
         }
     };
-    result.map_err(RunError::Serve)
+    let report = match joined {
+        Ok(Ok(report)) => report,
+        Ok(Err(source)) => {
+            return Err(RunError::Checkpoints {
+                dir: persistence.root().display().to_string(),
+                source,
+            });
+        }
+        Err(e) => {
+            return Err(RunError::Checkpoints {
+                dir: persistence.root().display().to_string(),
+                source: std::io::Error::other(e),
+            });
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss, reason = "a log figure")]
+    let mb_per_s = report.bytes as f64 / 1e6 / secs.max(1e-9);
+    tracing::info!(
+        hosts = report.hosts,
+        files = report.files,
+        skipped_old_files = report.skipped,
+        values = report.values,
+        wal_records = report.wal_records,
+        torn_wals = report.torn_wals,
+        quarantined = report.quarantined,
+        converted_frequency = report.converted,
+        dropped_unknown_values = report.unknown_values,
+        mb = report.bytes / 1_000_000,
+        seconds = format!("{secs:.2}"),
+        mb_per_s = format!("{mb_per_s:.0}"),
+        "checkpoints loaded"
+    );
+    Ok(())
+}
+
+/// Checkpointing, WAL syncing, retention and the memory cap.
+fn start_background_tasks(
+    store: &Arc<MetricStore>,
+    persistence: &Arc<Persistence>,
+    ms: &MetricStoreConfig,
+    shutdown: &Shutdown,
+) {
+    let workers = ms.workers();
+    shutdown.spawn(
+        "checkpoints",
+        checkpoint_task(
+            Arc::clone(store),
+            Arc::clone(persistence),
+            ms.checkpoint_interval,
+            workers,
+            shutdown.token(),
+        ),
+    );
+    if persistence.has_wal() {
+        shutdown.spawn(
+            "wal-sync",
+            wal_sync_task(
+                Arc::clone(persistence),
+                ms.checkpoints.wal_fsync_interval,
+                shutdown.token(),
+            ),
+        );
+    }
+    if let Some(retention) = ms.retention() {
+        shutdown.spawn(
+            "retention",
+            retention_task(Arc::clone(store), retention, shutdown.token()),
+        );
+    }
+    if ms.memory_cap_bytes > 0 {
+        shutdown.spawn(
+            "memory-cap",
+            memory_task(
+                Arc::clone(store),
+                Arc::clone(persistence),
+                ms.memory_cap_bytes,
+                ms.retention(),
+                workers,
+                shutdown.token(),
+            ),
+        );
+    }
+}
+
+/// Writes snapshots every `interval`, and early for hosts whose WAL reached
+/// `max-wal-size`.
+async fn checkpoint_task(
+    store: Arc<MetricStore>,
+    persistence: Arc<Persistence>,
+    interval: Duration,
+    workers: usize,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut oversize = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let early = tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => false,
+            _ = oversize.tick() => {
+                if !persistence.take_oversized() {
+                    continue;
+                }
+                true
+            }
+        };
+        let (s, p) = (Arc::clone(&store), Arc::clone(&persistence));
+        let work = move || {
+            let now = unix_now();
+            if early {
+                let wanted: std::collections::HashSet<(String, String)> = p
+                    .oversized_hosts()
+                    .iter()
+                    .map(|h| (h.cluster().to_owned(), h.host().to_owned()))
+                    .collect();
+                let hosts = persist::checkpoint::host_levels(s.root())
+                    .into_iter()
+                    .filter(|(c, h, _)| wanted.contains(&(c.clone(), h.clone())))
+                    .collect();
+                persist::checkpoint::checkpoint_hosts(&s, &p, hosts, now, workers)
+            } else {
+                persist::checkpoint::checkpoint_all(&s, &p, now, workers)
+            }
+        };
+        match tokio::task::spawn_blocking(work).await {
+            Ok(report) => {
+                log_checkpoint(&report, if early { "WAL size limit" } else { "periodic" })
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint round failed"),
+        }
+    }
+}
+
+fn log_checkpoint(report: &persist::checkpoint::CheckpointReport, why: &str) {
+    if report.failed > 0 {
+        tracing::error!(
+            why,
+            written = report.written,
+            failed = report.failed,
+            first_error = report.first_error.as_deref().unwrap_or(""),
+            "checkpoint incomplete: failed hosts keep their WAL and are saved in full next time"
+        );
+    } else {
+        tracing::info!(
+            why,
+            hosts = report.hosts,
+            written = report.written,
+            values = report.values,
+            "checkpoint written"
+        );
+    }
+}
+
+/// Fsyncs the WAL files every `interval`.
+async fn wal_sync_task(
+    persistence: Arc<Persistence>,
+    interval: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let p = Arc::clone(&persistence);
+        match tokio::task::spawn_blocking(move || p.sync_wals()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "WAL fsync failed"),
+            Err(e) => tracing::error!(error = %e, "WAL fsync task failed"),
+        }
+    }
+}
+
+/// The shutdown checkpoint: everything not yet saved, then a last WAL sync.
+async fn final_checkpoint(
+    store: &Arc<MetricStore>,
+    persistence: &Arc<Persistence>,
+    workers: usize,
+) {
+    let (s, p) = (Arc::clone(store), Arc::clone(persistence));
+    let work = move || {
+        let report = persist::checkpoint::checkpoint_all(&s, &p, unix_now(), workers);
+        let synced = p.sync_wals();
+        (report, synced)
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok((report, synced)) => {
+            log_checkpoint(&report, "shutdown");
+            if let Err(e) = synced {
+                tracing::error!(error = %e, "final WAL fsync failed");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "shutdown checkpoint failed"),
+    }
+}
+
+/// Keeps the data's memory under `cap` bytes (cc-metric-store's memory
+/// tracker, without its bugs): every 5 s it measures the tree (slot arrays
+/// by capacity plus a fixed cost per chunk and level); above the cap it
+/// first saves everything to a checkpoint, then frees the oldest data in steps (older than 75 %, 50 %,
+/// 25 % of the retention window) until usage is under the cap.
+async fn memory_task(
+    store: Arc<MetricStore>,
+    persistence: Arc<Persistence>,
+    cap: u64,
+    retention: Option<Duration>,
+    workers: usize,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut wait = MEMORY_CHECK;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let (s, p) = (Arc::clone(&store), Arc::clone(&persistence));
+        let work = move || enforce_memory_cap(&s, &p, cap, retention, workers);
+        match tokio::task::spawn_blocking(work).await {
+            Ok(used) => {
+                wait = if used > cap {
+                    MEMORY_CHECK_OVER
+                } else {
+                    MEMORY_CHECK
+                };
+            }
+            Err(e) => tracing::error!(error = %e, "memory check failed"),
+        }
+    }
+}
+
+/// Period of memory checks (a walk over the tree: milliseconds even for
+/// thousands of nodes).
+const MEMORY_CHECK: Duration = Duration::from_secs(5);
+/// Wait after a round that could not get under the cap, so that the error
+/// is not repeated every few seconds.
+const MEMORY_CHECK_OVER: Duration = Duration::from_secs(30);
+
+/// One memory check; returns the bytes in use afterwards.
+pub fn enforce_memory_cap(
+    store: &MetricStore,
+    persistence: &Persistence,
+    cap: u64,
+    retention: Option<Duration>,
+    workers: usize,
+) -> u64 {
+    let measure = || store.root().allocated_bytes() as u64;
+    let used = measure();
+    if used <= cap {
+        return used;
+    }
+    let report = persist::checkpoint::checkpoint_all(store, persistence, unix_now(), workers);
+    log_checkpoint(&report, "memory cap");
+    let window = retention.map_or(0, |r| i64::try_from(r.as_secs()).unwrap_or(i64::MAX));
+    let mut now_used = used;
+    for fraction in [3, 2, 1] {
+        let cutoff = unix_now() - window / 4 * fraction;
+        let freed = store.root().free(cutoff);
+        now_used = measure();
+        tracing::warn!(
+            cap,
+            used_before = used,
+            used = now_used,
+            freed_chunks = freed,
+            cutoff,
+            "memory cap exceeded: freed the oldest data"
+        );
+        if now_used < cap {
+            return now_used;
+        }
+    }
+    tracing::error!(
+        cap,
+        used = now_used,
+        "still over the memory cap after freeing down to a quarter of the retention window"
+    );
+    now_used
 }
 
 /// Frees data older than `retention` every `retention / 2` (cc-metric-store's

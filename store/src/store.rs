@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::persist::Persistence;
 use crate::registry::Registry;
 use crate::tree::Level;
 
@@ -21,6 +22,8 @@ pub struct MetricStore {
     unknown_logged: Mutex<HashSet<String>>,
     /// Lines of unconfigured metrics dropped since start.
     unknown_lines: AtomicU64,
+    /// The checkpoint directory, when samples are journaled to a WAL.
+    wal: Option<Arc<Persistence>>,
 }
 
 impl MetricStore {
@@ -32,7 +35,22 @@ impl MetricStore {
             registry,
             unknown_logged: Mutex::new(HashSet::new()),
             unknown_lines: AtomicU64::new(0),
+            wal: None,
         }
+    }
+
+    /// The same store, appending every accepted sample to the WAL of
+    /// `persistence` before it is stored.
+    #[must_use]
+    pub fn with_wal(mut self, persistence: Arc<Persistence>) -> MetricStore {
+        self.wal = persistence.has_wal().then_some(persistence);
+        self
+    }
+
+    /// Where samples are journaled, if they are.
+    #[must_use]
+    pub fn wal(&self) -> Option<&Arc<Persistence>> {
+        self.wal.as_ref()
     }
 
     /// The root of the level tree (its children are clusters).

@@ -154,6 +154,24 @@ impl Level {
         freed
     }
 
+    /// Bytes held by this subtree: slot arrays by capacity, plus a rough
+    /// fixed cost per chunk and per level (what the memory cap counts).
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
+        const LEVEL_OVERHEAD: usize = 256;
+        const CHUNK_OVERHEAD: usize = 64;
+        let data = self.inner.read();
+        let mut bytes =
+            LEVEL_OVERHEAD + data.chains.capacity() * std::mem::size_of::<Option<Chain>>();
+        for chain in data.chains.iter().flatten() {
+            bytes += chain.allocated_bytes() + chain.chunks().len() * CHUNK_OVERHEAD;
+        }
+        for child in data.children.values() {
+            bytes += child.allocated_bytes();
+        }
+        bytes
+    }
+
     /// Names of the children, sorted.
     #[must_use]
     pub fn child_names(&self) -> Vec<String> {

@@ -226,10 +226,20 @@ pub fn start_store(config: serde_json::Value) -> Process {
 }
 
 /// Starts `cc-store` on a given loopback port.
-pub fn start_store_on(mut config: serde_json::Value, port: u16) -> Process {
+pub fn start_store_on(config: serde_json::Value, port: u16) -> Process {
+    start_store_with(config, port, tempfile::tempdir().expect("temp dir"))
+}
+
+/// Starts `cc-store` in `dir` (its checkpoints go to `dir/checkpoints`
+/// unless the config names a directory), e.g. the directory of a store
+/// stopped before, and waits until it has loaded its checkpoints.
+pub fn start_store_in(config: serde_json::Value, dir: tempfile::TempDir) -> Process {
+    start_store_with(config, free_port(), dir)
+}
+
+fn start_store_with(mut config: serde_json::Value, port: u16, dir: tempfile::TempDir) -> Process {
     let addr = format!("127.0.0.1:{port}");
     config["main"]["addr"] = serde_json::Value::from(addr.clone());
-    let dir = tempfile::tempdir().expect("temp dir");
     if config["metric-store"]["checkpoints"]["directory"].is_null() {
         config["metric-store"]["checkpoints"]["directory"] =
             serde_json::Value::from(dir.path().join("checkpoints").display().to_string());
@@ -241,7 +251,11 @@ pub fn start_store_on(mut config: serde_json::Value, port: u16) -> Process {
     )
     .expect("write config");
     let log = dir.path().join("store.log");
-    let log_file = std::fs::File::create(&log).expect("log file");
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("log file");
     let child = Command::new(binary("cc-store"))
         .arg("-config")
         .arg(&config_path)
@@ -268,7 +282,8 @@ fn wait_until_up(p: &mut Process) {
         if let Ok(Some(status)) = p.child.try_wait() {
             panic!("process exited early ({status}):\n{}", p.log_text());
         }
-        if http(&p.addr, "GET", "/api/query/", &[], b"{}").is_ok() {
+        // 503 while checkpoints are loading.
+        if http(&p.addr, "GET", "/api/query/", &[], b"{}").is_ok_and(|r| r.status != 503) {
             return;
         }
         assert!(

@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use cc_common::auth::{Claims, JwtVerifier, bearer_token};
 
+use crate::persist::restore::RestoreProgress;
 use crate::store::MetricStore;
 
 /// What every handler needs.
@@ -42,6 +43,8 @@ pub struct AppState {
     /// Roles of which a token needs one for `/api/free` and `/api/debug`;
     /// empty means any valid token will do (upstream behaviour).
     pub admin_roles: Vec<String>,
+    /// Checkpoint loading at start-up; the API answers 503 until it is done.
+    pub restore: Arc<RestoreProgress>,
 }
 
 /// Builds the router. `max_body` bounds every request body (413 beyond).
@@ -71,6 +74,10 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            wait_for_restore,
         ))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -145,6 +152,33 @@ async fn authenticate(
         }
         Err(e) => text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
     }
+}
+
+/// Answers 503 with `Retry-After` while checkpoints are being loaded, so
+/// that nobody reads half-restored data or writes into it.
+async fn wait_for_restore(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use std::sync::atomic::Ordering;
+    let progress = &state.restore;
+    if progress.done.load(Ordering::Acquire) {
+        return next.run(req).await;
+    }
+    let mut response = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "loading checkpoints: {} of {} hosts done, {} MB read",
+            progress.hosts_done.load(Ordering::Relaxed),
+            progress.hosts_total.load(Ordering::Relaxed),
+            progress.bytes.load(Ordering::Relaxed) / 1_000_000
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
 }
 
 /// With `admin-roles` configured, requires one of them for free and debug.

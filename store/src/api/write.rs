@@ -4,6 +4,10 @@
 //! line of a configured metric is malformed, the well-formed lines are still
 //! stored and the answer is 400 with the first error, e.g.
 //! `{"status":"Bad Request","error":"at line 3:17: expected '=' after tag key"}`.
+//!
+//! In `wal` checkpoint format the samples are in the host's WAL file before
+//! the answer; if that file cannot be written the answer is 500, so that
+//! senders retry rather than believe the data safe.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +35,11 @@ pub async fn handle(
         Ok(report) => report,
         Err(response) => return response,
     };
+    if let Some(message) = report.wal_error {
+        // The samples are in memory but not on disk: the sender should try
+        // again (writing a sample twice stores it once).
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, message);
+    }
     match report.error_message() {
         None => StatusCode::OK.into_response(),
         Some(message) => {

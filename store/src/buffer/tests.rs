@@ -11,6 +11,7 @@ fn chunk(start: i64, frequency: i64, data: &[f64], capacity: usize) -> Chunk {
         data: data.to_vec(),
         capacity,
         archived: false,
+        unsaved_from: None,
     }
 }
 
@@ -288,4 +289,59 @@ proptest::proptest! {
         proptest::prop_assert_eq!(w1, w2);
         proptest::prop_assert!(same(&fast, &slow));
     }
+}
+
+#[test]
+fn unsaved_slots_are_taken_once_from_the_first_written_slot() {
+    let mut chain = Chain::with_sample(1000, 1.0, 60);
+    chain.write(1060, 2.0).unwrap();
+    let u = chain.take_unsaved(false).unwrap();
+    assert_eq!(
+        (u.start, u.frequency, u.data.clone()),
+        (970, 60, vec![1.0, 2.0])
+    );
+    assert_eq!(chain.take_unsaved(false), None, "nothing new");
+    chain.write(1180, 4.0).unwrap();
+    let u = chain.take_unsaved(false).unwrap();
+    assert_eq!(u.start, 970 + 3 * 60, "from the first new slot");
+    assert_eq!(u.data, vec![4.0]);
+    // A late sample rewrites an old slot: saved again from there.
+    chain.write(1060, 5.0).unwrap();
+    let u = chain.take_unsaved(false).unwrap();
+    assert_eq!(u.start, 1030);
+    assert_eq!(u.data[0], 5.0);
+    assert!(u.data[1].is_nan());
+    assert_eq!(u.data[2], 4.0);
+    let all = chain.take_unsaved(true).unwrap();
+    assert_eq!(all.start, 970);
+    assert_eq!(all.data.len(), 4);
+}
+
+#[test]
+fn unsaved_runs_span_chunks_with_nan_gaps() {
+    let mut chain = Chain::with_sample(1000, 1.0, 10);
+    // Past the capacity: a new chunk on the same grid, 600 slots later.
+    chain.write(1000 + 600 * 10, 2.0).unwrap();
+    assert_eq!(chain.chunks().len(), 2);
+    let u = chain.take_unsaved(false).unwrap();
+    assert_eq!(u.start, 995);
+    assert_eq!(u.data.len(), 601);
+    assert_eq!((u.data[0], u.data[600]), (1.0, 2.0));
+    assert!(u.data[1..600].iter().all(|v| v.is_nan()));
+}
+
+#[test]
+fn a_later_checkpoint_supersedes_the_overlapping_part_of_an_earlier_one() {
+    let mut chain =
+        Chain::from_chunks(vec![Chunk::loaded(100, 10, vec![1.0, 2.0, 3.0, 4.0])]).unwrap();
+    chain.merge_loaded(Chunk::loaded(120, 10, vec![9.0, 9.5]));
+    assert_eq!(chain.chunks().len(), 2);
+    assert_eq!(chain.chunks()[0].data, [1.0, 2.0]);
+    assert_eq!(chain.chunks()[0].capacity, 2);
+    let mut out = Vec::new();
+    chain.read(100, 140, &mut out);
+    assert_eq!(out, [1.0, 2.0, 9.0, 9.5]);
+    // One that starts before everything replaces it all.
+    chain.merge_loaded(Chunk::loaded(50, 10, vec![7.0]));
+    assert_eq!(chain.chunks().len(), 1);
 }

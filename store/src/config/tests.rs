@@ -116,7 +116,7 @@ fn loads_upstream_example_config() {
     let store = &config.metric_store;
     assert_eq!(store.retention_in_memory, Duration::from_secs(48 * 3600));
     assert_eq!(store.retention(), Some(Duration::from_secs(48 * 3600)));
-    assert_eq!(store.memory_cap, 100);
+    assert_eq!(store.memory_cap_bytes, 100_000_000_000);
     assert_eq!(store.checkpoint_interval, Duration::from_secs(12 * 3600));
     assert_eq!(store.checkpoints.file_format, FileFormat::Wal);
     assert_eq!(store.checkpoints.directory, Path::new("./var/checkpoints"));
@@ -912,7 +912,7 @@ fn embedded_default_loads() {
     assert_eq!(config.main.https(), None);
     let store = &config.metric_store;
     assert_eq!(store.retention_in_memory, Duration::from_secs(48 * 3600));
-    assert_eq!(store.memory_cap, 0);
+    assert_eq!(store.memory_cap_bytes, 0);
     assert_eq!(store.checkpoints.file_format, FileFormat::Wal);
     assert_eq!(store.checkpoints.directory, Path::new("./var/checkpoints"));
     assert_eq!(store.cleanup.mode, CleanupMode::Delete);

@@ -1,0 +1,215 @@
+//! Writing snapshots: what changed in each host since its last snapshot.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use super::snapshot::{self, SnapLevel, SnapMetric, Snapshot};
+use super::{HostFiles, Persistence, safe_dir_name, write_atomically};
+use crate::registry::Registry;
+use crate::store::MetricStore;
+use crate::tree::Level;
+
+/// What one checkpoint round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// Hosts looked at.
+    pub hosts: usize,
+    /// Snapshot files written.
+    pub written: usize,
+    /// Values in them.
+    pub values: usize,
+    /// Hosts whose snapshot failed (kept for the next round, WAL kept).
+    pub failed: usize,
+    /// The first failure, for the log.
+    pub first_error: Option<String>,
+}
+
+/// Every `(cluster, host, level)` of the tree.
+#[must_use]
+pub fn host_levels(root: &Level) -> Vec<(String, String, Arc<Level>)> {
+    let clusters: Vec<(String, Arc<Level>)> = root
+        .read()
+        .children
+        .iter()
+        .map(|(name, level)| (name.to_string(), Arc::clone(level)))
+        .collect();
+    let mut out = Vec::new();
+    for (cluster, level) in clusters {
+        for (host, level) in &level.read().children {
+            out.push((cluster.clone(), host.to_string(), Arc::clone(level)));
+        }
+    }
+    out
+}
+
+/// Snapshots every host with unsaved data, `workers` hosts at a time.
+pub fn checkpoint_all(
+    store: &MetricStore,
+    persistence: &Persistence,
+    now: i64,
+    workers: usize,
+) -> CheckpointReport {
+    let hosts = host_levels(store.root());
+    checkpoint_hosts(store, persistence, hosts, now, workers)
+}
+
+/// Snapshots the given hosts, `workers` at a time.
+pub fn checkpoint_hosts(
+    store: &MetricStore,
+    persistence: &Persistence,
+    hosts: Vec<(String, String, Arc<Level>)>,
+    now: i64,
+    workers: usize,
+) -> CheckpointReport {
+    let next = AtomicUsize::new(0);
+    let report = Mutex::new(CheckpointReport {
+        hosts: hosts.len(),
+        ..CheckpointReport::default()
+    });
+    let work = || {
+        while let Some((cluster, host, level)) = hosts.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if !safe_dir_name(cluster) || !safe_dir_name(host) {
+                tracing::warn!(
+                    cluster,
+                    host,
+                    "not saving a host whose name is unsafe as a directory"
+                );
+                continue;
+            }
+            let files = persistence.host(cluster, host);
+            let result = checkpoint_host(store.registry(), persistence, &files, level, now);
+            let mut r = report.lock();
+            match result {
+                Ok(Some(values)) => {
+                    r.written += 1;
+                    r.values += values;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    r.failed += 1;
+                    r.first_error
+                        .get_or_insert_with(|| format!("{}: {e}", files.dir().display()));
+                }
+            }
+        }
+    };
+    let workers = workers.clamp(1, hosts.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(work);
+        }
+        work();
+    });
+    report.into_inner()
+}
+
+/// Snapshots one host: the slots written since its last snapshot (all of
+/// its data after a failed one). Returns the number of values written, or
+/// `None` if nothing had changed. On success the host's WAL is removed.
+///
+/// # Errors
+///
+/// Writing the snapshot failed; the host's WAL is kept and its next
+/// snapshot will hold everything.
+pub fn checkpoint_host(
+    registry: &Registry,
+    persistence: &Persistence,
+    files: &HostFiles,
+    level: &Level,
+    now: i64,
+) -> io::Result<Option<usize>> {
+    let mut state = files.lock();
+    if persistence.has_wal() {
+        // Buffered records go to the file first, so the WAL is complete
+        // should the snapshot fail.
+        if let Err(e) = persistence.flush_wal(files, &mut state) {
+            tracing::warn!(dir = %files.dir().display(), error = %e, "WAL write failed before a snapshot");
+        }
+    }
+    let all = state.needs_full;
+    let root = take_unsaved(level, registry, all);
+    if root.is_empty() {
+        return Ok(None);
+    }
+    let (min_start, max_end) = bounds(&root);
+    let name = min_start.max(state.last_snapshot.saturating_add(1));
+    let snap = Snapshot {
+        from: name,
+        to: now.max(max_end).max(name),
+        root,
+    };
+    let format = persistence.format();
+    let path = files.dir().join(format!("{name}.{}", format.extension()));
+    match write_atomically(&path, |out| snapshot::write(format, &snap, out)) {
+        Ok(()) => {
+            state.last_snapshot = name;
+            state.needs_full = false;
+            if persistence.has_wal()
+                && let Err(e) = state.remove_wal(files.dir())
+            {
+                tracing::warn!(dir = %files.dir().display(), error = %e, "cannot remove a WAL after its snapshot");
+            }
+            Ok(Some(snap.root.value_count()))
+        }
+        Err(e) => {
+            state.needs_full = true;
+            Err(e)
+        }
+    }
+}
+
+/// Takes the unsaved data of `level` and its descendants, marking it saved.
+#[must_use]
+pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> SnapLevel {
+    let mut out = SnapLevel::default();
+    let children: Vec<(String, Arc<Level>)> = {
+        let mut data = level.write();
+        for (id, slot) in data.chains.iter_mut().enumerate() {
+            let Some(chain) = slot else { continue };
+            let Some(info) = registry.get(id) else {
+                continue;
+            };
+            if let Some(unsaved) = chain.take_unsaved(all) {
+                out.metrics.insert(
+                    info.name.clone(),
+                    SnapMetric {
+                        frequency: unsaved.frequency,
+                        start: unsaved.start,
+                        data: unsaved.data,
+                    },
+                );
+            }
+        }
+        data.children
+            .iter()
+            .map(|(name, child)| (name.to_string(), Arc::clone(child)))
+            .collect()
+    };
+    for (name, child) in children {
+        let snap = take_unsaved(&child, registry, all);
+        if !snap.is_empty() {
+            out.children.insert(name, snap);
+        }
+    }
+    out
+}
+
+/// Earliest start and latest end of the values in `level`.
+fn bounds(level: &SnapLevel) -> (i64, i64) {
+    let mut lo = i64::MAX;
+    let mut hi = i64::MIN;
+    for m in level.metrics.values() {
+        lo = lo.min(m.start);
+        let n = i64::try_from(m.data.len()).unwrap_or(i64::MAX);
+        hi = hi.max(m.start.saturating_add(n.saturating_mul(m.frequency)));
+    }
+    for child in level.children.values() {
+        let (l, h) = bounds(child);
+        lo = lo.min(l);
+        hi = hi.max(h);
+    }
+    (lo, hi)
+}

@@ -1,0 +1,381 @@
+//! Persistence: checkpoints on disk, restored at start.
+//!
+//! Layout (cc-metric-store's): `<directory>/<cluster>/<host>/` holds
+//! snapshots named by their window start (`<from>.bin` or `<from>.json`) and,
+//! in `wal` format, `current.wal` with every sample written since the last
+//! snapshot of that host.
+//!
+//! How data reaches the disk:
+//!
+//! - In `wal` format every accepted sample is appended to its host's WAL
+//!   before the write request is answered (it is in the operating system's
+//!   page cache then, so it survives the process being killed), and WAL
+//!   files are fsynced every `wal-fsync-interval` (so it survives a power
+//!   loss once that interval has passed).
+//! - Every `checkpoint-interval`, and at shutdown, each host whose data
+//!   changed gets a snapshot of what changed: every slot written since its
+//!   last snapshot, whatever its timestamp (so late and old samples are kept
+//!   too). The snapshot is written to a temporary file, fsynced and renamed;
+//!   only then is the host's WAL removed. WAL appends of a host wait while
+//!   its own snapshot is taken, so no sample falls between the two.
+//! - Snapshot names only grow per host, so loading them in name order
+//!   applies them in the order they were written.
+//!
+//! See [`restore`] for the start-up side.
+
+pub mod checkpoint;
+pub mod cleanup;
+pub mod restore;
+pub mod snapshot;
+pub mod wal;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use snapshot::Format;
+
+/// Name of the write-ahead log in a host directory.
+pub const WAL_FILE: &str = "current.wal";
+
+/// Extension appended to files set aside at start-up because they could
+/// not be read.
+pub const QUARANTINE_SUFFIX: &str = ".quarantined";
+
+/// WAL bytes buffered per host before they are written out mid-batch.
+const WAL_BUFFER: usize = 256 * 1024;
+
+/// Host files by `(cluster, host)`.
+type HostMap = HashMap<(Box<str>, Box<str>), Arc<HostFiles>>;
+
+/// The checkpoint directory and the per-host files in it.
+#[derive(Debug)]
+pub struct Persistence {
+    root: PathBuf,
+    format: Format,
+    wal: bool,
+    max_wal_size: u64,
+    hosts: RwLock<HostMap>,
+    /// Set when some host's WAL outgrew `max-wal-size` and wants an early
+    /// snapshot.
+    oversized: AtomicBool,
+    wal_bytes: AtomicU64,
+    wal_errors: AtomicU64,
+}
+
+/// The files of one host.
+#[derive(Debug)]
+pub struct HostFiles {
+    cluster: Box<str>,
+    host: Box<str>,
+    dir: PathBuf,
+    state: Mutex<HostState>,
+}
+
+/// Mutable per-host persistence state, behind the host's lock.
+#[derive(Debug, Default)]
+pub struct HostState {
+    /// The open WAL, shared with the fsync task.
+    wal: Option<Arc<File>>,
+    /// Bytes in the WAL file (header included).
+    wal_len: u64,
+    /// Encoded records not yet written to the file.
+    buf: Vec<u8>,
+    /// Whether the file has data written since its last fsync.
+    unsynced: bool,
+    /// Name (window start) of the newest snapshot of this host.
+    pub(crate) last_snapshot: i64,
+    /// A snapshot failed: the next one writes everything in memory.
+    pub(crate) needs_full: bool,
+}
+
+impl Persistence {
+    /// Persistence under `root` writing snapshots in `format`, with a WAL if
+    /// `wal` is set. Creates `root` (mode 0755) if needed.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created.
+    pub fn new(root: &Path, format: Format, wal: bool, max_wal_size: u64) -> io::Result<Self> {
+        fs::create_dir_all(root)?;
+        Ok(Persistence {
+            root: root.to_path_buf(),
+            format,
+            wal,
+            max_wal_size,
+            hosts: RwLock::new(HashMap::new()),
+            oversized: AtomicBool::new(false),
+            wal_bytes: AtomicU64::new(0),
+            wal_errors: AtomicU64::new(0),
+        })
+    }
+
+    /// The checkpoint directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The snapshot format.
+    #[must_use]
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Whether samples go to a WAL.
+    #[must_use]
+    pub fn has_wal(&self) -> bool {
+        self.wal
+    }
+
+    /// WAL bytes written since start.
+    #[must_use]
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Failed WAL writes since start.
+    #[must_use]
+    pub fn wal_errors(&self) -> u64 {
+        self.wal_errors.load(Ordering::Relaxed)
+    }
+
+    /// The files of `cluster`/`host`, registered on first use.
+    pub fn host(&self, cluster: &str, host: &str) -> Arc<HostFiles> {
+        if let Some(files) = self
+            .hosts
+            .read()
+            .get(&(Box::from(cluster), Box::from(host)))
+        {
+            return Arc::clone(files);
+        }
+        let mut hosts = self.hosts.write();
+        Arc::clone(
+            hosts
+                .entry((Box::from(cluster), Box::from(host)))
+                .or_insert_with(|| {
+                    Arc::new(HostFiles {
+                        cluster: Box::from(cluster),
+                        host: Box::from(host),
+                        dir: self.root.join(cluster).join(host),
+                        state: Mutex::new(HostState::default()),
+                    })
+                }),
+        )
+    }
+
+    /// Every registered host.
+    #[must_use]
+    pub fn hosts(&self) -> Vec<Arc<HostFiles>> {
+        self.hosts.read().values().cloned().collect()
+    }
+
+    /// Writes the buffered WAL records of `files` to its file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened or written; the records stay buffered.
+    pub fn flush_wal(&self, files: &HostFiles, state: &mut HostState) -> io::Result<()> {
+        if state.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.append_wal(files, state);
+        if result.is_err() {
+            self.wal_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn append_wal(&self, files: &HostFiles, state: &mut HostState) -> io::Result<()> {
+        let file = match &state.wal {
+            Some(file) => Arc::clone(file),
+            None => {
+                fs::create_dir_all(&files.dir)?;
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(files.dir.join(WAL_FILE))?;
+                let mut len = file.metadata()?.len();
+                if len == 0 {
+                    let mut header = Vec::new();
+                    wal::encode_header(&mut header);
+                    (&file).write_all(&header)?;
+                    len = wal::HEADER_LEN;
+                }
+                let file = Arc::new(file);
+                state.wal = Some(Arc::clone(&file));
+                state.wal_len = len;
+                file
+            }
+        };
+        (&*file).write_all(&state.buf)?;
+        let n = state.buf.len() as u64;
+        state.wal_len += n;
+        self.wal_bytes.fetch_add(n, Ordering::Relaxed);
+        state.buf.clear();
+        state.unsynced = true;
+        if self.max_wal_size > 0 && state.wal_len >= self.max_wal_size {
+            self.oversized.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether a WAL outgrew `max-wal-size` since the last call.
+    pub fn take_oversized(&self) -> bool {
+        self.oversized.swap(false, Ordering::Relaxed)
+    }
+
+    /// Hosts whose WAL is at or over `max-wal-size`.
+    #[must_use]
+    pub fn oversized_hosts(&self) -> Vec<Arc<HostFiles>> {
+        if self.max_wal_size == 0 {
+            return Vec::new();
+        }
+        self.hosts()
+            .into_iter()
+            .filter(|h| h.state.lock().wal_len >= self.max_wal_size)
+            .collect()
+    }
+
+    /// Fsyncs every WAL written since the last call. Returns how many files
+    /// were synced.
+    ///
+    /// # Errors
+    ///
+    /// The first failed fsync (the others are still attempted).
+    pub fn sync_wals(&self) -> io::Result<usize> {
+        let mut first_error = None;
+        let mut synced = 0;
+        for files in self.hosts() {
+            let file = {
+                let mut state = files.state.lock();
+                if !state.unsynced {
+                    continue;
+                }
+                state.unsynced = false;
+                state.wal.clone()
+            };
+            if let Some(file) = file {
+                match file.sync_data() {
+                    Ok(()) => synced += 1,
+                    Err(e) => {
+                        files.state.lock().unsynced = true;
+                        self.wal_errors.fetch_add(1, Ordering::Relaxed);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(synced),
+        }
+    }
+}
+
+impl HostFiles {
+    /// Cluster name.
+    #[must_use]
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// Host name.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The host's directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Locks the host's state (WAL appends and snapshots of this host).
+    pub fn lock(&self) -> parking_lot::MutexGuard<'_, HostState> {
+        self.state.lock()
+    }
+}
+
+impl HostState {
+    /// Adds one sample to the WAL buffer.
+    ///
+    /// # Errors
+    ///
+    /// A name the WAL cannot hold.
+    pub fn record(
+        &mut self,
+        ts: i64,
+        metric: &str,
+        selector: &[&str],
+        value: f64,
+    ) -> Result<(), wal::EncodeError> {
+        wal::encode_record(&mut self.buf, ts, metric, selector, value)
+    }
+
+    /// Whether enough is buffered to write it out now.
+    #[must_use]
+    pub fn buffer_full(&self) -> bool {
+        self.buf.len() >= WAL_BUFFER
+    }
+
+    /// Closes and removes the WAL (after its content went into a snapshot).
+    fn remove_wal(&mut self, dir: &Path) -> io::Result<()> {
+        self.buf.clear();
+        self.unsynced = false;
+        self.wal = None;
+        self.wal_len = 0;
+        match fs::remove_file(dir.join(WAL_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` crash-safely: a temporary file beside it,
+/// fsynced, renamed over `path`, and the directory fsynced.
+///
+/// # Errors
+///
+/// Any step failing; the temporary file is removed then.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut out = io::BufWriter::with_capacity(256 * 1024, &file);
+        write(&mut out)?;
+        out.flush()?;
+        drop(out);
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Whether `name` is safe as a directory name below the checkpoint root.
+#[must_use]
+pub fn safe_dir_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\\')
+        && !name.contains('\0')
+}

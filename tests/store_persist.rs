@@ -1,0 +1,417 @@
+//! cc-store's checkpoints through the real binary: clean restarts in both
+//! formats, crash recovery from the WAL, files written by upstream, damaged
+//! files, frequency changes and the memory cap.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Process, now, start_store_in, store_config, wait_for};
+use serde_json::{Value, json};
+
+fn write(store: &Process, body: &str) {
+    let r = store.request("POST", "/api/write?cluster=fritz", &[], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn query(store: &Process, body: &Value) -> String {
+    let r = store.request("GET", "/api/query", &[], body.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+/// Every file below `dir`, relative, sorted.
+fn files_below(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.push(path.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn config_with(format: &str, extra: &Value) -> Value {
+    let mut config = store_config();
+    config["metric-store"]["checkpoints"]["file-format"] = json!(format);
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            config["metric-store"][k] = v.clone();
+        }
+    }
+    config
+}
+
+/// Samples for three hosts, a socket level, and one metric whose samples are
+/// ten hours older than the rest (upstream's JSON checkpoints lose those).
+fn sample_batch(t0: i64) -> String {
+    let mut body = String::new();
+    for host in ["n1", "n2", "n3"] {
+        for i in 0..20 {
+            let ts = t0 + i * 60;
+            let v = i as f64 * 0.5;
+            body.push_str(&format!("cpu_load,hostname={host} value={v} {ts}\n"));
+            body.push_str(&format!(
+                "mem_bw,hostname={host},type=socket,type-id=0 value={} {ts}\n",
+                v + 100.0
+            ));
+            body.push_str(&format!(
+                "mem_used,hostname={host} value={} {}\n",
+                v * 4.0,
+                ts - 36_000
+            ));
+        }
+    }
+    body
+}
+
+fn queries(t0: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for host in ["n1", "n2", "n3"] {
+        out.push(
+            json!({"cluster": "fritz", "from": t0 - 600, "to": t0 + 1800,
+            "queries": [{"metric": "cpu_load", "host": host},
+                        {"metric": "mem_bw", "host": host, "type": "socket", "type-ids": ["0"]}]}),
+        );
+        out.push(json!({"cluster": "fritz", "from": t0 - 40_000, "to": t0,
+            "queries": [{"metric": "mem_used", "host": host}]}));
+    }
+    out
+}
+
+fn restart_keeps_everything(format: &str, extension: &str) {
+    let t0 = now() - 3600;
+    let store = start_store_in(
+        config_with(format, &json!({})),
+        tempfile::tempdir().unwrap(),
+    );
+    write(&store, &sample_batch(t0));
+    let before: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
+    assert!(
+        before[1].contains("2.000"),
+        "old samples are there: {}",
+        before[1]
+    );
+    let (status, dir) = store.stop();
+    assert!(status.success(), "{status}");
+
+    let files = files_below(&dir.path().join("checkpoints"));
+    for host in ["n1", "n2", "n3"] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f.starts_with(&format!("fritz/{host}/")) && f.ends_with(extension)),
+            "a {extension} snapshot per host: {files:?}"
+        );
+    }
+    assert!(
+        !files.iter().any(|f| f.ends_with("current.wal")),
+        "the shutdown snapshot replaces the WAL: {files:?}"
+    );
+
+    let store = start_store_in(config_with(format, &json!({})), dir);
+    let after: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
+    assert_eq!(before, after);
+    assert!(store.log_text().contains("checkpoints loaded"));
+
+    // A second restart without new data changes nothing either.
+    let (_, dir) = store.stop();
+    let store = start_store_in(config_with(format, &json!({})), dir);
+    let again: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
+    assert_eq!(before, again);
+}
+
+#[test]
+fn sigterm_and_restart_keep_every_sample_in_wal_format() {
+    restart_keeps_everything("wal", ".bin");
+}
+
+#[test]
+fn sigterm_and_restart_keep_every_sample_in_json_format() {
+    restart_keeps_everything("json", ".json");
+}
+
+#[test]
+fn kill_9_after_the_fsync_interval_loses_nothing() {
+    let t0 = now() - 3600;
+    let config = config_with(
+        "wal",
+        &json!({"checkpoints": {"file-format": "wal", "wal-fsync-interval": "100ms"}}),
+    );
+    let store = start_store_in(config.clone(), tempfile::tempdir().unwrap());
+    write(&store, &sample_batch(t0));
+    let before: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let dir = store.kill9();
+    let files = files_below(&dir.path().join("checkpoints"));
+    assert!(
+        files.contains(&"fritz/n1/current.wal".to_owned()),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.ends_with(".bin")),
+        "no snapshot yet: {files:?}"
+    );
+
+    let store = start_store_in(config.clone(), dir);
+    let after: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
+    assert_eq!(before, after);
+
+    // The replayed samples go into the next snapshot, so a second crash
+    // after a clean checkpoint loses nothing either.
+    let (_, dir) = store.stop();
+    let files = files_below(&dir.path().join("checkpoints"));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("fritz/n1/") && f.ends_with(".bin")),
+        "{files:?}"
+    );
+    let store = start_store_in(config, dir);
+    write(
+        &store,
+        &format!("cpu_load,hostname=n1 value=99 {}\n", t0 + 1500),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let dir = store.kill9();
+    let store = start_store_in(config_with("wal", &json!({})), dir);
+    let last: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
+    assert_eq!(before[1..], last[1..]);
+    assert!(last[0].contains("99.000"), "{}", last[0]);
+}
+
+/// Copies the upstream fixtures into a fresh store directory.
+fn fixture_dir() -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(
+        &common::fixture("checkpoints/upstream"),
+        &dir.path().join("checkpoints"),
+    );
+    dir
+}
+
+const T: i64 = 1_760_000_000;
+
+fn fixture_query(store: &Process, host: &str, metric: &str, extra: Value) -> Value {
+    let mut q = json!({"metric": metric, "host": host});
+    if let (Some(q), Some(extra)) = (q.as_object_mut(), extra.as_object()) {
+        q.extend(extra.clone());
+    }
+    let body = json!({"cluster": "fritz", "from": T, "to": T + 1200, "queries": [q]});
+    serde_json::from_str(&query(store, &body)).unwrap()
+}
+
+fn data(result: &Value) -> Vec<Value> {
+    result["results"][0][0]["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn files_written_by_upstream_load_and_damaged_ones_are_set_aside() {
+    // The fixtures are from 2025: keep ten years in memory.
+    let config = config_with("wal", &json!({"retention-in-memory": "87600h"}));
+    let store = start_store_in(config, fixture_dir());
+
+    // node001: binary snapshot, then the WAL's two good records; its torn
+    // third record is cut off.
+    let cpu = fixture_query(&store, "node001", "cpu_load", json!({}));
+    assert_eq!(
+        data(&cpu),
+        [json!(1.5), Value::Null, json!(2.5), json!(3.5)],
+        "{cpu}"
+    );
+    let bw = fixture_query(
+        &store,
+        "node001",
+        "mem_bw",
+        json!({"type": "socket", "type-ids": ["0"]}),
+    );
+    assert_eq!(data(&bw), [json!(10.0), json!(11.0), json!(12.0)], "{bw}");
+    let wal = store
+        .dir
+        .path()
+        .join("checkpoints/fritz/node001/current.wal");
+    let len = std::fs::metadata(&wal).unwrap().len();
+    assert_eq!(len, 4 + 35 + 41, "torn tail cut off the WAL");
+
+    // node002: upstream JSON with an unconfigured metric and a hwthread.
+    let cpu = fixture_query(&store, "node002", "cpu_load", json!({}));
+    assert_eq!(
+        data(&cpu),
+        [json!(0.5), json!(1.0), Value::Null, json!(2.0)],
+        "{cpu}"
+    );
+    let hw = fixture_query(
+        &store,
+        "node002",
+        "cpu_load",
+        json!({"type": "hwthread", "type-ids": ["3"]}),
+    );
+    assert_eq!(data(&hw), [json!(7.0)], "{hw}");
+
+    // node003: the good JSON loads, the truncated binary is set aside.
+    let cpu = fixture_query(&store, "node003", "cpu_load", json!({}));
+    assert_eq!(data(&cpu)[..2], [json!(5.0), json!(6.0)], "{cpu}");
+    let files = files_below(&store.dir.path().join("checkpoints"));
+    assert!(
+        files.contains(&format!("fritz/node003/{}.bin.quarantined", T + 600)),
+        "{files:?}"
+    );
+    // node004: a non-numeric name is set aside too.
+    assert!(
+        files.contains(&"fritz/node004/latest.bin.quarantined".to_owned()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"fritz/notes.txt".to_owned()),
+        "stray file left alone"
+    );
+    let log = store.log_text();
+    assert!(log.contains("set aside a checkpoint file"), "{log}");
+    assert!(log.contains("cutting it off"), "{log}");
+    assert!(log.contains("notes.txt"), "{log}");
+}
+
+#[test]
+fn a_changed_frequency_converts_restored_data() {
+    let t0 = (now() - 3600) / 60 * 60;
+    let mut body = String::new();
+    for i in 0..4 {
+        body.push_str(&format!(
+            "cpu_load,hostname=n1 value={} {}\n",
+            i + 1,
+            t0 + i * 60
+        ));
+    }
+    let store = start_store_in(config_with("wal", &json!({})), tempfile::tempdir().unwrap());
+    write(&store, &body);
+    let (_, dir) = store.stop();
+
+    let mut config = config_with("wal", &json!({}));
+    config["metrics"]["cpu_load"]["frequency"] = json!(30);
+    let store = start_store_in(config, dir);
+    let r: Value = serde_json::from_str(&query(
+        &store,
+        &json!({"cluster": "fritz", "from": t0 - 60, "to": t0 + 240,
+                "queries": [{"metric": "cpu_load", "host": "n1"}]}),
+    ))
+    .unwrap();
+    let row = &r["results"][0][0];
+    assert_eq!(row["resolution"], json!(30), "{r}");
+    let values: Vec<Value> = row["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| !v.is_null())
+        .cloned()
+        .collect();
+    assert_eq!(
+        values,
+        [json!(1.0), json!(2.0), json!(3.0), json!(4.0)],
+        "{r}"
+    );
+    // New samples at the new frequency go on after the converted ones.
+    write(
+        &store,
+        &format!("cpu_load,hostname=n1 value=5 {}\n", t0 + 240),
+    );
+    let r = query(
+        &store,
+        &json!({"cluster": "fritz", "from": t0 + 230, "to": t0 + 260,
+                "queries": [{"metric": "cpu_load", "host": "n1"}]}),
+    );
+    assert!(r.contains("5.000"), "{r}");
+}
+
+#[test]
+fn the_memory_cap_frees_the_oldest_data_first() {
+    let t = now();
+    let mut body = String::new();
+    for host in 0..20 {
+        for i in 0..10 {
+            // Old data (40 h ago, still inside the 48 h retention) and new.
+            body.push_str(&format!(
+                "cpu_load,hostname=h{host} value=1 {}\n",
+                t - 40 * 3600 + i * 60
+            ));
+            body.push_str(&format!(
+                "mem_used,hostname=h{host} value=2 {}\n",
+                t - 600 + i * 60
+            ));
+        }
+    }
+    // 20 KB: far less than what 40 series hold.
+    let config = config_with("wal", &json!({"memory-cap": 0.00002}));
+    let store = start_store_in(config, tempfile::tempdir().unwrap());
+    write(&store, &body);
+    let old = json!({"cluster": "fritz", "from": t - 41 * 3600, "to": t - 39 * 3600,
+                     "queries": [{"metric": "cpu_load", "host": "h0"}]});
+    let new = json!({"cluster": "fritz", "from": t - 700, "to": t,
+                     "queries": [{"metric": "mem_used", "host": "h0"}]});
+    assert!(query(&store, &old).contains("1.000"));
+    assert!(
+        wait_for(Duration::from_secs(20), || store
+            .log_text()
+            .contains("memory cap exceeded")),
+        "{}",
+        store.log_text()
+    );
+    let r = query(&store, &old);
+    assert!(!r.contains("1.000"), "old data freed: {r}");
+    assert!(query(&store, &new).contains("2.000"), "new data kept");
+    // What was freed had been saved first.
+    let (_, dir) = store.stop();
+    let files = files_below(&dir.path().join("checkpoints"));
+    assert!(
+        files.iter().any(|f| f.starts_with("fritz/h0/")),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn unsafe_host_names_never_reach_the_checkpoint_tree() {
+    let store = start_store_in(config_with("wal", &json!({})), tempfile::tempdir().unwrap());
+    let t = now();
+    let r = store.request(
+        "POST",
+        "/api/write?cluster=fritz",
+        &[],
+        format!("cpu_load,hostname=. value=1 {t}\ncpu_load,hostname=ok value=1 {t}\n").as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let (_, dir) = store.stop();
+    let files: Vec<PathBuf> = files_below(&dir.path().join("checkpoints"))
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    assert!(!files.is_empty());
+    assert!(files.iter().all(|f| f.starts_with("fritz/ok")), "{files:?}");
+}
