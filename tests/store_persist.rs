@@ -345,7 +345,7 @@ fn a_changed_frequency_converts_restored_data() {
     );
     let r = query(
         &store,
-        &json!({"cluster": "fritz", "from": t0 + 230, "to": t0 + 260,
+        &json!({"cluster": "fritz", "from": t0 + 240, "to": t0 + 300,
                 "queries": [{"metric": "cpu_load", "host": "n1"}]}),
     );
     assert!(r.contains("5.000"), "{r}");

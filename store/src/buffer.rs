@@ -35,9 +35,8 @@ pub struct Chunk {
     pub capacity: usize,
     /// Loaded from a checkpoint, so it need not be written again.
     pub archived: bool,
-    /// First slot written since the chunk was last saved to a checkpoint;
-    /// `None` when everything in it is on disk.
-    pub unsaved_from: Option<u32>,
+    /// Written since the chunk was last saved to a checkpoint.
+    pub unsaved: bool,
 }
 
 impl Chunk {
@@ -50,7 +49,7 @@ impl Chunk {
             data: Vec::with_capacity(CHUNK_CAPACITY),
             capacity: CHUNK_CAPACITY,
             archived: false,
-            unsaved_from: None,
+            unsaved: false,
         }
     }
 
@@ -63,7 +62,7 @@ impl Chunk {
             capacity: data.len(),
             data,
             archived: true,
-            unsaved_from: None,
+            unsaved: false,
         }
     }
 
@@ -150,7 +149,7 @@ impl Chain {
     pub fn with_sample(ts: i64, value: f64, frequency: i64) -> Chain {
         let mut chunk = Chunk::new_at(ts, frequency);
         chunk.data.push(value);
-        chunk.unsaved_from = Some(0);
+        chunk.unsaved = true;
         Chain {
             chunks: vec![chunk],
         }
@@ -210,12 +209,11 @@ impl Chain {
         if k >= head.capacity {
             let mut chunk = Chunk::new_at(ts, head.frequency);
             chunk.data.push(value);
-            chunk.unsaved_from = Some(0);
+            chunk.unsaved = true;
             self.chunks.push(chunk);
             return Ok(());
         }
-        let slot_no = u32::try_from(k).unwrap_or(u32::MAX);
-        head.unsaved_from = Some(head.unsaved_from.map_or(slot_no, |u| u.min(slot_no)));
+        head.unsaved = true;
         if let Some(slot) = head.data.get_mut(k) {
             *slot = value;
         } else {
@@ -312,32 +310,27 @@ impl Chain {
         }
     }
 
-    /// The slots not yet saved to a checkpoint (every slot if `all`), as one
-    /// run of values, and marks them saved. Returns `None` if there is
-    /// nothing to save.
+    /// The chunks written since the last checkpoint (every chunk if `all`),
+    /// as one run of values, and marks them saved. Returns `None` if there
+    /// is nothing to save.
     ///
-    /// The run starts at the first unsaved slot and goes on to the newest
-    /// slot; later chunks are placed on the first one's grid by the middle
-    /// of each slot (they share it when samples arrive on time) and gaps
-    /// between chunks are NaN.
+    /// The run starts at the start of the oldest unsaved chunk (so a restore
+    /// puts the chunk back where it was, and late samples into it are
+    /// accepted as before) and goes on to the newest slot; later chunks are
+    /// placed on the first one's grid by the middle of each slot (they share
+    /// it when samples arrive on time) and gaps between chunks are NaN.
     pub fn take_unsaved(&mut self, all: bool) -> Option<Unsaved> {
         let first = if all {
             self.chunks.iter().position(|c| !c.is_empty())?
         } else {
-            self.chunks.iter().position(|c| c.unsaved_from.is_some())?
+            self.chunks.iter().position(|c| c.unsaved)?
         };
         let base = self.chunks.get(first)?;
         let frequency = base.frequency;
-        let skip = if all {
-            0
-        } else {
-            base.unsaved_from.unwrap_or(0)
-        };
-        let start = base.start + i64::from(skip) * frequency;
+        let start = base.start;
         let mut data: Vec<f64> = Vec::new();
-        for (i, chunk) in self.chunks.iter_mut().enumerate().skip(first) {
-            let from = if i == first { skip as usize } else { 0 };
-            for (j, v) in chunk.data.iter().enumerate().skip(from) {
+        for chunk in self.chunks.iter_mut().skip(first) {
+            for (j, v) in chunk.data.iter().enumerate() {
                 let j = i64::try_from(j).unwrap_or(i64::MAX);
                 let middle = chunk.start + j * chunk.frequency + chunk.frequency / 2;
                 let Ok(idx) = usize::try_from((middle - start) / frequency) else {
@@ -350,7 +343,7 @@ impl Chain {
                     *slot = *v;
                 }
             }
-            chunk.unsaved_from = None;
+            chunk.unsaved = false;
         }
         (!data.is_empty()).then_some(Unsaved {
             start,
@@ -359,10 +352,12 @@ impl Chain {
         })
     }
 
-    /// Marks every chunk as saved (after a restore).
-    pub fn mark_saved(&mut self) {
-        for chunk in &mut self.chunks {
-            chunk.unsaved_from = None;
+    /// After a restore: lets the newest chunk take [`CHUNK_CAPACITY`] more
+    /// slots, as the chunk it was saved from could, so that WAL replay and
+    /// new samples continue it instead of starting a chunk on a new grid.
+    pub fn reopen_head(&mut self) {
+        if let Some(head) = self.chunks.last_mut() {
+            head.capacity = head.capacity.max(head.data.len() + CHUNK_CAPACITY);
         }
     }
 

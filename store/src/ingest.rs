@@ -148,12 +148,17 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 // (which takes the same lock) sees both or neither.
                 let mut state = files.lock();
                 let selector = selector(&scratch.type_path, &scratch.stype_path);
+                let mark = state.mark();
                 if let Err(e) = state.record(ts, line.measurement(), selector.as_slice(), value) {
                     drop(state);
                     report.reject(|| format!("at line {}: {e}", line.number()));
                     continue;
                 }
                 let stored = level.write_sample(metric, info.frequency, ts, value);
+                if stored.is_err() {
+                    // Not stored, so not journaled either.
+                    state.rewind(mark);
+                }
                 if state.buffer_full()
                     && let Err(e) = wal.flush_wal(files, &mut state)
                 {

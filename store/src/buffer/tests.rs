@@ -11,7 +11,7 @@ fn chunk(start: i64, frequency: i64, data: &[f64], capacity: usize) -> Chunk {
         data: data.to_vec(),
         capacity,
         archived: false,
-        unsaved_from: None,
+        unsaved: false,
     }
 }
 
@@ -292,7 +292,7 @@ proptest::proptest! {
 }
 
 #[test]
-fn unsaved_slots_are_taken_once_from_the_first_written_slot() {
+fn unsaved_chunks_are_taken_once_from_their_start() {
     let mut chain = Chain::with_sample(1000, 1.0, 60);
     chain.write(1060, 2.0).unwrap();
     let u = chain.take_unsaved(false).unwrap();
@@ -303,15 +303,15 @@ fn unsaved_slots_are_taken_once_from_the_first_written_slot() {
     assert_eq!(chain.take_unsaved(false), None, "nothing new");
     chain.write(1180, 4.0).unwrap();
     let u = chain.take_unsaved(false).unwrap();
-    assert_eq!(u.start, 970 + 3 * 60, "from the first new slot");
-    assert_eq!(u.data, vec![4.0]);
-    // A late sample rewrites an old slot: saved again from there.
+    assert_eq!(u.start, 970, "the whole chunk again, from its start");
+    assert_eq!(u.data.len(), 4);
+    assert_eq!(u.data[3], 4.0);
+    // A late sample rewrites an old slot.
     chain.write(1060, 5.0).unwrap();
     let u = chain.take_unsaved(false).unwrap();
-    assert_eq!(u.start, 1030);
-    assert_eq!(u.data[0], 5.0);
-    assert!(u.data[1].is_nan());
-    assert_eq!(u.data[2], 4.0);
+    assert_eq!(u.start, 970);
+    assert_eq!(u.data[1], 5.0);
+    assert!(u.data[2].is_nan());
     let all = chain.take_unsaved(true).unwrap();
     assert_eq!(all.start, 970);
     assert_eq!(all.data.len(), 4);

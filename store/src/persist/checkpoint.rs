@@ -132,6 +132,10 @@ pub fn checkpoint_host(
     let all = state.needs_full;
     let root = take_unsaved(level, registry, all);
     if root.is_empty() {
+        // Every sample of the WAL is in an earlier snapshot already.
+        if persistence.has_wal() && state.wal_len > super::wal::HEADER_LEN {
+            state.remove_wal(files.dir())?;
+        }
         return Ok(None);
     }
     let (min_start, max_end) = bounds(&root);

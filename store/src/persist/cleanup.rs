@@ -221,7 +221,7 @@ fn list_dirs(dir: &Path, report: &mut CleanupReport) -> io::Result<Vec<(String, 
 }
 
 /// A snapshot file whose name is at or before the cutoff.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug)]
 struct Candidate {
     /// The name's timestamp (the window start).
     ts: i64,
@@ -277,7 +277,7 @@ fn candidates(dir: &Path, cutoff: i64, errors: &mut Vec<String>) -> Vec<Candidat
             )),
         }
     }
-    out.sort();
+    out.sort_by(|a, b| (a.ts, &a.path).cmp(&(b.ts, &b.path)));
     out
 }
 
@@ -295,13 +295,10 @@ fn describe(path: &Path, what: &str, err: &dyn Error) -> String {
 
 // ---------------------------------------------------------------- delete
 
-/// The top-level window of a JSON snapshot; everything else is skipped
-/// without being built.
+/// The top-level window end of a JSON snapshot (written last, after the
+/// tree); everything else is skipped without being built.
 #[derive(Deserialize)]
 struct JsonWindow {
-    #[serde(default)]
-    #[allow(dead_code, reason = "only `to` decides; `from` documents the shape")]
-    from: i64,
     #[serde(default)]
     to: i64,
 }

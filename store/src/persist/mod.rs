@@ -319,6 +319,17 @@ impl HostState {
         wal::encode_record(&mut self.buf, ts, metric, selector, value)
     }
 
+    /// The current end of the WAL buffer, for [`Self::rewind`].
+    #[must_use]
+    pub fn mark(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Drops records added after `mark` (a sample that was not stored).
+    pub fn rewind(&mut self, mark: usize) {
+        self.buf.truncate(mark);
+    }
+
     /// Whether enough is buffered to write it out now.
     #[must_use]
     pub fn buffer_full(&self) -> bool {
@@ -379,3 +390,6 @@ pub fn safe_dir_name(name: &str) -> bool {
         && !name.contains('\\')
         && !name.contains('\0')
 }
+
+#[cfg(test)]
+mod tests;

@@ -239,6 +239,7 @@ fn restore_host(
             }
         }
     }
+    reopen_heads(&level);
     if let Some(path) = wal {
         replay_wal(&level, registry, &path, cutoff, &mut report);
     }
@@ -313,6 +314,20 @@ pub fn load_level(
     }
     for (name, child) in snap.children {
         load_level(&level.child_or_create(&name), child, registry, report);
+    }
+}
+
+/// Lets the newest chunk of every chain below `level` take more samples.
+fn reopen_heads(level: &Arc<Level>) {
+    let children: Vec<Arc<Level>> = {
+        let mut data = level.write();
+        for chain in data.chains.iter_mut().flatten() {
+            chain.reopen_head();
+        }
+        data.children.values().cloned().collect()
+    };
+    for child in &children {
+        reopen_heads(child);
     }
 }
 
