@@ -415,3 +415,212 @@ fn unsafe_host_names_never_reach_the_checkpoint_tree() {
     assert!(!files.is_empty());
     assert!(files.iter().all(|f| f.starts_with("fritz/ok")), "{files:?}");
 }
+
+fn cleanup_config(dir: &Path, mode: &str) -> PathBuf {
+    let mut config = store_config();
+    config["metric-store"]["retention-in-memory"] = json!("1h");
+    config["metric-store"]["checkpoints"]["directory"] =
+        json!(dir.join("checkpoints").display().to_string());
+    config["metric-store"]["cleanup"] =
+        json!({"mode": mode, "directory": dir.join("archive").display().to_string()});
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn cleanup_cli(config: &Path) -> std::process::Output {
+    std::process::Command::new(common::binary("cc-store"))
+        .args(["-config", config.to_str().unwrap(), "-cleanup-checkpoints"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cleanup_checkpoints_archives_old_files_to_parquet() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let dir = fixture_dir();
+    let config = cleanup_config(dir.path(), "archive");
+    let out = cleanup_cli(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("Cleanup done: 3 checkpoint files archived to parquet"),
+        "{stdout}"
+    );
+    let archived: Vec<PathBuf> = std::fs::read_dir(dir.path().join("archive/fritz"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(archived.len(), 1, "{archived:?}");
+    let name = archived[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let cutoff: i64 = name.strip_suffix(".parquet").unwrap().parse().unwrap();
+    assert!(
+        (cutoff - (now() - 3600)).abs() < 60,
+        "named by the cutoff: {name}"
+    );
+
+    let reader = SerializedFileReader::new(std::fs::File::open(&archived[0]).unwrap()).unwrap();
+    let meta = reader.metadata();
+    let columns: Vec<String> = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "cluster",
+            "hostname",
+            "metric",
+            "scope",
+            "scope_id",
+            "timestamp",
+            "frequency",
+            "value"
+        ]
+    );
+    assert_eq!(meta.num_row_groups(), 3, "one row group per host");
+    let mut rows = Vec::new();
+    for row in reader.get_row_iter(None).unwrap() {
+        rows.push(row.unwrap().to_string());
+    }
+    // node001: 2 + 2 values, node002: 3 + 1 + 1, node003: 2; no NaN.
+    assert_eq!(rows.len(), 11, "{rows:#?}");
+    assert!(
+        rows.iter().any(|r| r.contains("hostname: \"node002\"")
+            && r.contains("scope: \"hwthread\"")
+            && r.contains("scope_id: \"3\"")
+            && r.contains("value: 7.0")),
+        "{rows:#?}"
+    );
+
+    let files = files_below(&dir.path().join("checkpoints"));
+    assert!(
+        !files.contains(&format!("fritz/node001/{T}.bin")),
+        "archived: {files:?}"
+    );
+    assert!(
+        !files.contains(&format!("fritz/node003/{T}.json")),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"fritz/node001/current.wal".to_owned()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&format!("fritz/node003/{}.bin", T + 600)),
+        "a corrupt file is kept: {files:?}"
+    );
+    assert!(
+        files.contains(&"fritz/node004/latest.bin".to_owned()),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn cleanup_checkpoints_deletes_old_files_and_so_does_a_starting_store() {
+    let dir = fixture_dir();
+    let config = cleanup_config(dir.path(), "delete");
+    let out = cleanup_cli(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // The truncated binary snapshot of node003 counts too: its window (in
+    // its intact header) is old, and deleting needs no more than that.
+    assert_eq!(stdout.trim(), "Cleanup done: 4 checkpoint files deleted.");
+    let files = files_below(&dir.path().join("checkpoints"));
+    assert!(
+        !files.iter().any(|f| f.ends_with(&format!("{T}.bin"))),
+        "{files:?}"
+    );
+    assert!(!dir.path().join("archive").exists());
+
+    // A store cleans up right after it started, not one retention period
+    // later.
+    let dir = fixture_dir();
+    let mut config = store_config();
+    config["metric-store"]["retention-in-memory"] = json!("1h");
+    let store = start_store_in(config, dir);
+    let node001 = store
+        .dir
+        .path()
+        .join(format!("checkpoints/fritz/node001/{T}.bin"));
+    assert!(
+        wait_for(Duration::from_secs(10), || !node001.exists()),
+        "{}",
+        store.log_text()
+    );
+    assert!(store.log_text().contains("cleaned up old checkpoint files"));
+}
+
+#[test]
+fn periodic_snapshots_replace_the_wal_and_survive_kill_9() {
+    let t0 = now() - 3600;
+    let config = config_with(
+        "wal",
+        &json!({"checkpoint-interval": "1s",
+                "checkpoints": {"file-format": "wal", "wal-fsync-interval": "100ms"}}),
+    );
+    let store = start_store_in(config.clone(), tempfile::tempdir().unwrap());
+    write(&store, &sample_batch(t0));
+    let before: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
+    let host = store.dir.path().join("checkpoints/fritz/n1");
+    let snapshot_written = || {
+        let files: Vec<String> = std::fs::read_dir(&host)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        files.iter().any(|f| f.ends_with(".bin")) && !files.iter().any(|f| f == "current.wal")
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), snapshot_written),
+        "{}",
+        store.log_text()
+    );
+    assert!(store.log_text().contains("checkpoint written"));
+    let dir = store.kill9();
+    let store = start_store_in(config, dir);
+    let after: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_wal_over_max_wal_size_gets_an_early_snapshot() {
+    let t0 = now() - 3600;
+    let config = config_with(
+        "wal",
+        &json!({"checkpoints": {"file-format": "wal", "max-wal-size": 2000}}),
+    );
+    let store = start_store_in(config, tempfile::tempdir().unwrap());
+    // 60 records of about 40 bytes for n1: over the limit.
+    write(&store, &sample_batch(t0));
+    let host = store.dir.path().join("checkpoints/fritz/n1");
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_dir(&host)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".bin"))
+        }),
+        "{}",
+        store.log_text()
+    );
+    assert!(store.log_text().contains("WAL size limit"));
+    // Small again: the snapshot replaced it.
+    let wal = host.join("current.wal");
+    assert!(std::fs::metadata(&wal).map_or(0, |m| m.len()) < 2000);
+}

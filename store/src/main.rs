@@ -31,15 +31,14 @@ fn main() -> ExitCode {
         },
         None => {
             tracing::warn!(
-                "no --config given: running on built-in defaults (127.0.0.1:8082, no authentication; \
-                 this version keeps data in memory only)"
+                "no --config given: running on built-in defaults (127.0.0.1:8082, no authentication, \
+                 checkpoints under ./var/checkpoints)"
             );
             Config::embedded_default()
         }
     };
     if cli.cleanup_checkpoints {
-        eprintln!("cc-store: -cleanup-checkpoints is not available in this version");
-        return ExitCode::from(1);
+        return cleanup_once(&config);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -65,6 +64,48 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("cc-store: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `-cleanup-checkpoints`: one cleanup round over the checkpoint directory
+/// (delete or archive, as configured), then exit.
+fn cleanup_once(config: &Config) -> ExitCode {
+    let ms = &config.metric_store;
+    let Some(retention) = ms.retention() else {
+        println!("Cleanup done: retention-in-memory is 0, so no checkpoint file is old enough.");
+        return ExitCode::SUCCESS;
+    };
+    let cutoff =
+        cc_store::api::write::unix_now() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    let archive = ms.cleanup.archive_directory();
+    match cc_store::persist::cleanup::cleanup(
+        &ms.checkpoints.directory,
+        cutoff,
+        archive,
+        ms.workers(),
+    ) {
+        Ok(report) => {
+            for error in &report.errors {
+                eprintln!("cc-store: kept: {error}");
+            }
+            match archive {
+                Some(dir) => println!(
+                    "Cleanup done: {} checkpoint files archived to parquet ({} rows under {}).",
+                    report.files,
+                    report.rows,
+                    dir.display()
+                ),
+                None => println!("Cleanup done: {} checkpoint files deleted.", report.files),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "cc-store: cleanup of {} failed: {e}",
+                ms.checkpoints.directory.display()
+            );
             ExitCode::from(1)
         }
     }

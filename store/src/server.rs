@@ -282,6 +282,18 @@ fn start_background_tasks(
             "retention",
             retention_task(Arc::clone(store), retention, shutdown.token()),
         );
+        shutdown.spawn(
+            "cleanup",
+            cleanup_task(
+                persistence.root().to_path_buf(),
+                ms.cleanup
+                    .archive_directory()
+                    .map(std::path::Path::to_path_buf),
+                retention,
+                workers,
+                shutdown.token(),
+            ),
+        );
     }
     if ms.memory_cap_bytes > 0 {
         shutdown.spawn(
@@ -364,6 +376,46 @@ fn log_checkpoint(report: &persist::checkpoint::CheckpointReport, why: &str) {
             values = report.values,
             "checkpoint written"
         );
+    }
+}
+
+/// Deletes or archives checkpoint files whose data is older than the
+/// retention window: once right after start (so a store restarted more often
+/// than its retention period still cleans up), then every retention period.
+async fn cleanup_task(
+    root: std::path::PathBuf,
+    archive: Option<std::path::PathBuf>,
+    retention: Duration,
+    workers: usize,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(retention.max(Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let cutoff = unix_now() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let mode = if archive.is_some() {
+            "archive"
+        } else {
+            "delete"
+        };
+        let (root, archive) = (root.clone(), archive.clone());
+        let work = move || persist::cleanup::cleanup(&root, cutoff, archive.as_deref(), workers);
+        match tokio::task::spawn_blocking(work).await {
+            Ok(Ok(report)) if report.files > 0 || !report.errors.is_empty() => tracing::info!(
+                files = report.files,
+                rows = report.rows,
+                kept_with_errors = report.errors.len(),
+                cutoff,
+                mode,
+                "cleaned up old checkpoint files"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "checkpoint cleanup failed"),
+            Err(e) => tracing::error!(error = %e, "checkpoint cleanup task failed"),
+        }
     }
 }
 

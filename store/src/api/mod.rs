@@ -238,6 +238,53 @@ pub fn raw_query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Registry;
+    use axum::body::Body;
+    use std::sync::atomic::Ordering;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn data_endpoints_answer_503_until_checkpoints_are_loaded() {
+        let restore = Arc::new(RestoreProgress::default());
+        restore.hosts_total.store(40, Ordering::Relaxed);
+        restore.hosts_done.store(12, Ordering::Relaxed);
+        let state = Arc::new(AppState {
+            store: Arc::new(MetricStore::new(Registry::default())),
+            verifier: None,
+            admin_roles: Vec::new(),
+            restore: Arc::clone(&restore),
+        });
+        let app = router(state, 1 << 20);
+        let call = |method: &str, path: &str, body: &'static str| {
+            axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        for (method, path, body) in [
+            ("POST", "/api/write?cluster=c", ""),
+            ("GET", "/api/query", "{}"),
+            ("GET", "/api/healthcheck", "{}"),
+            ("POST", "/api/free?to=1", ""),
+            ("GET", "/api/debug", ""),
+        ] {
+            let r = app.clone().oneshot(call(method, path, body)).await.unwrap();
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+            let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.contains("12 of 40 hosts"), "{text}");
+        }
+        let r = app.clone().oneshot(call("GET", "/nope", "")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        restore.done.store(true, Ordering::Release);
+        let r = app
+            .oneshot(call("POST", "/api/write?cluster=c", ""))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
 
     #[test]
     fn raw_query_param_reads_the_first_pair_verbatim() {
