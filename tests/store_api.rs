@@ -669,6 +669,16 @@ fn drops_privileges_after_binding() {
     }
     let mut config = store_config();
     config["main"] = json!({"user": "nobody", "group": "nogroup"});
+    // A checkpoint directory the service user may write.
+    let base = tempfile::tempdir().unwrap();
+    let checkpoints = base.path().join("checkpoints");
+    std::fs::create_dir(&checkpoints).unwrap();
+    let mode = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+    };
+    mode(base.path(), 0o755);
+    mode(&checkpoints, 0o777);
+    config["metric-store"]["checkpoints"]["directory"] = json!(checkpoints.display().to_string());
     let store = start_store(config);
     let status = std::fs::read_to_string(format!("/proc/{}/status", store.pid())).unwrap();
     let field = |name: &str| {
@@ -689,7 +699,42 @@ fn drops_privileges_after_binding() {
         &[],
         b"cpu_load,hostname=h value=1 1000\n",
     );
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        checkpoints.join("c/h/current.wal").exists(),
+        "WAL written as nobody"
+    );
+}
+
+#[test]
+fn a_checkpoint_directory_the_service_user_cannot_write_stops_the_start() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+        })
+        .unwrap();
+    if uid != "0" {
+        eprintln!("not root: privilege drop cannot be exercised here");
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let mut config = store_config();
+    config["main"] = json!({"user": "nobody", "group": "nogroup", "addr": "127.0.0.1:0"});
+    config["metric-store"]["checkpoints"]["directory"] =
+        json!(base.path().join("checkpoints").display().to_string());
+    let path = base.path().join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = std::process::Command::new(common::binary("cc-store"))
+        .args(["-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("checkpoint directory"), "{stderr}");
+    assert!(stderr.contains("writable by the user"), "{stderr}");
 }
 
 #[test]

@@ -46,8 +46,8 @@ pub enum RunError {
     /// The HTTP server failed.
     #[error("HTTP server")]
     Serve(#[source] std::io::Error),
-    /// The checkpoint directory cannot be created or listed.
-    #[error("checkpoint directory {dir}")]
+    /// The checkpoint directory cannot be created, written or listed.
+    #[error("checkpoint directory {dir} (it must be writable by the user cc-store runs as)")]
     Checkpoints {
         /// The configured directory.
         dir: String,
@@ -88,6 +88,9 @@ pub async fn serve(
         Some((cert, key)) => Some(cc_common::tls::server_config(cert, key, None, false)?),
         None => None,
     };
+    drop_privileges(config.main.user.as_deref(), config.main.group.as_deref())?;
+    // Created (and checked) as the user the store runs as, so that a
+    // directory it could not write fails the start, not every write.
     let checkpoints = &config.metric_store.checkpoints;
     let persistence = Arc::new(
         Persistence::new(
@@ -104,7 +107,6 @@ pub async fn serve(
             source,
         })?,
     );
-    drop_privileges(config.main.user.as_deref(), config.main.group.as_deref())?;
 
     let verifier = match &config.main.jwt_public_key {
         Some(key) => Some(JwtVerifier::new(vec![key.clone()])?),

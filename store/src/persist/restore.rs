@@ -38,6 +38,11 @@ use crate::tree::Level;
 /// Buffer size for reading checkpoint files.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// JSON snapshots up to this size are read whole and parsed from memory
+/// (bounding restore memory by `num-workers` times this); larger ones are
+/// parsed as a stream.
+const JSON_IN_MEMORY: u64 = 64 << 20;
+
 /// Restore progress, readable while it runs.
 #[derive(Debug, Default)]
 pub struct RestoreProgress {
@@ -162,6 +167,9 @@ fn host_dirs(root: &Path) -> io::Result<Vec<(String, String, PathBuf)>> {
 
 /// The name of `path` if it is a directory usable as a cluster or host.
 fn dir_name(path: &Path, parent: &Path) -> Option<String> {
+    if path.file_name()? == super::WRITE_PROBE {
+        return None;
+    }
     let name = path.file_name()?.to_str().map(str::to_owned);
     let is_dir = path.is_dir();
     match name {
@@ -265,8 +273,16 @@ fn load_file(
             return Ok(0);
         }
     }
-    let reader = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
-    let snap = snapshot::read(format, reader)?;
+    let snap = if format == Format::Json && len <= JSON_IN_MEMORY {
+        // serde_json parses a slice several times faster than a reader.
+        let bytes = fs::read(path)?;
+        snapshot::read_json_slice(&bytes)?
+    } else {
+        snapshot::read(
+            format,
+            BufReader::with_capacity(READ_BUFFER, File::open(path)?),
+        )?
+    };
     report.bytes += len;
     if snap.to != 0 && snap.to < cutoff {
         report.skipped += 1;

@@ -246,7 +246,21 @@ pub fn write_json(snapshot: &Snapshot, mut writer: impl Write) -> io::Result<()>
 ///
 /// Malformed JSON or a read error.
 pub fn read_json(reader: impl Read) -> Result<Snapshot, SnapshotError> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
+    json_from(serde_json::Deserializer::from_reader(reader))
+}
+
+/// [`read_json`] from bytes in memory (several times faster).
+///
+/// # Errors
+///
+/// Malformed JSON.
+pub fn read_json_slice(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+    json_from(serde_json::Deserializer::from_slice(bytes))
+}
+
+fn json_from<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Result<Snapshot, SnapshotError> {
     let level = JsonLevelIn::deserialize(&mut de)?;
     de.end()?;
     let (from, to) = (level.from, level.to);
