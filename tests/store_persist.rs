@@ -624,3 +624,98 @@ fn a_wal_over_max_wal_size_gets_an_early_snapshot() {
     let wal = host.join("current.wal");
     assert!(std::fs::metadata(&wal).map_or(0, |m| m.len()) < 2000);
 }
+
+/// A one-route HTTP server standing in for cc-backend: answers every request
+/// with `body` and remembers the request heads.
+fn fake_backend(body: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+fn retention_store(backend_url: &str) -> (Process, i64) {
+    let mut config = store_config();
+    config["main"]["backend-url"] = json!(backend_url);
+    config["main"]["backend-token"] = json!("secret-token");
+    config["metric-store"]["retention-in-memory"] = json!("4s");
+    let store = start_store_in(config, tempfile::tempdir().unwrap());
+    let t = now() - 100;
+    write(
+        &store,
+        &format!("cpu_load,hostname=run1 value=1 {t}\ncpu_load,hostname=idle1 value=1 {t}\n"),
+    );
+    (store, t)
+}
+
+fn has_data(store: &Process, host: &str, t: i64) -> bool {
+    query(
+        store,
+        &json!({"cluster": "fritz", "from": t - 60, "to": t + 60,
+                "queries": [{"metric": "cpu_load", "host": host}]}),
+    )
+    .contains("1.000")
+}
+
+#[test]
+fn retention_keeps_the_nodes_cc_backend_reports_running_jobs() {
+    let (url, seen) = fake_backend(r#"{"usedNodes":{"fritz":["run1"]}}"#);
+    let (store, t) = retention_store(&url);
+    assert!(has_data(&store, "idle1", t));
+    assert!(
+        wait_for(Duration::from_secs(10), || !has_data(&store, "idle1", t)),
+        "{}",
+        store.log_text()
+    );
+    assert!(
+        has_data(&store, "run1", t),
+        "a node running a job keeps its data"
+    );
+    let requests = seen.lock().unwrap().clone();
+    let first = requests.first().expect("cc-backend was asked");
+    assert!(first.starts_with("GET /api/jobs/used_nodes?ts="), "{first}");
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains("authorization: bearer secret-token"),
+        "{first}"
+    );
+}
+
+#[test]
+fn retention_frees_everything_old_when_cc_backend_cannot_be_asked() {
+    // Nothing listens on this port.
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let (store, t) = retention_store(&closed);
+    assert!(
+        wait_for(Duration::from_secs(10), || !has_data(&store, "run1", t)
+            && !has_data(&store, "idle1", t)),
+        "{}",
+        store.log_text()
+    );
+    assert!(
+        store
+            .log_text()
+            .contains("cannot get the nodes running jobs")
+    );
+}

@@ -60,7 +60,11 @@
 //! | `main.admin-roles` | `[]` (off) | when non-empty, `/api/free` and `/api/debug` need a token whose `roles` claim holds one of these |
 //! | `main.read-timeout` | `"30s"` | with `write-timeout`: a request not read and answered within their sum gets `408` (upstream: fixed 30 s each) |
 //! | `main.write-timeout` | `"30s"` | see `read-timeout` |
+//! | `main.backend-token` | none | API token (role `api`) that the node provider sends to cc-backend's `/api/jobs/used_nodes` (upstream sends none, and cc-backend refuses it) |
 //! | `metric-store.checkpoints.wal-fsync-interval` | `"1s"` | how often WAL files are fsynced (upstream never syncs) |
+//!
+//! `memory-cap` also accepts fractions of a GB (`0.5`); upstream only whole
+//! numbers.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -180,6 +184,9 @@ pub struct MainConfig {
     pub group: Option<String>,
     /// cc-backend base URL for the running-jobs node provider (`backend-url`).
     pub backend_url: Option<String>,
+    /// API token sent to cc-backend by the node provider (`backend-token`,
+    /// ours; cc-backend requires one with the `api` role).
+    pub backend_token: Option<Secret>,
     /// Key that verifies API tokens (`jwt-public-key`, standard base64 of the
     /// raw Ed25519 key). `None`: authentication is off.
     pub jwt_public_key: Option<PublicKey>,
@@ -219,6 +226,24 @@ impl MainConfig {
             Some(port) => format!("0.0.0.0:{port}"),
             None => self.addr.clone(),
         }
+    }
+}
+
+/// A secret from the configuration; shown as `[redacted]` in debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 
@@ -653,6 +678,8 @@ struct MainFile {
     #[serde(default)]
     backend_url: Option<String>,
     #[serde(default)]
+    backend_token: Option<String>,
+    #[serde(default)]
     jwt_public_key: Option<String>,
     #[serde(default)]
     debug: DebugConfig,
@@ -722,6 +749,7 @@ fn main_config(file: MainFile, origin: &str) -> Result<MainConfig, ConfigError> 
         user: non_empty(file.user),
         group: non_empty(file.group),
         backend_url: non_empty(file.backend_url),
+        backend_token: non_empty(file.backend_token).map(Secret),
         jwt_public_key,
         debug: file.debug,
         max_body_size: file.max_body_size,

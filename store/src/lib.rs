@@ -15,6 +15,7 @@
 //! - [`tree`]: the level tree (cluster → host → sub-devices);
 //! - [`store`]: the tree and the registry together;
 //! - [`ingest`]: line protocol into the tree;
+//! - [`nodes`]: cc-backend's list of nodes running jobs (kept by retention);
 //! - [`persist`]: checkpoints (snapshots and WAL), restore and cleanup;
 //! - [`resample`]: LTTB downsampling of query results;
 //! - [`stats`]: query statistics and the fixed-decimal JSON numbers of the API.
@@ -24,6 +25,7 @@ pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod nodes;
 pub mod persist;
 pub mod query;
 pub mod registry;

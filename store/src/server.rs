@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use crate::api::write::unix_now;
 use crate::api::{self, AppState};
 use crate::config::{Config, FileFormat, MetricStoreConfig};
+use crate::nodes::{NodeProvider, UsedNodes};
 use crate::persist::restore::RestoreProgress;
 use crate::persist::{self, Format, Persistence};
 use crate::registry::Registry;
@@ -167,7 +168,7 @@ pub async fn serve(
         let _ = server.await;
         return Err(e);
     }
-    start_background_tasks(&state.store, &persistence, ms, &shutdown);
+    start_background_tasks(&state.store, &persistence, &config, &shutdown);
 
     let result = match server.await {
         Ok(result) => result.map_err(RunError::Serve),
@@ -255,9 +256,10 @@ async fn restore_checkpoints(
 fn start_background_tasks(
     store: &Arc<MetricStore>,
     persistence: &Arc<Persistence>,
-    ms: &MetricStoreConfig,
+    config: &Config,
     shutdown: &Shutdown,
 ) {
+    let ms = &config.metric_store;
     let workers = ms.workers();
     shutdown.spawn(
         "checkpoints",
@@ -280,9 +282,19 @@ fn start_background_tasks(
         );
     }
     if let Some(retention) = ms.retention() {
+        let nodes = match &config.main.backend_url {
+            Some(url) => match NodeProvider::new(url, config.main.backend_token.clone()) {
+                Ok(provider) => Some(provider),
+                Err(e) => {
+                    tracing::error!(error = %e, "node provider disabled");
+                    None
+                }
+            },
+            None => None,
+        };
         shutdown.spawn(
             "retention",
-            retention_task(Arc::clone(store), retention, shutdown.token()),
+            retention_task(Arc::clone(store), retention, nodes, shutdown.token()),
         );
         shutdown.spawn(
             "cleanup",
@@ -548,10 +560,14 @@ pub fn enforce_memory_cap(
 }
 
 /// Frees data older than `retention` every `retention / 2` (cc-metric-store's
-/// retention task; the first round runs half a period after start).
+/// retention task; the first round runs half a period after start). With a
+/// node provider, nodes that run jobs keep their data; when cc-backend
+/// cannot be asked, everything older than the window is freed (upstream
+/// frees nothing then, so memory grows while cc-backend is down).
 async fn retention_task(
     store: Arc<MetricStore>,
     retention: Duration,
+    nodes: Option<NodeProvider>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let period = (retention / 2).max(Duration::from_secs(1));
@@ -561,18 +577,56 @@ async fn retention_task(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let cutoff =
-            crate::api::write::unix_now() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let cutoff = unix_now() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let used = match &nodes {
+            None => None,
+            Some(provider) => match provider.used_nodes(cutoff).await {
+                Ok(used) => Some(used),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "retention: cannot get the nodes running jobs from cc-backend; freeing all data older than the window"
+                    );
+                    None
+                }
+            },
+        };
+        let kept = used
+            .as_ref()
+            .map_or(0, |u| u.values().map(|h| h.len()).sum::<usize>());
         let store = Arc::clone(&store);
-        match tokio::task::spawn_blocking(move || store.root().free(cutoff)).await {
+        let work = move || match used.filter(|u| !u.is_empty()) {
+            None => store.root().free(cutoff),
+            Some(used) => free_except(&store, cutoff, &used),
+        };
+        match tokio::task::spawn_blocking(work).await {
             Ok(freed) => tracing::info!(
                 freed,
                 cutoff,
+                nodes_kept_for_jobs = kept,
                 "retention: freed chunks older than the retention window"
             ),
             Err(e) => tracing::error!(error = %e, "retention round failed"),
         }
     }
+}
+
+/// Frees chunks older than `cutoff` of every host not in `used`, then
+/// removes levels left empty.
+fn free_except(store: &MetricStore, cutoff: i64, used: &UsedNodes) -> usize {
+    let mut freed = 0;
+    for (cluster, host, level) in persist::checkpoint::host_levels(store.root()) {
+        if used
+            .get(&cluster)
+            .is_some_and(|hosts| hosts.contains(&host))
+        {
+            continue;
+        }
+        freed += level.free(cutoff);
+    }
+    // Frees nothing more, but drops the hosts and clusters now empty.
+    store.root().free(i64::MIN);
+    freed
 }
 
 /// Why privileges could not be dropped.
