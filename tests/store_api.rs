@@ -655,16 +655,7 @@ fn https_when_certificate_and_key_are_configured() {
 #[test]
 fn drops_privileges_after_binding() {
     // Only root can switch users; CI runs as root, so there it always runs.
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Uid:")
-                .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
-        })
-        .unwrap();
-    if uid != "0" {
-        eprintln!("not root: privilege drop cannot be exercised here");
+    if !running_as_root() {
         return;
     }
     let mut config = store_config();
@@ -708,16 +699,7 @@ fn drops_privileges_after_binding() {
 
 #[test]
 fn a_checkpoint_directory_the_service_user_cannot_write_stops_the_start() {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Uid:")
-                .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
-        })
-        .unwrap();
-    if uid != "0" {
-        eprintln!("not root: privilege drop cannot be exercised here");
+    if !running_as_root() {
         return;
     }
     let base = tempfile::tempdir().unwrap();
@@ -753,4 +735,20 @@ fn unknown_user_is_a_start_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-user-here"));
+}
+
+/// Whether the tests run as root (needed to switch users); says so if not.
+fn running_as_root() -> bool {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+        })
+        .unwrap();
+    if uid != "0" {
+        eprintln!("not root: privilege drop cannot be exercised here");
+    }
+    uid == "0"
 }

@@ -114,6 +114,44 @@ pub enum WriteError {
     FromPast,
 }
 
+/// What a checkpoint takes from a chain: the newest chunk, and the older
+/// unsaved chunks as one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsavedParts {
+    /// Older unsaved chunks merged into one run, if there were any.
+    pub older: Option<Unsaved>,
+    /// The newest chunk as it is.
+    pub head: Unsaved,
+}
+
+/// One run of values from consecutive chunks, on the first chunk's grid
+/// (each value goes to the slot holding the middle of its own slot).
+fn merge_run(chunks: &[Chunk]) -> Option<Unsaved> {
+    let base = chunks.first()?;
+    let (start, frequency) = (base.start, base.frequency);
+    let mut data: Vec<f64> = Vec::new();
+    for chunk in chunks {
+        for (j, v) in chunk.data.iter().enumerate() {
+            let j = i64::try_from(j).unwrap_or(i64::MAX);
+            let middle = chunk.start + j * chunk.frequency + chunk.frequency / 2;
+            let Ok(idx) = usize::try_from((middle - start) / frequency) else {
+                continue;
+            };
+            if idx >= data.len() {
+                data.resize(idx + 1, f64::NAN);
+            }
+            if let Some(slot) = data.get_mut(idx) {
+                *slot = *v;
+            }
+        }
+    }
+    (!data.is_empty()).then_some(Unsaved {
+        start,
+        frequency,
+        data,
+    })
+}
+
 /// Values taken from a chain for a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unsaved {
@@ -311,53 +349,42 @@ impl Chain {
     }
 
     /// The chunks written since the last checkpoint (every chunk if `all`),
-    /// as one run of values, and marks them saved. Returns `None` if there
-    /// is nothing to save.
+    /// and marks them saved. Returns `None` if there is nothing to save.
     ///
-    /// The run starts at the start of the oldest unsaved chunk (so a restore
-    /// puts the chunk back where it was, and late samples into it are
-    /// accepted as before) and goes on to the newest slot; later chunks are
-    /// placed on the first one's grid by the middle of each slot (they share
-    /// it when samples arrive on time) and gaps between chunks are NaN.
-    pub fn take_unsaved(&mut self, all: bool) -> Option<Unsaved> {
+    /// The newest chunk comes back on its own, exactly as it is, so that a
+    /// restore puts it back with the same start and room and late samples
+    /// into it are accepted as before. Older unsaved chunks come back as one
+    /// run from the oldest one's start: later chunks are placed on its grid
+    /// by the middle of each slot (they share it when samples arrive on
+    /// time) and gaps between chunks are NaN.
+    pub fn take_unsaved(&mut self, all: bool) -> Option<UnsavedParts> {
         let first = if all {
             self.chunks.iter().position(|c| !c.is_empty())?
         } else {
             self.chunks.iter().position(|c| c.unsaved)?
         };
-        let base = self.chunks.get(first)?;
-        let frequency = base.frequency;
-        let start = base.start;
-        let mut data: Vec<f64> = Vec::new();
+        let (head, older) = self.chunks.get(first..)?.split_last()?;
+        let parts = UnsavedParts {
+            older: merge_run(older),
+            head: Unsaved {
+                start: head.start,
+                frequency: head.frequency,
+                data: head.data.clone(),
+            },
+        };
         for chunk in self.chunks.iter_mut().skip(first) {
-            for (j, v) in chunk.data.iter().enumerate() {
-                let j = i64::try_from(j).unwrap_or(i64::MAX);
-                let middle = chunk.start + j * chunk.frequency + chunk.frequency / 2;
-                let Ok(idx) = usize::try_from((middle - start) / frequency) else {
-                    continue;
-                };
-                if idx >= data.len() {
-                    data.resize(idx + 1, f64::NAN);
-                }
-                if let Some(slot) = data.get_mut(idx) {
-                    *slot = *v;
-                }
-            }
             chunk.unsaved = false;
         }
-        (!data.is_empty()).then_some(Unsaved {
-            start,
-            frequency,
-            data,
-        })
+        Some(parts)
     }
 
-    /// After a restore: lets the newest chunk take [`CHUNK_CAPACITY`] more
-    /// slots, as the chunk it was saved from could, so that WAL replay and
-    /// new samples continue it instead of starting a chunk on a new grid.
+    /// After a restore: gives the newest chunk the room of a chunk created
+    /// by writes ([`CHUNK_CAPACITY`] slots, or its length if longer), as the
+    /// chunk it was saved from had, so that WAL replay and new samples fill
+    /// it as they would have before.
     pub fn reopen_head(&mut self) {
         if let Some(head) = self.chunks.last_mut() {
-            head.capacity = head.capacity.max(head.data.len() + CHUNK_CAPACITY);
+            head.capacity = head.capacity.max(head.data.len()).max(CHUNK_CAPACITY);
         }
     }
 

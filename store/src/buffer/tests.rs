@@ -296,38 +296,41 @@ fn unsaved_chunks_are_taken_once_from_their_start() {
     let mut chain = Chain::with_sample(1000, 1.0, 60);
     chain.write(1060, 2.0).unwrap();
     let u = chain.take_unsaved(false).unwrap();
-    assert_eq!(
-        (u.start, u.frequency, u.data.clone()),
-        (970, 60, vec![1.0, 2.0])
-    );
+    assert_eq!(u.older, None);
+    assert_eq!((u.head.start, u.head.frequency), (970, 60));
+    assert_eq!(u.head.data, vec![1.0, 2.0]);
     assert_eq!(chain.take_unsaved(false), None, "nothing new");
     chain.write(1180, 4.0).unwrap();
     let u = chain.take_unsaved(false).unwrap();
-    assert_eq!(u.start, 970, "the whole chunk again, from its start");
-    assert_eq!(u.data.len(), 4);
-    assert_eq!(u.data[3], 4.0);
+    assert_eq!(u.head.start, 970, "the whole chunk again, from its start");
+    assert_eq!(u.head.data.len(), 4);
+    assert_eq!(u.head.data[3], 4.0);
     // A late sample rewrites an old slot.
     chain.write(1060, 5.0).unwrap();
     let u = chain.take_unsaved(false).unwrap();
-    assert_eq!(u.start, 970);
-    assert_eq!(u.data[1], 5.0);
-    assert!(u.data[2].is_nan());
-    let all = chain.take_unsaved(true).unwrap();
-    assert_eq!(all.start, 970);
-    assert_eq!(all.data.len(), 4);
+    assert_eq!(u.head.data[1], 5.0);
+    assert!(u.head.data[2].is_nan());
+    assert_eq!(chain.take_unsaved(true).unwrap().head.data.len(), 4);
 }
 
 #[test]
-fn unsaved_runs_span_chunks_with_nan_gaps() {
+fn older_unsaved_chunks_merge_into_one_run_and_the_head_stays_apart() {
     let mut chain = Chain::with_sample(1000, 1.0, 10);
-    // Past the capacity: a new chunk on the same grid, 600 slots later.
+    // Past the capacity: a new chunk on the same grid, 600 slots later, and
+    // a third one 600 slots after that.
     chain.write(1000 + 600 * 10, 2.0).unwrap();
-    assert_eq!(chain.chunks().len(), 2);
+    chain.write(1000 + 1200 * 10, 3.0).unwrap();
+    assert_eq!(chain.chunks().len(), 3);
     let u = chain.take_unsaved(false).unwrap();
-    assert_eq!(u.start, 995);
-    assert_eq!(u.data.len(), 601);
-    assert_eq!((u.data[0], u.data[600]), (1.0, 2.0));
-    assert!(u.data[1..600].iter().all(|v| v.is_nan()));
+    let older = u.older.unwrap();
+    assert_eq!(older.start, 995);
+    assert_eq!(older.data.len(), 601);
+    assert_eq!((older.data[0], older.data[600]), (1.0, 2.0));
+    assert!(older.data[1..600].iter().all(|v| v.is_nan()));
+    assert_eq!(
+        (u.head.start, u.head.data.clone()),
+        (1000 + 1200 * 10 - 5, vec![3.0])
+    );
 }
 
 #[test]

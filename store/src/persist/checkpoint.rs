@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use super::snapshot::{self, SnapLevel, SnapMetric, Snapshot};
 use super::{HostFiles, Persistence, safe_dir_name, write_atomically};
+use crate::buffer::Unsaved;
 use crate::registry::Registry;
 use crate::store::MetricStore;
 use crate::tree::Level;
@@ -130,45 +131,57 @@ pub fn checkpoint_host(
         }
     }
     let all = state.needs_full;
-    let root = take_unsaved(level, registry, all);
-    if root.is_empty() {
+    let (older, heads) = take_unsaved(level, registry, all);
+    if heads.is_empty() {
         // Every sample of the WAL is in an earlier snapshot already.
         if persistence.has_wal() && state.wal_len > super::wal::HEADER_LEN {
             state.remove_wal(files.dir())?;
         }
         return Ok(None);
     }
-    let (min_start, max_end) = bounds(&root);
-    let name = min_start.max(state.last_snapshot.saturating_add(1));
-    let snap = Snapshot {
-        from: name,
-        to: now.max(max_end).max(name),
-        root,
-    };
-    let format = persistence.format();
-    let path = files.dir().join(format!("{name}.{}", format.extension()));
-    match write_atomically(&path, |out| snapshot::write(format, &snap, out)) {
-        Ok(()) => {
-            state.last_snapshot = name;
-            state.needs_full = false;
-            if persistence.has_wal()
-                && let Err(e) = state.remove_wal(files.dir())
-            {
-                tracing::warn!(dir = %files.dir().display(), error = %e, "cannot remove a WAL after its snapshot");
-            }
-            Ok(Some(snap.root.value_count()))
+    // Older chunks first, the newest chunks in a second file named after
+    // it, so that a restore puts every newest chunk back as it was.
+    let mut values = 0;
+    for part in [older, heads] {
+        if part.is_empty() {
+            continue;
         }
-        Err(e) => {
+        let (min_start, max_end) = bounds(&part);
+        let name = min_start.max(state.last_snapshot.saturating_add(1));
+        let snap = Snapshot {
+            from: name,
+            to: now.max(max_end).max(name),
+            root: part,
+        };
+        let format = persistence.format();
+        let path = files.dir().join(format!("{name}.{}", format.extension()));
+        if let Err(e) = write_atomically(&path, |out| snapshot::write(format, &snap, out)) {
             state.needs_full = true;
-            Err(e)
+            return Err(e);
         }
+        state.last_snapshot = name;
+        values += snap.root.value_count();
     }
+    state.needs_full = false;
+    if persistence.has_wal()
+        && let Err(e) = state.remove_wal(files.dir())
+    {
+        tracing::warn!(dir = %files.dir().display(), error = %e, "cannot remove a WAL after its snapshot");
+    }
+    Ok(Some(values))
 }
 
-/// Takes the unsaved data of `level` and its descendants, marking it saved.
+/// Takes the unsaved data of `level` and its descendants, marking it saved:
+/// the older unsaved chunks of every chain, and the newest chunks.
 #[must_use]
-pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> SnapLevel {
-    let mut out = SnapLevel::default();
+pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> (SnapLevel, SnapLevel) {
+    let mut older = SnapLevel::default();
+    let mut heads = SnapLevel::default();
+    let metric = |u: Unsaved| SnapMetric {
+        frequency: u.frequency,
+        start: u.start,
+        data: u.data,
+    };
     let children: Vec<(String, Arc<Level>)> = {
         let mut data = level.write();
         for (id, slot) in data.chains.iter_mut().enumerate() {
@@ -176,15 +189,11 @@ pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> SnapLevel 
             let Some(info) = registry.get(id) else {
                 continue;
             };
-            if let Some(unsaved) = chain.take_unsaved(all) {
-                out.metrics.insert(
-                    info.name.clone(),
-                    SnapMetric {
-                        frequency: unsaved.frequency,
-                        start: unsaved.start,
-                        data: unsaved.data,
-                    },
-                );
+            if let Some(parts) = chain.take_unsaved(all) {
+                if let Some(run) = parts.older {
+                    older.metrics.insert(info.name.clone(), metric(run));
+                }
+                heads.metrics.insert(info.name.clone(), metric(parts.head));
             }
         }
         data.children
@@ -193,12 +202,15 @@ pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> SnapLevel 
             .collect()
     };
     for (name, child) in children {
-        let snap = take_unsaved(&child, registry, all);
-        if !snap.is_empty() {
-            out.children.insert(name, snap);
+        let (o, h) = take_unsaved(&child, registry, all);
+        if !o.is_empty() {
+            older.children.insert(name.clone(), o);
+        }
+        if !h.is_empty() {
+            heads.children.insert(name, h);
         }
     }
-    out
+    (older, heads)
 }
 
 /// Earliest start and latest end of the values in `level`.

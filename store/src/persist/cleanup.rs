@@ -283,14 +283,11 @@ fn candidates(dir: &Path, cutoff: i64, errors: &mut Vec<String>) -> Vec<Candidat
 
 /// `path: what: error: its sources…`.
 fn describe(path: &Path, what: &str, err: &dyn Error) -> String {
-    let mut out = format!("{}: {what}: {err}", path.display());
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
+    format!(
+        "{}: {what}: {}",
+        path.display(),
+        cc_common::error_chain(err)
+    )
 }
 
 // ---------------------------------------------------------------- delete

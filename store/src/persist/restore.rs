@@ -41,7 +41,7 @@ const READ_BUFFER: usize = 256 * 1024;
 /// JSON snapshots up to this size are read whole and parsed from memory
 /// (bounding restore memory by `num-workers` times this); larger ones are
 /// parsed as a stream.
-const JSON_IN_MEMORY: u64 = 64 << 20;
+const JSON_IN_MEMORY: u64 = 16 << 20;
 
 /// Restore progress, readable while it runs.
 #[derive(Debug, Default)]

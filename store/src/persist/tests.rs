@@ -154,3 +154,45 @@ proptest! {
         run(&ops, Format::Bin, true)?;
     }
 }
+
+/// Cases the model test once found, kept as plain tests.
+#[test]
+fn found_cases_stay_fixed() {
+    use Op::{Checkpoint as CP, Write as W};
+    let cases: [&[Op]; 3] = [
+        // A rejected late sample must not reach the WAL.
+        &[
+            W(2, 0, 0, 0, 117),
+            W(2, 0, 0, 1373, 2292),
+            CP,
+            W(2, 0, 0, 594, 8505),
+        ],
+        // A late sample into the restored head's saved slots.
+        &[
+            W(1, 2, 1, 686, 0),
+            CP,
+            W(1, 2, 1, 1162, 0),
+            W(1, 2, 1, 871, -24356),
+        ],
+        // A late sample into a chunk started after the last checkpoint.
+        &[
+            W(1, 1, 1, 2, 0),
+            W(1, 1, 1, 477, 0),
+            CP,
+            W(1, 1, 1, 760, 0),
+            W(1, 1, 1, 1228, 0),
+            W(1, 1, 1, 760, 1),
+        ],
+    ];
+    for ops in cases {
+        for (format, crash) in [
+            (Format::Bin, false),
+            (Format::Json, false),
+            (Format::Bin, true),
+        ] {
+            if let Err(e) = run(ops, format, crash) {
+                panic!("{ops:?} {format:?} crash={crash}: {e}");
+            }
+        }
+    }
+}
