@@ -126,7 +126,9 @@ fn restart_keeps_everything(format: &str, extension: &str) {
     let store = start_store_in(config_with(format, &json!({})), dir);
     let after: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
     assert_eq!(before, after);
-    assert!(store.log_text().contains("checkpoints loaded"));
+    assert!(wait_for(Duration::from_secs(10), || store
+        .log_text()
+        .contains("checkpoints loaded")));
 
     // A second restart without new data changes nothing either.
     let (_, dir) = store.stop();
@@ -561,7 +563,9 @@ fn cleanup_checkpoints_deletes_old_files_and_so_does_a_starting_store() {
         "{}",
         store.log_text()
     );
-    assert!(store.log_text().contains("cleaned up old checkpoint files"));
+    assert!(wait_for(Duration::from_secs(10), || store
+        .log_text()
+        .contains("cleaned up old checkpoint files")));
 }
 
 #[test]
@@ -590,7 +594,9 @@ fn periodic_snapshots_replace_the_wal_and_survive_kill_9() {
         "{}",
         store.log_text()
     );
-    assert!(store.log_text().contains("checkpoint written"));
+    assert!(wait_for(Duration::from_secs(10), || store
+        .log_text()
+        .contains("checkpoint written")));
     let dir = store.kill9();
     let store = start_store_in(config, dir);
     let after: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
@@ -619,7 +625,14 @@ fn a_wal_over_max_wal_size_gets_an_early_snapshot() {
         "{}",
         store.log_text()
     );
-    assert!(store.log_text().contains("WAL size limit"));
+    // The round is logged once every host in it is done.
+    assert!(
+        wait_for(Duration::from_secs(10), || store
+            .log_text()
+            .contains("WAL size limit")),
+        "{}",
+        store.log_text()
+    );
     // Small again: the snapshot replaced it.
     let wal = host.join("current.wal");
     assert!(std::fs::metadata(&wal).map_or(0, |m| m.len()) < 2000);
