@@ -459,7 +459,7 @@ fn jwt_ingress_authentication() {
         &format!("http://{}/api/write", stub.addr)
     )]));
     config["ingress"]["http"][0]["auth"] = json!({"mode": "jwt", "jwt_public_key": common::test_public_key(), "required_roles": ["collector"]});
-    let (relay, _) = start_relay(config);
+    let (relay, admin) = start_relay(config);
     let body = format!("m,hostname=h value=1 {}\n", now());
     let send = |headers: &[(&str, &str)]| {
         relay
@@ -484,6 +484,24 @@ fn jwt_ingress_authentication() {
     )
     .unwrap();
     assert_eq!(send(&[("Authorization", &format!("Bearer {hs}"))]), 401);
+    let failures = |reason: &str| {
+        metric(
+            &admin,
+            &format!("ccrelay_auth_failures_total{{ingress=\"local\",reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(failures("missing"), 1.0);
+    assert_eq!(failures("claims"), 1.0, "the token without the role");
+    assert_eq!(failures("jwt"), 2.0, "expired, and HS256");
+    assert_eq!(
+        metric(&admin, "ccrelay_ingest_lines_total{ingress=\"local\"}"),
+        2.0,
+        "lines of the accepted requests only"
+    );
+    assert_eq!(
+        metric(&admin, "ccrelay_ingest_bytes_total{ingress=\"local\"}"),
+        2.0 * body.len() as f64
+    );
 }
 
 #[test]
@@ -827,7 +845,7 @@ fn forwards_over_https_trusting_the_configured_ca() {
     store_cfg["metric-store"]["checkpoints"]["directory"] = json!(dir.path().join("cp"));
     let path = dir.path().join("store.json");
     std::fs::write(&path, store_cfg.to_string()).unwrap();
-    let mut store = std::process::Command::new(common::binary("cc-store"))
+    let store = std::process::Command::new(common::binary("cc-store"))
         .arg("-config")
         .arg(&path)
         .stderr(std::process::Stdio::null())
@@ -844,7 +862,9 @@ fn forwards_over_https_trusting_the_configured_ca() {
         "ccms-http",
         &format!("https://127.0.0.1:{port}/api/write"),
     );
-    wrong_ca["tls"] = json!({"ca_file": tls.join("other-ca.pem")});
+    let trust = dir.path().join("trust.pem");
+    std::fs::copy(tls.join("other-ca.pem"), &trust).unwrap();
+    wrong_ca["tls"] = json!({"ca_file": trust});
     let (relay, admin) = start_relay(relay_config(json!([up, wrong_ca])));
     let t = now() / 60 * 60;
     assert_eq!(
@@ -865,9 +885,14 @@ fn forwards_over_https_trusting_the_configured_ca() {
     let text = common::http(&admin, "GET", "/metrics", &[], b"")
         .unwrap()
         .text();
-    let _ = store.kill();
-    let _ = store.wait();
-    assert!(delivered, "{}\n{text}", relay.log_text());
+    let stop_store = |mut store: std::process::Child| {
+        let _ = store.kill();
+        let _ = store.wait();
+    };
+    if !delivered {
+        stop_store(store);
+        panic!("{}\n{text}", relay.log_text());
+    }
     assert!(
         text.contains("ccrelay_upstream_sent_lines_total{upstream=\"untrusted\"} 0"),
         "{text}"
@@ -876,6 +901,20 @@ fn forwards_over_https_trusting_the_configured_ca() {
         text.contains("ccrelay_queue_lines{upstream=\"untrusted\"} 1"),
         "{text}"
     );
+    // The right CA put in place and SIGHUP: the queued line goes out.
+    std::fs::copy(tls.join("ca.pem"), &trust).unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &relay.pid().to_string()])
+        .status()
+        .unwrap();
+    let now_trusted = wait_for(Duration::from_secs(10), || {
+        metric(
+            &admin,
+            "ccrelay_upstream_sent_lines_total{upstream=\"untrusted\"}",
+        ) == 1.0
+    });
+    stop_store(store);
+    assert!(now_trusted, "{}", relay.log_text());
 }
 
 #[test]
@@ -1388,4 +1427,79 @@ fn admin_endpoints_over_https() {
         plain.is_err() || plain.is_ok_and(|r| r.status != 200),
         "no plain HTTP on the TLS port"
     );
+}
+
+#[test]
+fn sighup_replaces_the_tls_certificate_of_a_listener() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let install = |c: &str, k: &str| {
+        std::fs::copy(fixtures.join(c), &cert).unwrap();
+        std::fs::copy(fixtures.join(k), &key).unwrap();
+    };
+    install("server.pem", "server-key.pem");
+    let stub = Stub::start();
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    let admin_port = common::free_port();
+    config["admin"] = json!({
+        "address": format!("127.0.0.1:{admin_port}"),
+        "tls": {"cert_file": cert, "key_file": key}
+    });
+    // The status code, or 000 when the handshake or the check fails.
+    let https = |verify: bool| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if verify {
+            cmd.arg("--cacert").arg(fixtures.join("ca.pem"));
+        } else {
+            cmd.arg("-k");
+        }
+        cmd.arg(format!("https://localhost:{admin_port}/healthz"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let (relay, _) = start_relay_when(config, tempfile::tempdir().unwrap(), |_| {
+        https(true) == "200"
+    });
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &relay.pid().to_string()])
+            .status()
+            .unwrap();
+    };
+
+    // A broken certificate file keeps the old certificate in use.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    hup();
+    assert!(
+        wait_for(Duration::from_secs(5), || relay
+            .log_text()
+            .contains("keeping the old TLS certificate")),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(https(true), "200");
+
+    // A certificate the client does not accept for this server (a client
+    // certificate): new connections get it, so verification now fails,
+    // while the listener still serves.
+    install("client.pem", "client-key.pem");
+    hup();
+    assert!(
+        wait_for(Duration::from_secs(5), || https(true) == "000"),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(https(false), "200");
+
+    // And back.
+    install("server.pem", "server-key.pem");
+    hup();
+    assert!(wait_for(Duration::from_secs(5), || https(true) == "200"));
 }

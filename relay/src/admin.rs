@@ -124,7 +124,7 @@ async fn status(State(s): State<Arc<AdminState>>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "storage_healthy": s.queue.is_healthy(),
         "accepting": s.shared.accepting.load(Ordering::Relaxed),
-        "received_lines": s.shared.counters.lines.load(Ordering::Relaxed),
+        "received_lines": s.shared.counters.total_lines(),
         "upstreams": upstreams,
     });
     let mut r = (StatusCode::OK, format!("{body}\n")).into_response();
@@ -271,22 +271,37 @@ fn render_metrics(s: &AdminState) -> String {
             n as f64,
         );
     }
-    f.head("ccrelay_ingest_lines_total", "counter", "Lines received.");
-    f.sample(
+    let mut volume: Vec<(String, (u64, u64))> = c
+        .volume
+        .lock()
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    volume.sort();
+    f.head(
         "ccrelay_ingest_lines_total",
-        &[],
-        c.lines.load(Ordering::Relaxed) as f64,
+        "counter",
+        "Lines received by listener.",
     );
+    for (ingress, (lines, _)) in &volume {
+        f.sample(
+            "ccrelay_ingest_lines_total",
+            &[("ingress", ingress)],
+            *lines as f64,
+        );
+    }
     f.head(
         "ccrelay_ingest_bytes_total",
         "counter",
-        "Decoded body bytes received.",
+        "Decoded body bytes received by listener.",
     );
-    f.sample(
-        "ccrelay_ingest_bytes_total",
-        &[],
-        c.bytes.load(Ordering::Relaxed) as f64,
-    );
+    for (ingress, (_, bytes)) in &volume {
+        f.sample(
+            "ccrelay_ingest_bytes_total",
+            &[("ingress", ingress)],
+            *bytes as f64,
+        );
+    }
     f.head(
         "ccrelay_ingest_invalid_lines_total",
         "counter",
@@ -309,13 +324,22 @@ fn render_metrics(s: &AdminState) -> String {
     f.head(
         "ccrelay_auth_failures_total",
         "counter",
-        "Requests refused for credentials.",
+        "Requests refused for credentials, by listener and reason.",
     );
-    f.sample(
-        "ccrelay_auth_failures_total",
-        &[],
-        c.auth_failures.load(Ordering::Relaxed) as f64,
-    );
+    let mut failures: Vec<_> = c
+        .auth_failures
+        .lock()
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    failures.sort();
+    for ((ingress, reason), n) in failures {
+        f.sample(
+            "ccrelay_auth_failures_total",
+            &[("ingress", &ingress), ("reason", reason)],
+            n as f64,
+        );
+    }
     let (counts, sum) = c.ack_seconds.snapshot();
     f.histogram(
         "ccrelay_ingest_ack_seconds",

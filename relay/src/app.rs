@@ -196,6 +196,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     let mut wakers = Vec::new();
     let mut in_flight = Vec::new();
     let mut auth_handles = Vec::new();
+    let mut clients = Vec::new();
     for u in &enabled {
         let kind = match u.kind {
             UpstreamType::CcmsHttp => Kind::Ccms,
@@ -208,22 +209,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
                 u.name
             )));
         };
-        let tls = cc_common::tls::client_config(
-            u.tls.ca_file.as_deref(),
-            u.tls.cert_file.as_deref().zip(u.tls.key_file.as_deref()),
-        );
-        let mut builder = reqwest::Client::builder()
-            .timeout(u.timeout)
-            .connect_timeout(u.connect_timeout)
-            .pool_idle_timeout(u.pool_idle_timeout);
-        if url.scheme() == "https" {
-            let tls =
-                tls.map_err(|e| StartError::Tls(format!("upstream {}", u.name), Box::new(e)))?;
-            builder = builder.tls_backend_preconfigured((*tls).clone());
-        }
-        let client = builder
-            .build()
-            .map_err(|e| StartError::Client(u.name.clone(), Box::new(e)))?;
+        let client = Arc::new(RwLock::new(upstream_client(u, &url)?));
+        clients.push((u.name.clone(), url.clone(), Arc::clone(&client)));
         let auth = Arc::new(RwLock::new(auth_header(&u.credentials)));
         auth_handles.push((u.name.clone(), Arc::clone(&auth)));
         let upstream = HttpUpstream {
@@ -366,6 +353,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         instance_id: config.instance_id.clone(),
     });
     let admin_app = admin::router(admin_state);
+    let mut server_tls = Vec::new();
     let admin_task = serve(
         admin_listener,
         config.admin.address,
@@ -375,6 +363,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         admin_app,
         shutdown.token(),
         Duration::from_secs(2),
+        &mut server_tls,
     )?;
 
     let mut ingress_tasks = Vec::new();
@@ -414,6 +403,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
             app,
             shutdown.token(),
             l.ack_timeout + Duration::from_secs(1),
+            &mut server_tls,
         )?;
         tracing::info!(ingress = %l.name, address = %addr, tls = l.tls.is_some(), "accepting collector data");
         ingress_tasks.push(task);
@@ -431,6 +421,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
             upstreams: auth_handles,
             listeners: listener_auth,
             admin_token,
+            clients,
+            server_tls,
         },
         shutdown.token(),
     );
@@ -505,8 +497,39 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The HTTP client of an upstream: its timeouts, and for `https` its CA and
+/// client certificate.
+fn upstream_client(
+    u: &config::Upstream,
+    url: &reqwest::Url,
+) -> Result<reqwest::Client, StartError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(u.timeout)
+        .connect_timeout(u.connect_timeout)
+        .pool_idle_timeout(u.pool_idle_timeout);
+    if url.scheme() == "https" {
+        let tls = cc_common::tls::client_config(
+            u.tls.ca_file.as_deref(),
+            u.tls.cert_file.as_deref().zip(u.tls.key_file.as_deref()),
+        )
+        .map_err(|e| StartError::Tls(format!("upstream {}", u.name), Box::new(e)))?;
+        builder = builder.tls_backend_preconfigured((*tls).clone());
+    }
+    builder
+        .build()
+        .map_err(|e| StartError::Client(u.name.clone(), Box::new(e)))
+}
+
+/// A TLS listener whose certificate SIGHUP can replace.
+struct ReloadableTls {
+    what: String,
+    files: config::ServerTls,
+    handle: axum_server::tls_rustls::RustlsConfig,
+}
+
 /// Serves `app` on `listener` (over TLS when `tls` is set) until `stop`
-/// fires, then lets in-flight requests finish within `grace`.
+/// fires, then lets in-flight requests finish within `grace`. For a TLS
+/// listener, `reloadable` gets the handle that swaps its certificate.
 #[expect(
     clippy::too_many_arguments,
     reason = "two call sites, each naming every setting"
@@ -520,6 +543,7 @@ fn serve(
     app: axum::Router,
     stop: CancellationToken,
     grace: Duration,
+    reloadable: &mut Vec<ReloadableTls>,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, StartError> {
     let handle = axum_server::Handle::<SocketAddr>::new();
     let stopper = handle.clone();
@@ -550,13 +574,56 @@ fn serve(
                 tls.require_client_cert,
             )
             .map_err(|e| StartError::Tls(what.to_owned(), Box::new(e)))?;
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                axum_server::tls_rustls::RustlsConfig::from_config(cfg),
-            );
+            let handle_tls = axum_server::tls_rustls::RustlsConfig::from_config(cfg);
+            reloadable.push(ReloadableTls {
+                what: what.to_owned(),
+                files: tls.clone(),
+                handle: handle_tls.clone(),
+            });
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(handle_tls);
             tokio::spawn(server.acceptor(acceptor).handle(handle).serve(service))
         }
         None => tokio::spawn(server.handle(handle).serve(service)),
     })
+}
+
+/// Re-reads the TLS files of every listener and `https` upstream.
+fn reload_tls(config: &Config, secrets: &Secrets) {
+    for listener in &secrets.server_tls {
+        let files = &listener.files;
+        match cc_common::tls::server_config(
+            &files.cert_file,
+            &files.key_file,
+            files.client_ca_file.as_deref(),
+            files.require_client_cert,
+        ) {
+            Ok(cfg) => {
+                listener.handle.reload_from_config(cfg);
+                tracing::info!(listener = %listener.what, cert = %files.cert_file.display(), "SIGHUP: TLS certificate re-read");
+            }
+            Err(e) => tracing::error!(
+                listener = %listener.what,
+                error = %cc_common::error_chain(&e),
+                "SIGHUP: keeping the old TLS certificate"
+            ),
+        }
+    }
+    for (name, url, client) in &secrets.clients {
+        if url.scheme() != "https" {
+            continue;
+        }
+        let Some(u) = config.upstreams.iter().find(|u| &u.name == name) else {
+            continue;
+        };
+        match upstream_client(u, url) {
+            Ok(fresh) => *client.write() = fresh,
+            Err(e) => tracing::error!(
+                upstream = %name,
+                error = %cc_common::error_chain(&e),
+                "SIGHUP: keeping the old TLS files"
+            ),
+        }
+    }
 }
 
 fn worker_name(worker: &Worker) -> String {
@@ -660,11 +727,19 @@ struct Secrets {
     listeners: Vec<(String, Arc<Auth>)>,
     /// The admin token.
     admin_token: Arc<RwLock<Option<String>>>,
+    /// Per upstream: its URL and HTTP client (TLS files).
+    clients: Vec<(String, reqwest::Url, Arc<RwLock<reqwest::Client>>)>,
+    /// TLS listeners (ingress and admin): certificate, key, client CA.
+    server_tls: Vec<ReloadableTls>,
 }
 
 /// SIGHUP: re-reads every secret file (upstream tokens and passwords, ingress
 /// JWT keys and basic users, the admin token). All files are read first; if
-/// any cannot be read, nothing changes and the old secrets stay in use.
+/// any cannot be read, nothing changes and the old secrets stay in use. Then
+/// the TLS files: each listener's certificate, key and client CA, and each
+/// `https` upstream's CA and client certificate; one that cannot be loaded
+/// keeps its old files (logged), the others change. New connections use
+/// the new files; open ones keep theirs.
 fn spawn_secret_reload(
     config: Config,
     secrets: Secrets,
@@ -711,6 +786,7 @@ fn spawn_secret_reload(
             }
             *secrets.admin_token.write() = admin_token_of(&config);
             tracing::info!("SIGHUP: secrets re-read");
+            reload_tls(&config, &secrets);
         }
     })
 }

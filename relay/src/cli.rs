@@ -14,6 +14,11 @@ pub const DEFAULT_CONFIG: &str = "/etc/cc-relay/config.json";
 /// /api/write, or NATS), keeps every accepted batch on disk until the upstream
 /// cc-store (or the next relay) has acknowledged it, and forwards it with
 /// retries, so that store restarts and network outages lose nothing.
+///
+/// Signals: SIGTERM/SIGINT stop accepting, forward for `shutdown_grace`,
+/// then exit (a second one exits at once; queued data stays on disk).
+/// SIGHUP re-reads secret files (tokens, passwords, JWT keys, the admin
+/// token) and TLS certificates, keys and CAs of listeners and upstreams.
 #[derive(Debug, Parser)]
 #[command(name = "cc-relay", version, about, long_about)]
 pub struct Cli {

@@ -29,7 +29,8 @@
 //! group-readable secret file, a weak validation profile next to a store upstream) are
 //! collected in [`Config::warnings`]; the caller logs them with
 //! [`Config::log_warnings`] once logging is set up. SIGHUP re-reads the credential
-//! files through [`Config::reload_secrets`].
+//! files through [`Config::reload_secrets`] (and the application re-reads the
+//! TLS files of listeners and upstreams).
 //!
 //! NATS (ingress and upstream type `nats`) is parsed so that files written for a later
 //! release load with precise key errors, but validation refuses it: this version of

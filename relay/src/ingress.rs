@@ -133,18 +133,25 @@ pub struct QueueLimit {
 pub struct IngressCounters {
     /// Requests by status code.
     pub requests: parking_lot::Mutex<HashMap<(String, u16), u64>>,
-    /// Lines received.
-    pub lines: AtomicU64,
-    /// Bytes received (decoded).
-    pub bytes: AtomicU64,
-    /// Invalid lines by reason.
+    /// Lines and decoded bytes received, by listener.
+    pub volume: parking_lot::Mutex<HashMap<String, (u64, u64)>>,
+    /// Invalid lines by listener and reason.
     pub invalid: parking_lot::Mutex<HashMap<(String, &'static str), u64>>,
-    /// Authentication failures.
-    pub auth_failures: AtomicU64,
+    /// Authentication failures by listener and reason (`missing`, `jwt`,
+    /// `claims`, `basic`).
+    pub auth_failures: parking_lot::Mutex<HashMap<(String, &'static str), u64>>,
     /// Lines dropped from full queues (`drop_oldest`), per upstream.
     pub dropped_full: parking_lot::Mutex<HashMap<String, (u64, u64)>>,
     /// Time from receive to answer.
     pub ack_seconds: crate::metrics::Histogram,
+}
+
+impl IngressCounters {
+    /// Lines received by all listeners.
+    #[must_use]
+    pub fn total_lines(&self) -> u64 {
+        self.volume.lock().values().map(|(lines, _)| lines).sum()
+    }
 }
 
 /// What all listeners share: the queue, the targets and the workers' wake-ups.
@@ -236,12 +243,14 @@ async fn handle(State(l): State<Arc<Listener>>, req: Request) -> Response {
 
 async fn handle_inner(l: &Listener, req: Request) -> Response {
     let s = &l.settings;
-    if let Err(response) = authenticate(&s.auth, req.headers()) {
-        l.shared
+    if let Err(failure) = authenticate(&s.auth, req.headers()) {
+        *l.shared
             .counters
             .auth_failures
-            .fetch_add(1, Ordering::Relaxed);
-        return *response;
+            .lock()
+            .entry((s.name.clone(), failure.reason))
+            .or_insert(0) += 1;
+        return *failure.response;
     }
     if !l.shared.accepting.load(Ordering::Relaxed) {
         return unavailable("shutting down");
@@ -464,9 +473,12 @@ fn store_batch(
     let filtered = if results.is_empty() { 0 } else { filtered };
     let rejected: u64 = invalid.values().sum();
     let c = &shared.counters;
-    c.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-    c.lines
-        .fetch_add(accepted + filtered + rejected, Ordering::Relaxed);
+    {
+        let mut volume = c.volume.lock();
+        let entry = volume.entry(listener.to_owned()).or_insert((0, 0));
+        entry.0 += accepted + filtered + rejected;
+        entry.1 += body.len() as u64;
+    }
     {
         let mut counted = c.invalid.lock();
         for (why, n) in &invalid {
@@ -666,7 +678,20 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Checks the request's credentials.
-fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), Box<Response>> {
+/// A refused request: the answer, and the reason counted in `/metrics`.
+struct AuthFailure {
+    response: Box<Response>,
+    reason: &'static str,
+}
+
+fn refuse(response: Response, reason: &'static str) -> AuthFailure {
+    AuthFailure {
+        response: Box::new(response),
+        reason,
+    }
+}
+
+fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), AuthFailure> {
     if auth.mode == AuthMode::None {
         return Ok(());
     }
@@ -684,17 +709,20 @@ fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), Box<Response>> {
         return match verifier.verify(token) {
             Ok(claims) => {
                 if auth.require_sub && claims.sub.as_deref().is_none_or(str::is_empty) {
-                    return Err(Box::new(unauthorized(auth, "token has no sub claim")));
+                    return Err(refuse(
+                        unauthorized(auth, "token has no sub claim"),
+                        "claims",
+                    ));
                 }
                 if !claims.has_any_role(&auth.required_roles) {
-                    return Err(Box::new(text(
-                        StatusCode::FORBIDDEN,
-                        "token lacks a required role\n",
-                    )));
+                    return Err(refuse(
+                        text(StatusCode::FORBIDDEN, "token lacks a required role\n"),
+                        "claims",
+                    ));
                 }
                 Ok(())
             }
-            Err(e) => Err(Box::new(unauthorized(auth, &e.to_string()))),
+            Err(e) => Err(refuse(unauthorized(auth, &e.to_string()), "jwt")),
         };
     }
     if basic_allowed && let Some(encoded) = authorization.and_then(|a| a.strip_prefix("Basic ")) {
@@ -710,9 +738,15 @@ fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), Box<Response>> {
         {
             return Ok(());
         }
-        return Err(Box::new(unauthorized(auth, "wrong user or password")));
+        return Err(refuse(
+            unauthorized(auth, "wrong user or password"),
+            "basic",
+        ));
     }
-    Err(Box::new(unauthorized(auth, "credentials required")))
+    Err(refuse(
+        unauthorized(auth, "credentials required"),
+        "missing",
+    ))
 }
 
 fn unauthorized(auth: &Auth, why: &str) -> Response {
@@ -803,12 +837,10 @@ mod tests {
         let good = base64::engine::general_purpose::STANDARD.encode("collector:s3cret");
         let bad = base64::engine::general_purpose::STANDARD.encode("collector:nope");
         assert!(authenticate(&auth, &with(&format!("Basic {good}"))).is_ok());
-        assert_eq!(
-            authenticate(&auth, &with(&format!("Basic {bad}")))
-                .unwrap_err()
-                .status(),
-            StatusCode::UNAUTHORIZED
-        );
-        assert!(authenticate(&auth, &HeaderMap::new()).is_err());
+        let refused = authenticate(&auth, &with(&format!("Basic {bad}"))).unwrap_err();
+        assert_eq!(refused.response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(refused.reason, "basic");
+        let missing = authenticate(&auth, &HeaderMap::new()).unwrap_err();
+        assert_eq!(missing.reason, "missing");
     }
 }

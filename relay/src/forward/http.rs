@@ -107,8 +107,9 @@ pub enum Attempt {
 /// One HTTP upstream.
 #[derive(Debug, Clone)]
 pub struct HttpUpstream {
-    /// Shared client (keep-alive pool, TLS, timeouts).
-    pub client: reqwest::Client,
+    /// Shared client (keep-alive pool, TLS, timeouts); replaced when SIGHUP
+    /// re-reads the TLS files.
+    pub client: Arc<RwLock<reqwest::Client>>,
     /// Full write URL.
     pub url: reqwest::Url,
     /// Store or relay.
@@ -172,8 +173,8 @@ impl HttpUpstream {
         for p in pieces {
             body.extend_from_slice(&p.body);
         }
-        let mut req = self
-            .client
+        let client = self.client.read().clone();
+        let mut req = client
             .post(self.url_for(cluster))
             .header(CONTENT_TYPE, "text/plain; charset=utf-8")
             .header(USER_AGENT, concat!("cc-relay/", env!("CARGO_PKG_VERSION")));
@@ -279,7 +280,7 @@ mod tests {
 
     fn upstream(url: &str) -> HttpUpstream {
         HttpUpstream {
-            client: reqwest::Client::new(),
+            client: Arc::new(RwLock::new(reqwest::Client::new())),
             url: reqwest::Url::parse(url).unwrap(),
             kind: Kind::Ccms,
             default_cluster: Some("dflt".into()),
