@@ -1503,3 +1503,63 @@ fn sighup_replaces_the_tls_certificate_of_a_listener() {
     hup();
     assert!(wait_for(Duration::from_secs(5), || https(true) == "200"));
 }
+
+/// Lines of an upstream with `max_in_flight`, a stub that takes 300 ms per
+/// request, and 8 single-line requests: how many requests the stub saw at
+/// once at the most, once every line arrived.
+fn most_concurrent_requests(max_in_flight: usize) -> (usize, Vec<String>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let stub = Stub::start();
+    let now_open = std::sync::Arc::new(AtomicUsize::new(0));
+    let most = std::sync::Arc::new(AtomicUsize::new(0));
+    let (open, top) = (
+        std::sync::Arc::clone(&now_open),
+        std::sync::Arc::clone(&most),
+    );
+    stub.answer(move |_| {
+        let n = open.fetch_add(1, Ordering::SeqCst) + 1;
+        top.fetch_max(n, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        open.fetch_sub(1, Ordering::SeqCst);
+        200
+    });
+    let mut up = upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr),
+    );
+    up["max_in_flight"] = json!(max_in_flight);
+    up["batch"]["max_lines"] = json!(1);
+    let (relay, _) = start_relay(relay_config(json!([up])));
+    let t = now();
+    for i in 0..8 {
+        assert_eq!(
+            post(
+                &relay,
+                "?cluster=c",
+                &format!("m,hostname=h{i} value={i} {t}\n")
+            )
+            .status,
+            200
+        );
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || stub.delivered_lines().len()
+            >= 8),
+        "{}",
+        relay.log_text()
+    );
+    let mut lines = stub.delivered_lines();
+    lines.sort();
+    (most.load(Ordering::SeqCst), lines)
+}
+
+#[test]
+fn max_in_flight_sends_batches_concurrently_and_delivers_each_once() {
+    let (most, lines) = most_concurrent_requests(4);
+    assert!((2..=4).contains(&most), "{most} requests at once");
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    let (most, lines) = most_concurrent_requests(1);
+    assert_eq!(most, 1, "one at a time by default");
+    assert_eq!(lines.len(), 8, "{lines:?}");
+}

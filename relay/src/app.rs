@@ -245,6 +245,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
                 auth_max: u.retry.auth_backoff,
                 poison_attempts: u.retry.poison_attempts.max(1),
             },
+            max_in_flight: u.max_in_flight,
         };
         let worker = Worker::new(settings, Arc::clone(&queue), upstream);
         wakers.push(Arc::clone(&worker.wake));
@@ -276,12 +277,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     {
         return Err(StartError::Unsupported(format!(
             "upstream {}: tls.server_name and tls.insecure_skip_verify are not supported by this version",
-            u.name
-        )));
-    }
-    if let Some(u) = enabled.iter().find(|u| u.max_in_flight > 1) {
-        return Err(StartError::Unsupported(format!(
-            "upstream {}: max_in_flight > 1 is not supported by this version (batches are sent one at a time, in order)",
             u.name
         )));
     }

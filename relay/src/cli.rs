@@ -11,7 +11,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/cc-relay/config.json";
 /// Per-rack relay for ClusterCockpit metrics.
 ///
 /// Accepts InfluxDB line protocol from cc-metric-collector (HTTP POST to
-/// /api/write, or NATS), keeps every accepted batch on disk until the upstream
+/// /api/write), keeps every accepted batch on disk until the upstream
 /// cc-store (or the next relay) has acknowledged it, and forwards it with
 /// retries, so that store restarts and network outages lose nothing.
 ///

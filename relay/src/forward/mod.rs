@@ -14,6 +14,11 @@
 //! Delivery is at least once: a crash between the upstream's 2xx and the
 //! deletion, a timeout, or a bisection re-sends lines (the store overwrites
 //! identical samples).
+//!
+//! With `max_in_flight` above 1 the worker keeps up to that many batches on
+//! the way at once, each with its own retries, taking the next records after
+//! the last one handed out; batches may then arrive out of order. While the
+//! upstream fails, no new batch starts until one gets through.
 
 pub mod http;
 pub mod retry;
@@ -47,6 +52,8 @@ pub struct WorkerSettings {
     pub max_age: Option<Duration>,
     /// Retry timing.
     pub retry: RetryPolicy,
+    /// Batches on the way at once (at least 1).
+    pub max_in_flight: usize,
 }
 
 /// Counters of one upstream, read by the admin endpoint.
@@ -87,23 +94,36 @@ pub struct UpstreamCounters {
 /// A running worker's shared handles.
 #[derive(Debug)]
 pub struct Worker {
-    settings: WorkerSettings,
-    queue: Arc<Queue>,
-    upstream: HttpUpstream,
+    core: Arc<Core>,
     /// Woken by ingress after every append to this queue.
     pub wake: Arc<Notify>,
     /// Counters for `/metrics` and `/status`.
     pub counters: Arc<UpstreamCounters>,
-    backoff: Backoff,
-    /// Last record id of the batch being sent (0: none); eviction of a full
-    /// queue never touches ids up to it.
+    /// Last record id handed to a batch on the way (0: none); eviction of a
+    /// full queue never touches ids up to it.
     pub in_flight: Arc<AtomicU64>,
+    /// Fires when shutdown begins: stop lingering.
+    draining: CancellationToken,
+}
+
+/// What the worker and its batches on the way share.
+#[derive(Debug)]
+struct Core {
+    settings: WorkerSettings,
+    queue: Arc<Queue>,
+    upstream: HttpUpstream,
+    counters: Arc<UpstreamCounters>,
+    state: parking_lot::Mutex<State>,
+}
+
+/// Mutable state of a worker (never locked across an await).
+#[derive(Debug)]
+struct State {
+    backoff: Backoff,
     /// Current batch size limit (shrinks after 413).
     max_bytes: u64,
     /// Send single records until the next success.
     probing: bool,
-    /// Fires when shutdown begins: stop lingering.
-    draining: CancellationToken,
 }
 
 fn now_ms() -> u64 {
@@ -116,19 +136,24 @@ impl Worker {
     /// A worker for one upstream.
     #[must_use]
     pub fn new(settings: WorkerSettings, queue: Arc<Queue>, upstream: HttpUpstream) -> Worker {
-        let backoff = Backoff::new(settings.retry);
         let counters = Arc::new(UpstreamCounters::default());
         counters.up.store(true, Ordering::Relaxed);
-        Worker {
+        let state = State {
+            backoff: Backoff::new(settings.retry),
             max_bytes: settings.max_bytes,
-            settings,
-            queue,
-            upstream,
+            probing: false,
+        };
+        Worker {
+            core: Arc::new(Core {
+                settings,
+                queue,
+                upstream,
+                counters: Arc::clone(&counters),
+                state: parking_lot::Mutex::new(state),
+            }),
             wake: Arc::new(Notify::new()),
             in_flight: Arc::new(AtomicU64::new(0)),
             counters,
-            backoff,
-            probing: false,
             draining: CancellationToken::new(),
         }
     }
@@ -136,7 +161,7 @@ impl Worker {
     /// The upstream's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.settings.name
+        &self.core.settings.name
     }
 
     /// Forwards until `stop` fires. Records that are not delivered by then stay
@@ -144,57 +169,152 @@ impl Worker {
     /// for `batch.linger`: what is queued goes out at once.
     pub async fn run(mut self, stop: CancellationToken, draining: CancellationToken) {
         self.draining = draining;
-        tracing::info!(upstream = %self.settings.name, url = %self.upstream.display_url(), "forwarding");
+        let core = Arc::clone(&self.core);
+        let name = core.settings.name.clone();
+        tracing::info!(upstream = %name, url = %core.upstream.display_url(), max_in_flight = core.settings.max_in_flight, "forwarding");
+        let mut batches: tokio::task::JoinSet<(bool, Vec<u64>)> = tokio::task::JoinSet::new();
+        // Last record id handed to a batch still on the way.
+        let mut cursor: Option<u64> = None;
         while !stop.is_cancelled() {
-            match self.step(&stop).await {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::error!(upstream = %self.settings.name, error = %e, "queue failed; forwarding stops");
+            while let Some(done) = batches.try_join_next() {
+                if let Err(e) = self.finish(done) {
+                    tracing::error!(upstream = %name, error = %e, "queue failed; forwarding stops");
                     return;
                 }
+            }
+            if batches.is_empty() {
+                cursor = None;
+                self.in_flight.store(0, Ordering::Relaxed);
+            }
+            // While the upstream fails, only the batches already on the way
+            // retry; new ones start once one gets through.
+            let room = batches.len() < core.settings.max_in_flight.max(1)
+                && (batches.is_empty() || core.counters.up.load(Ordering::Relaxed));
+            if !room {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    done = batches.join_next() => if let Some(done) = done
+                        && let Err(e) = self.finish(done)
+                    {
+                        tracing::error!(upstream = %name, error = %e, "queue failed; forwarding stops");
+                        return;
+                    },
+                }
+                continue;
+            }
+            let pieces = match self.next_batch(&stop, cursor, !batches.is_empty()).await {
+                Ok(Some(pieces)) => pieces,
+                Ok(None) => {
+                    if !batches.is_empty() {
+                        // Everything queued is on the way: wait for more data
+                        // or for a batch to finish.
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = self.wake.notified() => {}
+                            done = batches.join_next() => if let Some(done) = done
+                                && let Err(e) = self.finish(done)
+                            {
+                                tracing::error!(upstream = %name, error = %e, "queue failed; forwarding stops");
+                                return;
+                            },
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(upstream = %name, error = %e, "queue failed; forwarding stops");
+                    return;
+                }
+            };
+            let ids: Vec<u64> = pieces.iter().map(|p| p.id).collect();
+            let last = ids.last().copied().unwrap_or(0);
+            cursor = Some(last);
+            self.in_flight.store(last, Ordering::Relaxed);
+            tracing::debug!(upstream = %name, first = ids.first(), last, "sending batch");
+            let (core, stop) = (Arc::clone(&core), stop.clone());
+            batches.spawn(async move { (core.deliver(pieces, &stop).await, ids) });
+        }
+        // Stopped: batches on the way end without acknowledging anything.
+        while let Some(done) = batches.join_next().await {
+            let _ = self.finish(done);
+        }
+    }
+
+    /// Acknowledges the records of a delivered batch.
+    fn finish(
+        &self,
+        done: Result<(bool, Vec<u64>), tokio::task::JoinError>,
+    ) -> Result<(), crate::queue::QueueError> {
+        match done {
+            Ok((true, ids)) => self
+                .core
+                .queue
+                .ack(&self.core.settings.name, &ids)
+                .map(drop),
+            Ok((false, _)) => Ok(()),
+            Err(e) => {
+                tracing::error!(upstream = %self.core.settings.name, error = %e, "a batch task failed; its records stay queued");
+                Ok(())
             }
         }
     }
 
-    /// Waits for data, then sends one batch (with all its retries).
-    async fn step(&mut self, stop: &CancellationToken) -> Result<(), crate::queue::QueueError> {
-        let stats = self.queue.len(&self.settings.name)?;
+    /// Waits for data, then takes the next batch after `cursor` (the records
+    /// before it are on the way). `None` if there is nothing to send yet.
+    async fn next_batch(
+        &mut self,
+        stop: &CancellationToken,
+        cursor: Option<u64>,
+        others_on_the_way: bool,
+    ) -> Result<Option<Vec<Piece>>, crate::queue::QueueError> {
+        let core = Arc::clone(&self.core);
+        let settings = &core.settings;
+        let stats = core.queue.len(&settings.name)?;
         let Some(oldest) = stats.oldest_ingest_ms else {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            if !others_on_the_way {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
             }
-            return Ok(());
+            return Ok(None);
+        };
+        let (max_bytes, probing) = {
+            let state = core.state.lock();
+            (state.max_bytes, state.probing)
         };
         // Linger for a fuller batch unless one is ready or the data is old enough.
-        let full = stats.raw_bytes >= self.max_bytes || stats.lines >= self.settings.max_lines;
+        let full = stats.raw_bytes >= max_bytes || stats.lines >= settings.max_lines;
         let age = Duration::from_millis(now_ms().saturating_sub(oldest));
-        if !full && age < self.settings.linger && !self.probing && !self.draining.is_cancelled() {
-            let wait = self.settings.linger - age;
+        if !full
+            && age < settings.linger
+            && !probing
+            && !others_on_the_way
+            && !self.draining.is_cancelled()
+        {
+            let wait = settings.linger - age;
             tokio::select! {
-                () = stop.cancelled() => return Ok(()),
+                () = stop.cancelled() => return Ok(None),
                 () = self.draining.cancelled() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        if let Some(max_age) = self.settings.max_age {
+        if let Some(max_age) = settings.max_age {
             let cutoff =
                 now_ms().saturating_sub(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
-            let removed = self
-                .queue
-                .drop_older_than(&self.settings.name, cutoff, None)?;
+            let removed = core.queue.drop_older_than(&settings.name, cutoff, cursor)?;
             if removed.records > 0 {
-                self.counters
+                core.counters
                     .expired_lines
                     .fetch_add(removed.lines, Ordering::Relaxed);
-                tracing::warn!(upstream = %self.settings.name, lines = removed.lines, "dropped lines older than buffer.max_age");
+                tracing::warn!(upstream = %settings.name, lines = removed.lines, "dropped lines older than buffer.max_age");
             }
         }
-        let max_records = if self.probing { 1 } else { 4096 };
-        let records =
-            self.queue
-                .peek_batch(&self.settings.name, max_records, self.max_bytes, None)?;
+        let max_records = if probing { 1 } else { 4096 };
+        let records = core
+            .queue
+            .peek_batch(&settings.name, max_records, max_bytes, cursor)?;
         // One request carries one default cluster and at most max_lines lines.
         let mut pieces: Vec<Piece> = Vec::new();
         let mut lines = 0u64;
@@ -202,7 +322,7 @@ impl Worker {
             let same_cluster = pieces.first().is_none_or(|p| p.cluster == record.cluster());
             if !same_cluster
                 || (!pieces.is_empty()
-                    && lines + u64::from(record.line_count()) > self.settings.max_lines)
+                    && lines + u64::from(record.line_count()) > settings.max_lines)
             {
                 break;
             }
@@ -216,24 +336,14 @@ impl Worker {
                 body: record.into_payload(),
             });
         }
-        if pieces.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<u64> = pieces.iter().map(|p| p.id).collect();
-        self.in_flight
-            .store(ids.last().copied().unwrap_or(0), Ordering::Relaxed);
-        tracing::debug!(upstream = %self.settings.name, first = ids.first(), last = ids.last(), "sending batch");
-        let delivered = self.deliver(pieces, stop).await;
-        if delivered {
-            self.queue.ack(&self.settings.name, &ids)?;
-        }
-        self.in_flight.store(0, Ordering::Relaxed);
-        Ok(())
+        Ok((!pieces.is_empty()).then_some(pieces))
     }
+}
 
+impl Core {
     /// Delivers a batch, bisecting around lines the upstream refuses. Returns
     /// false if `stop` fired first (nothing may be acknowledged then).
-    async fn deliver(&mut self, batch: Vec<Piece>, stop: &CancellationToken) -> bool {
+    async fn deliver(&self, batch: Vec<Piece>, stop: &CancellationToken) -> bool {
         // Work list, in order: the left half of a split is always resent first.
         // Each entry: the pieces, and whether it is a part of a split item
         // (already known to hold a refused line, so it is split at once).
@@ -290,7 +400,10 @@ impl Worker {
                             }
                             Outcome::TooLarge => {
                                 self.failed(outcome, "HTTP 413: batch too large");
-                                self.max_bytes = (self.max_bytes / 2).max(MIN_BATCH_BYTES);
+                                {
+                                    let mut state = self.state.lock();
+                                    state.max_bytes = (state.max_bytes / 2).max(MIN_BATCH_BYTES);
+                                }
                                 self.split_or_dead_letter(item, &mut work, 413, &body);
                                 break;
                             }
@@ -316,7 +429,7 @@ impl Worker {
     }
 
     /// Removes pieces older than `buffer.max_age` from `item`, counting them.
-    fn drop_expired(&mut self, item: &mut Vec<Piece>) {
+    fn drop_expired(&self, item: &mut Vec<Piece>) {
         let Some(max_age) = self.settings.max_age else {
             return;
         };
@@ -340,7 +453,7 @@ impl Worker {
     /// Splits a refused item: by records, then a single record by lines; a
     /// single refused line goes to the dead-letter tree.
     fn split_or_dead_letter(
-        &mut self,
+        &self,
         mut item: Vec<Piece>,
         work: &mut std::collections::VecDeque<(Vec<Piece>, bool)>,
         status: u16,
@@ -389,7 +502,7 @@ impl Worker {
         }
     }
 
-    fn delivered(&mut self, item: &[Piece]) {
+    fn delivered(&self, item: &[Piece]) {
         let c = &self.counters;
         c.sent_batches.fetch_add(1, Ordering::Relaxed);
         c.sent_lines.fetch_add(
@@ -406,15 +519,16 @@ impl Worker {
         }
         c.auth_failing.store(false, Ordering::Relaxed);
         c.misconfigured.store(false, Ordering::Relaxed);
-        self.backoff.reset();
         c.backoff_ms.store(0, Ordering::Relaxed);
-        self.probing = false;
-        if self.max_bytes < self.settings.max_bytes {
-            self.max_bytes = (self.max_bytes * 2).min(self.settings.max_bytes);
+        let mut state = self.state.lock();
+        state.backoff.reset();
+        state.probing = false;
+        if state.max_bytes < self.settings.max_bytes {
+            state.max_bytes = (state.max_bytes * 2).min(self.settings.max_bytes);
         }
     }
 
-    fn failed(&mut self, outcome: Outcome, message: &str) {
+    fn failed(&self, outcome: Outcome, message: &str) {
         let c = &self.counters;
         c.failures.fetch_add(1, Ordering::Relaxed);
         c.auth_failing
@@ -429,8 +543,9 @@ impl Worker {
             tracing::warn!(upstream = %self.settings.name, error = message, "sending failed; will retry");
         }
         *last = message.to_owned();
+        drop(last);
         if !matches!(outcome, Outcome::Poison(_) | Outcome::TooLarge) {
-            self.probing = true;
+            self.state.lock().probing = true;
         }
     }
 
@@ -439,8 +554,12 @@ impl Worker {
     /// 200 ms whether the upstream accepts TCP connections again and ends
     /// the wait as soon as it does, so that forwarding resumes within a
     /// fraction of a second of a store restart, whatever the backoff grew to.
-    async fn pause_until_reachable(&mut self, stop: &CancellationToken) -> bool {
-        let delay = self.backoff.next_delay(Outcome::Transient, None);
+    async fn pause_until_reachable(&self, stop: &CancellationToken) -> bool {
+        let delay = self
+            .state
+            .lock()
+            .backoff
+            .next_delay(Outcome::Transient, None);
         self.counters.backoff_ms.store(
             u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
@@ -471,12 +590,12 @@ impl Worker {
     }
 
     async fn pause(
-        &mut self,
+        &self,
         outcome: Outcome,
         retry_after: Option<Duration>,
         stop: &CancellationToken,
     ) -> bool {
-        let delay = self.backoff.next_delay(outcome, retry_after);
+        let delay = self.state.lock().backoff.next_delay(outcome, retry_after);
         self.counters.backoff_ms.store(
             u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
