@@ -865,7 +865,16 @@ fn forwards_over_https_trusting_the_configured_ca() {
     let trust = dir.path().join("trust.pem");
     std::fs::copy(tls.join("other-ca.pem"), &trust).unwrap();
     wrong_ca["tls"] = json!({"ca_file": trust});
-    let (relay, admin) = start_relay(relay_config(json!([up, wrong_ca])));
+    let url = format!("https://127.0.0.1:{port}/api/write");
+    let mut renamed = upstream("renamed", "ccms-http", &url);
+    renamed["tls"] = json!({"ca_file": tls.join("ca.pem"), "server_name": "localhost"});
+    let mut wrong_name = upstream("wrong_name", "ccms-http", &url);
+    wrong_name["tls"] = json!({"ca_file": tls.join("ca.pem"), "server_name": "elsewhere.example"});
+    let mut insecure = upstream("insecure", "ccms-http", &url);
+    insecure["tls"] = json!({"insecure_skip_verify": true});
+    let (relay, admin) = start_relay(relay_config(json!([
+        up, wrong_ca, renamed, wrong_name, insecure
+    ])));
     let t = now() / 60 * 60;
     assert_eq!(
         post(
@@ -876,11 +885,14 @@ fn forwards_over_https_trusting_the_configured_ca() {
         .status,
         200
     );
+    let sent = |name: &str| {
+        metric(
+            &admin,
+            &format!("ccrelay_upstream_sent_lines_total{{upstream=\"{name}\"}}"),
+        )
+    };
     let delivered = wait_for(Duration::from_secs(10), || {
-        let text = common::http(&admin, "GET", "/metrics", &[], b"")
-            .unwrap()
-            .text();
-        text.contains("ccrelay_upstream_sent_lines_total{upstream=\"store\"} 1")
+        sent("store") == 1.0 && sent("renamed") == 1.0 && sent("insecure") == 1.0
     });
     let text = common::http(&admin, "GET", "/metrics", &[], b"")
         .unwrap()
@@ -896,6 +908,11 @@ fn forwards_over_https_trusting_the_configured_ca() {
     assert!(
         text.contains("ccrelay_upstream_sent_lines_total{upstream=\"untrusted\"} 0"),
         "{text}"
+    );
+    assert_eq!(
+        sent("wrong_name"),
+        0.0,
+        "the certificate does not name it: {text}"
     );
     assert!(
         text.contains("ccrelay_queue_lines{upstream=\"untrusted\"} 1"),

@@ -97,6 +97,24 @@ pub enum TlsError {
     /// The crypto provider rejected the default protocol versions (not expected with ring).
     #[error("the ring crypto provider does not support the default TLS versions")]
     Provider(#[source] rustls::Error),
+    /// `server_name` is not a DNS name or IP address.
+    #[error("invalid server name {0:?} (expected a DNS name or an IP address)")]
+    InvalidServerName(String),
+    /// The certificate verifier could not be built from the roots.
+    #[error("cannot build the server certificate verifier")]
+    ServerVerifier(#[source] rustls::client::VerifierBuilderError),
+}
+
+/// How a client checks the server's certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerCheck {
+    /// Verify the certificate for this name instead of the one in the URL
+    /// (e.g. when connecting by IP address to a server whose certificate
+    /// names its host).
+    pub server_name: Option<String>,
+    /// Accept any certificate. The connection is encrypted but not
+    /// authenticated; for tests and emergencies only.
+    pub insecure_skip_verify: bool,
 }
 
 /// Installs `ring` as the process-wide default rustls crypto provider.
@@ -194,14 +212,51 @@ pub fn client_config(
     ca_file: Option<&Path>,
     client_cert: Option<(&Path, &Path)>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = match ca_file {
-        Some(path) => load_root_store(path)?,
-        None => load_system_roots()?,
-    };
-    let builder = ClientConfig::builder_with_provider(provider())
+    client_config_checked(ca_file, client_cert, &ServerCheck::default())
+}
+
+/// [`client_config`] with a different check of the server's certificate:
+/// against a fixed name, or none at all (then no roots are loaded).
+///
+/// # Errors
+///
+/// As [`client_config`], and [`TlsError::InvalidServerName`].
+pub fn client_config_checked(
+    ca_file: Option<&Path>,
+    client_cert: Option<(&Path, &Path)>,
+    check: &ServerCheck,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
+        if check.insecure_skip_verify {
+            Arc::new(verify::AcceptAny {
+                provider: Arc::clone(&provider),
+            })
+        } else {
+            let roots = match ca_file {
+                Some(path) => load_root_store(path)?,
+                None => load_system_roots()?,
+            };
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::clone(&provider),
+            )
+            .build()
+            .map_err(TlsError::ServerVerifier)?;
+            match &check.server_name {
+                None => webpki,
+                Some(name) => Arc::new(verify::FixedName {
+                    inner: webpki,
+                    name: rustls_pki_types::ServerName::try_from(name.clone())
+                        .map_err(|_| TlsError::InvalidServerName(name.clone()))?,
+                }),
+            }
+        };
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Provider)?
-        .with_root_certificates(roots);
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let config = match client_cert {
         Some((cert_file, key_file)) => {
             let certs = load_certificates(cert_file)?;
@@ -285,6 +340,113 @@ fn load_system_roots() -> Result<RootCertStore, TlsError> {
         "loaded root certificates from the system trust store"
     );
     Ok(roots)
+}
+
+/// Server certificate verifiers for `server_name` and `insecure_skip_verify`.
+mod verify {
+    use std::sync::Arc;
+
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    /// Verifies like `inner`, but for a fixed name.
+    #[derive(Debug)]
+    pub(super) struct FixedName {
+        pub(super) inner: Arc<rustls::client::WebPkiServerVerifier>,
+        pub(super) name: ServerName<'static>,
+    }
+
+    impl ServerCertVerifier for FixedName {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            self.inner
+                .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    }
+
+    /// Accepts any certificate (the handshake signatures are still checked,
+    /// so the peer holds the key of the certificate it shows).
+    #[derive(Debug)]
+    pub(super) struct AcceptAny {
+        pub(super) provider: Arc<CryptoProvider>,
+    }
+
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -271,15 +271,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         });
         workers.push(worker);
     }
-    if let Some(u) = enabled
-        .iter()
-        .find(|u| u.tls.server_name.is_some() || u.tls.insecure_skip_verify)
-    {
-        return Err(StartError::Unsupported(format!(
-            "upstream {}: tls.server_name and tls.insecure_skip_verify are not supported by this version",
-            u.name
-        )));
-    }
     // Upstreams with equal line rules are processed together.
     let mut rule_sets: Vec<(RuleSet, Vec<usize>)> = Vec::new();
     for (index, u) in enabled
@@ -503,9 +494,14 @@ fn upstream_client(
         .connect_timeout(u.connect_timeout)
         .pool_idle_timeout(u.pool_idle_timeout);
     if url.scheme() == "https" {
-        let tls = cc_common::tls::client_config(
+        let check = cc_common::tls::ServerCheck {
+            server_name: u.tls.server_name.clone(),
+            insecure_skip_verify: u.tls.insecure_skip_verify,
+        };
+        let tls = cc_common::tls::client_config_checked(
             u.tls.ca_file.as_deref(),
             u.tls.cert_file.as_deref().zip(u.tls.key_file.as_deref()),
+            &check,
         )
         .map_err(|e| StartError::Tls(format!("upstream {}", u.name), Box::new(e)))?;
         builder = builder.tls_backend_preconfigured((*tls).clone());

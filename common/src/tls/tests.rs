@@ -305,3 +305,40 @@ fn mutual_tls_rejects_certificate_without_client_auth_usage() {
         "unexpected error: {err:?}"
     );
 }
+
+#[test]
+fn a_fixed_server_name_replaces_the_connection_name() {
+    // The handshake connects as "localhost"; the certificate names it.
+    let check = |name: &str| ServerCheck {
+        server_name: Some(name.to_owned()),
+        insecure_skip_verify: false,
+    };
+    let named = client_config_checked(Some(&fixture("ca.pem")), None, &check("localhost")).unwrap();
+    assert!(handshake(server(), named).is_ok());
+    let other =
+        client_config_checked(Some(&fixture("ca.pem")), None, &check("elsewhere.example")).unwrap();
+    assert!(matches!(
+        handshake(server(), other).map(|_| ()).unwrap_err(),
+        rustls::Error::InvalidCertificate(_)
+    ));
+    assert!(matches!(
+        client_config_checked(Some(&fixture("ca.pem")), None, &check("not a name")),
+        Err(TlsError::InvalidServerName(_))
+    ));
+}
+
+#[test]
+fn insecure_skip_verify_accepts_an_unknown_issuer_and_needs_no_roots() {
+    let strict = client_config(Some(&fixture("other-ca.pem")), None).unwrap();
+    assert!(handshake(server(), strict).is_err());
+    let insecure = client_config_checked(
+        Some(&fixture("other-ca.pem")),
+        None,
+        &ServerCheck {
+            server_name: None,
+            insecure_skip_verify: true,
+        },
+    )
+    .unwrap();
+    assert!(handshake(server(), insecure).is_ok());
+}
