@@ -1580,3 +1580,63 @@ fn max_in_flight_sends_batches_concurrently_and_delivers_each_once() {
     assert_eq!(most, 1, "one at a time by default");
     assert_eq!(lines.len(), 8, "{lines:?}");
 }
+
+#[test]
+fn sighup_applies_log_level_and_names_changes_that_need_a_restart() {
+    let stub = Stub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", common::free_port());
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]));
+    config["ingress"]["http"][0]["address"] = json!(format!("127.0.0.1:{}", common::free_port()));
+    config["admin"] = json!({"address": admin});
+    config["data_dir"] = json!(dir.path().join("data"));
+    config["log"] = json!({"level": "warn"});
+    let path = dir.path().join("relay.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let log = dir.path().join("relay.log");
+    let mut child = std::process::Command::new(common::binary("cc-relay"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let up = wait_for(Duration::from_secs(10), || {
+        common::http(&admin, "GET", "/healthz", &[], b"").is_ok()
+    });
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(up, "{}", text());
+        assert!(!text().contains("cc-relay running"), "info is off at warn");
+        config["log"] = json!({"level": "info"});
+        config["shutdown_grace"] = json!("7s");
+        std::fs::write(&path, config.to_string()).unwrap();
+        hup();
+        assert!(
+            wait_for(Duration::from_secs(5), || text().contains("log level set")),
+            "{}",
+            text()
+        );
+        let log_text = text();
+        assert!(
+            log_text.contains("take effect only after a restart")
+                && log_text.contains("shutdown_grace"),
+            "{log_text}"
+        );
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

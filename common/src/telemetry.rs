@@ -115,17 +115,55 @@ pub fn init(format: LogFormat, default_directive: &str) -> Result<(), TelemetryE
     let filter = build_filter(std::env::var_os(ENV_FILTER_VAR), default_directive)?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_ansi(false)
-            .with_writer(std::io::stdout)
-            .try_init(),
+        LogFormat::Text => {
+            let builder = builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = RELOAD.set(Box::new(move |f| {
+                handle.reload(f).map_err(|e| e.to_string())
+            }));
+            builder.try_init()
+        }
+        LogFormat::Json => {
+            let builder = builder
+                .json()
+                .with_ansi(false)
+                .with_writer(std::io::stdout)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = RELOAD.set(Box::new(move |f| {
+                handle.reload(f).map_err(|e| e.to_string())
+            }));
+            builder.try_init()
+        }
     };
     result.map_err(TelemetryError::AlreadyInitialised)
+}
+
+/// Swaps the filter of the subscriber installed by [`init`].
+type Reload = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+static RELOAD: std::sync::OnceLock<Reload> = std::sync::OnceLock::new();
+
+/// Replaces the log filter set by [`init`] with `directive` (e.g. on
+/// SIGHUP). Returns `Ok(false)` without a change when `RUST_LOG` is set
+/// (the environment wins, as at start) or logging was not initialised here.
+///
+/// # Errors
+///
+/// [`TelemetryError::InvalidDirective`] for a directive that does not
+/// parse; the old filter stays.
+pub fn set_level(directive: &str) -> Result<bool, TelemetryError> {
+    if std::env::var_os(ENV_FILTER_VAR).is_some_and(|v| !v.is_empty()) {
+        return Ok(false);
+    }
+    let Some(reload) = RELOAD.get() else {
+        return Ok(false);
+    };
+    let filter = build_filter(None, directive)?;
+    Ok(reload(filter).is_ok())
 }
 
 /// Builds the filter from the value of `RUST_LOG` (if any) or the default directive.

@@ -122,7 +122,27 @@ fn auth_header(credentials: &UpstreamCredentials) -> Option<String> {
     }
 }
 
+/// Where the configuration came from, for SIGHUP.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The configuration file, re-read on SIGHUP for `log.level` (and to
+    /// report changed keys that need a restart); `None` for the built-in
+    /// defaults.
+    pub config_path: Option<std::path::PathBuf>,
+    /// The log level was given on the command line: SIGHUP keeps it.
+    pub log_level_fixed: bool,
+}
+
 /// Runs the relay until `shutdown` fires.
+///
+/// # Errors
+///
+/// Start-up failures; see [`StartError`].
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
+    run_with(config, shutdown, RunOptions::default()).await
+}
+
+/// [`run`], with what SIGHUP needs to re-read the configuration file.
 ///
 /// # Errors
 ///
@@ -131,7 +151,11 @@ fn auth_header(credentials: &UpstreamCredentials) -> Option<String> {
     clippy::too_many_lines,
     reason = "the start-up sequence reads best in one place"
 )]
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
+pub async fn run_with(
+    config: Config,
+    shutdown: Shutdown,
+    options: RunOptions,
+) -> Result<(), StartError> {
     cc_common::tls::install_crypto_provider();
     if !config.ingress.nats.is_empty()
         || config
@@ -403,6 +427,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
 
     let reload = spawn_secret_reload(
         config.clone(),
+        options,
         Secrets {
             upstreams: auth_handles,
             listeners: listener_auth,
@@ -578,6 +603,44 @@ fn serve(
     })
 }
 
+/// SIGHUP: re-reads the configuration file for `log.level`, and names the
+/// other keys that changed (they take effect at the next start).
+fn reload_file(running: &Config, options: &RunOptions) {
+    let Some(path) = &options.config_path else {
+        return;
+    };
+    let fresh = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %cc_common::error_chain(&e), "SIGHUP: cannot re-read the configuration; nothing else changes");
+            return;
+        }
+    };
+    if !options.log_level_fixed {
+        match cc_common::telemetry::set_level(&fresh.log.level) {
+            Ok(true) => tracing::info!(level = %fresh.log.level, "SIGHUP: log level set"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the old log level"),
+        }
+    }
+    let (old, new) = (running.redacted(), fresh.redacted());
+    let mut changed: Vec<String> = Vec::new();
+    if let (Some(old), Some(new)) = (old.as_object(), new.as_object()) {
+        for (key, value) in new {
+            if key != "log" && old.get(key) != Some(value) {
+                changed.push(key.clone());
+            }
+        }
+        changed.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+    }
+    if !changed.is_empty() {
+        tracing::warn!(
+            keys = ?changed,
+            "SIGHUP: these configuration sections changed and take effect only after a restart"
+        );
+    }
+}
+
 /// Re-reads the TLS files of every listener and `https` upstream.
 fn reload_tls(config: &Config, secrets: &Secrets) {
     for listener in &secrets.server_tls {
@@ -733,6 +796,7 @@ struct Secrets {
 /// the new files; open ones keep theirs.
 fn spawn_secret_reload(
     config: Config,
+    options: RunOptions,
     secrets: Secrets,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -778,6 +842,7 @@ fn spawn_secret_reload(
             *secrets.admin_token.write() = admin_token_of(&config);
             tracing::info!("SIGHUP: secrets re-read");
             reload_tls(&config, &secrets);
+            reload_file(&config, &options);
         }
     })
 }

@@ -18,7 +18,9 @@ pub const DEFAULT_CONFIG: &str = "/etc/cc-relay/config.json";
 /// Signals: SIGTERM/SIGINT stop accepting, forward for `shutdown_grace`,
 /// then exit (a second one exits at once; queued data stays on disk).
 /// SIGHUP re-reads secret files (tokens, passwords, JWT keys, the admin
-/// token) and TLS certificates, keys and CAs of listeners and upstreams.
+/// token), TLS certificates, keys and CAs of listeners and upstreams, and
+/// `log.level` (unless --log-level or RUST_LOG set it); other changed keys
+/// are logged and take effect at the next start.
 #[derive(Debug, Parser)]
 #[command(name = "cc-relay", version, about, long_about)]
 pub struct Cli {

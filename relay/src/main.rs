@@ -90,7 +90,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = Shutdown::new();
         listen_for_signals(&shutdown)?;
-        cc_relay::app::run(config, shutdown).await?;
+        let options = cc_relay::app::RunOptions {
+            config_path: cli.config.clone(),
+            log_level_fixed: cli.log_level.is_some(),
+        };
+        cc_relay::app::run_with(config, shutdown, options).await?;
         anyhow::Ok(())
     });
     match result {
