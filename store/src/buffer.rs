@@ -409,13 +409,15 @@ impl Chain {
         self.chunks.push(chunk);
     }
 
-    /// Drops every chunk whose [`Chunk::end`] is before `t`. Returns how many
-    /// chunks were dropped; the chain is empty afterwards if all were.
-    pub fn free(&mut self, t: i64) -> usize {
+    /// Drops every chunk whose [`Chunk::end`] is before `t` (with
+    /// `keep_unsaved`, only up to the first chunk not yet saved to a
+    /// checkpoint). Returns how many chunks were dropped; the chain is empty
+    /// afterwards if all were.
+    pub fn free(&mut self, t: i64, keep_unsaved: bool) -> usize {
         let keep_from = self
             .chunks
             .iter()
-            .position(|c| c.end() >= t)
+            .position(|c| c.end() >= t || (keep_unsaved && c.unsaved))
             .unwrap_or(self.chunks.len());
         self.chunks.drain(..keep_from).count()
     }

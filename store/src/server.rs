@@ -537,7 +537,7 @@ pub fn enforce_memory_cap(
     let mut now_used = used;
     for fraction in [3, 2, 1] {
         let cutoff = unix_now() - window / 4 * fraction;
-        let freed = store.root().free(cutoff);
+        let freed = store.root().free_saved(cutoff);
         now_used = measure();
         tracing::warn!(
             cap,
@@ -596,7 +596,7 @@ async fn retention_task(
             .map_or(0, |u| u.values().map(|h| h.len()).sum::<usize>());
         let store = Arc::clone(&store);
         let work = move || match used.filter(|u| !u.is_empty()) {
-            None => store.root().free(cutoff),
+            None => store.root().free_saved(cutoff),
             Some(used) => free_except(&store, cutoff, &used),
         };
         match tokio::task::spawn_blocking(work).await {
@@ -622,7 +622,7 @@ fn free_except(store: &MetricStore, cutoff: i64, used: &UsedNodes) -> usize {
         {
             continue;
         }
-        freed += level.free(cutoff);
+        freed += level.free_saved(cutoff);
     }
     // Frees nothing more, but drops the hosts and clusters now empty.
     store.root().free(i64::MIN);

@@ -134,22 +134,37 @@ impl Level {
     }
 
     /// Frees, in this level's subtree, every chunk that ended before `t`, and
-    /// removes descendants left without data or children. This level itself
-    /// stays. Returns the number of chunks freed.
+    /// removes descendants left without data or children (except levels in
+    /// use elsewhere right now, e.g. by a write in progress, so that no
+    /// sample goes into a level that is no longer in the tree). This level
+    /// itself stays. Returns the number of chunks freed.
     pub fn free(&self, t: i64) -> usize {
+        self.free_inner(t, false)
+    }
+
+    /// [`Self::free`], but keeps chunks not yet saved to a checkpoint (they
+    /// go in a later round, once saved): what retention and the memory cap
+    /// use, so that freeing never loses data from disk.
+    pub fn free_saved(&self, t: i64) -> usize {
+        self.free_inner(t, true)
+    }
+
+    fn free_inner(&self, t: i64, keep_unsaved: bool) -> usize {
         let mut data = self.inner.write();
         let mut freed = 0;
         for slot in &mut data.chains {
             if let Some(chain) = slot {
-                freed += chain.free(t);
+                freed += chain.free(t, keep_unsaved);
                 if chain.is_empty() {
                     *slot = None;
                 }
             }
         }
         data.children.retain(|_, child| {
-            freed += child.free(t);
-            !child.read().is_empty()
+            freed += child.free_inner(t, keep_unsaved);
+            // New references are only made under this level's lock, which
+            // is held: a count of one is ours alone.
+            Arc::strong_count(child) > 1 || !child.read().is_empty()
         });
         freed
     }
@@ -245,6 +260,18 @@ mod tests {
     }
 
     #[test]
+    fn free_keeps_an_empty_level_that_a_writer_still_holds() {
+        let root = Arc::new(Level::new());
+        let held = root.find_or_create(&["c", "h"]);
+        assert_eq!(root.free(1000), 0);
+        assert!(root.find(&["c", "h"]).is_some(), "held by a writer");
+        held.write_sample(0, 10, 100, 1.0).unwrap();
+        drop(held);
+        root.free(1000);
+        assert!(root.find(&["c"]).is_none(), "emptied and no longer held");
+    }
+
+    #[test]
     fn free_removes_emptied_descendants_but_not_the_start_level() {
         let root = Arc::new(Level::new());
         let host = root.find_or_create(&["c", "h"]);
@@ -256,6 +283,7 @@ mod tests {
         assert_eq!(host.free(1000), 2);
         assert!(host.read().is_empty());
         assert!(root.find(&["c", "h"]).is_some(), "start level stays");
+        drop(host);
         assert_eq!(root.free(1000), 0);
         assert!(root.find(&["c"]).is_none(), "emptied levels below go");
     }

@@ -185,9 +185,9 @@ fn free_drops_old_chunks_and_keeps_the_head() {
         chunk(20, 10, &[1.0, 2.0], 2), // end 45
         chunk(40, 10, &[1.0, 2.0], 2), // end 65
     ]);
-    assert_eq!(chain.free(30), 1);
+    assert_eq!(chain.free(30, false), 1);
     assert_eq!(chain.chunks().len(), 2);
-    assert_eq!(chain.free(100), 2);
+    assert_eq!(chain.free(100, false), 2);
     assert!(chain.is_empty());
 }
 
@@ -347,4 +347,12 @@ fn a_later_checkpoint_supersedes_the_overlapping_part_of_an_earlier_one() {
     // One that starts before everything replaces it all.
     chain.merge_loaded(Chunk::loaded(50, 10, vec![7.0]));
     assert_eq!(chain.chunks().len(), 1);
+}
+
+#[test]
+fn freeing_for_retention_keeps_unsaved_chunks() {
+    let mut chain = Chain::with_sample(100, 1.0, 10);
+    assert_eq!(chain.free(10_000, true), 0, "not saved yet");
+    assert!(chain.take_unsaved(false).is_some());
+    assert_eq!(chain.free(10_000, true), 1, "saved: may go");
 }

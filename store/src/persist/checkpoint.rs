@@ -123,6 +123,11 @@ pub fn checkpoint_host(
     now: i64,
 ) -> io::Result<Option<usize>> {
     let mut state = files.lock();
+    if state.blocked {
+        return Err(io::Error::other(
+            "its files could not be read at start; they are left alone (and its WAL grows) until the next start",
+        ));
+    }
     if persistence.has_wal() {
         // Buffered records go to the file first, so the WAL is complete
         // should the snapshot fail.

@@ -100,6 +100,12 @@ pub struct HostState {
     pub(crate) last_snapshot: i64,
     /// A snapshot failed: the next one writes everything in memory.
     pub(crate) needs_full: bool,
+    /// A failed WAL write left bytes that could not be cut off: no more
+    /// appends (writes answer 500) until a snapshot replaces the WAL.
+    wal_broken: bool,
+    /// Restore could not read this host's files: no snapshot may replace
+    /// them (its WAL keeps growing) until the next start.
+    pub(crate) blocked: bool,
 }
 
 impl Persistence {
@@ -203,28 +209,32 @@ impl Persistence {
     }
 
     fn append_wal(&self, files: &HostFiles, state: &mut HostState) -> io::Result<()> {
+        if state.wal_broken {
+            return Err(io::Error::other(
+                "an earlier WAL write failed and could not be undone; waiting for a snapshot",
+            ));
+        }
         let file = match &state.wal {
             Some(file) => Arc::clone(file),
             None => {
-                fs::create_dir_all(&files.dir)?;
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(files.dir.join(WAL_FILE))?;
-                let mut len = file.metadata()?.len();
-                if len == 0 {
-                    let mut header = Vec::new();
-                    wal::encode_header(&mut header);
-                    (&file).write_all(&header)?;
-                    len = wal::HEADER_LEN;
-                }
+                let file = open_wal(&self.root, &files.dir)?;
+                let len = file.metadata()?.len();
                 let file = Arc::new(file);
                 state.wal = Some(Arc::clone(&file));
                 state.wal_len = len;
                 file
             }
         };
-        (&*file).write_all(&state.buf)?;
+        if let Err(e) = (&*file).write_all(&state.buf) {
+            // Part of the buffer may be in the file: cut it off, so that the
+            // records written after it (once there is room again) are not
+            // behind a torn record. The buffer stays for the next try.
+            if file.set_len(state.wal_len).is_err() {
+                state.wal_broken = true;
+                state.wal = None;
+            }
+            return Err(e);
+        }
         let n = state.buf.len() as u64;
         state.wal_len += n;
         self.wal_bytes.fetch_add(n, Ordering::Relaxed);
@@ -372,11 +382,42 @@ impl HostState {
         self.unsynced = false;
         self.wal = None;
         self.wal_len = 0;
+        self.wal_broken = false;
         match fs::remove_file(dir.join(WAL_FILE)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
+}
+
+/// Opens (creating it and its directories, which are then fsynced so that
+/// the new entries survive a power loss) the WAL in `dir`, with a complete
+/// header.
+fn open_wal(root: &Path, dir: &Path) -> io::Result<File> {
+    let created_dirs = !dir.exists();
+    fs::create_dir_all(dir)?;
+    let path = dir.join(WAL_FILE);
+    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+    let len = file.metadata()?.len();
+    if len < wal::HEADER_LEN {
+        // New, or a header cut short by a crash.
+        file.set_len(0)?;
+        let mut header = Vec::new();
+        wal::encode_header(&mut header);
+        (&file).write_all(&header)?;
+        file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        if created_dirs {
+            // The host directory, and possibly the cluster directory.
+            if let Some(cluster) = dir.parent() {
+                File::open(cluster)?.sync_all()?;
+                if cluster != root {
+                    File::open(root)?.sync_all()?;
+                }
+            }
+        }
+    }
+    Ok(file)
 }
 
 /// Writes `bytes` to `path` crash-safely: a temporary file beside it,

@@ -128,7 +128,7 @@ pub fn restore(
         work();
     });
     if cutoff > i64::MIN {
-        store.root().free(cutoff);
+        store.root().free_saved(cutoff);
     }
     progress.done.store(true, Ordering::Release);
     Ok(total.into_inner())
@@ -227,7 +227,8 @@ fn restore_host(
             }
         }
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot list a host directory; skipping it");
+            tracing::error!(dir = %dir.display(), error = %e, "cannot list a host directory; its data is not loaded, and its files are left alone until the next start");
+            persistence.host(cluster, host).lock().blocked = true;
             return report;
         }
     }
@@ -235,11 +236,18 @@ fn restore_host(
     let level = store.root().find_or_create(&[cluster, host]);
     let registry = store.registry();
     let mut last = 0;
+    let mut blocked = false;
     for (ts, format, path) in &snapshots {
         last = last.max(*ts);
         match load_file(&level, registry, *format, path, cutoff, &mut report) {
             Ok(bytes) => {
                 progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            Err(snapshot::SnapshotError::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => {
+                // The disk, not the file: keep it, and keep everything of
+                // this host as it is until the next start.
+                tracing::error!(file = %path.display(), error = %e, "cannot read a checkpoint file; this host's files are left alone until the next start");
+                blocked = true;
             }
             Err(e) => {
                 let why = format!("it cannot be read: {}", cc_common::error_chain(&e));
@@ -248,11 +256,15 @@ fn restore_host(
         }
     }
     reopen_heads(&level);
-    if let Some(path) = wal {
-        replay_wal(&level, registry, &path, cutoff, &mut report);
+    if let Some(path) = wal
+        && !replay_wal(&level, registry, &path, cutoff, &mut report)
+    {
+        blocked = true;
     }
     let files = persistence.host(cluster, host);
-    files.lock().last_snapshot = last;
+    let mut state = files.lock();
+    state.last_snapshot = last;
+    state.blocked = blocked;
     report
 }
 
@@ -370,29 +382,35 @@ pub fn convert(start: i64, old: i64, values: &[f64], new: i64) -> Chunk {
     Chunk::loaded(start, new, data)
 }
 
+/// Replays a WAL; false if it could not be read for reasons of the disk
+/// (then it must stay as it is).
 fn replay_wal(
     level: &Arc<Level>,
     registry: &Registry,
     path: &Path,
     cutoff: i64,
     report: &mut RestoreReport,
-) {
+) -> bool {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "cannot open a WAL; its samples are not restored");
-            return;
+            tracing::error!(file = %path.display(), error = %e, "cannot open a WAL; its samples are not restored, and it is left alone until the next start");
+            return false;
         }
     };
     let mut reader = match WalReader::new(BufReader::with_capacity(READ_BUFFER, file)) {
         Ok(r) => r,
         Err(OpenError::Empty) => {
             let _ = fs::remove_file(path);
-            return;
+            return true;
+        }
+        Err(OpenError::Io(e)) => {
+            tracing::error!(file = %path.display(), error = %e, "cannot read a WAL; it is left alone until the next start");
+            return false;
         }
         Err(e) => {
             quarantine(path, &e.to_string(), report);
-            return;
+            return true;
         }
     };
     let mut records = 0;
@@ -400,8 +418,8 @@ fn replay_wal(
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "reading a WAL failed; replayed what came before");
-                return;
+                tracing::error!(file = %path.display(), error = %e, "reading a WAL failed after {records} records; it is left alone until the next start");
+                return false;
             }
         };
         records += 1;
@@ -432,9 +450,11 @@ fn replay_wal(
             .open(path)
             .and_then(|f| f.set_len(keep).and_then(|()| f.sync_all()));
         if let Err(e) = cut {
-            tracing::warn!(file = %path.display(), error = %e, "cannot cut the WAL's damaged tail");
+            tracing::error!(file = %path.display(), error = %e, "cannot cut the WAL's damaged tail; it is left alone until the next start");
+            return false;
         }
     }
+    true
 }
 
 /// Renames a file that cannot be used to `<name>.quarantined`.
