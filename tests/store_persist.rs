@@ -672,6 +672,8 @@ fn retention_store(backend_url: &str) -> (Process, i64) {
     config["main"]["backend-url"] = json!(backend_url);
     config["main"]["backend-token"] = json!("secret-token");
     config["metric-store"]["retention-in-memory"] = json!("4s");
+    // Retention frees only what a checkpoint has saved.
+    config["metric-store"]["checkpoint-interval"] = json!("1s");
     let store = start_store_in(config, tempfile::tempdir().unwrap());
     let t = now() - 100;
     write(

@@ -115,13 +115,34 @@ pub enum WriteError {
 }
 
 /// What a checkpoint takes from a chain: the newest chunk, and the older
-/// unsaved chunks as one run.
+/// unsaved chunks as runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnsavedParts {
-    /// Older unsaved chunks merged into one run, if there were any.
-    pub older: Option<Unsaved>,
+    /// Older unsaved chunks merged into runs, oldest first: one run unless
+    /// a gap of more than a chunk's worth of slots (or a change of
+    /// frequency) separates them, so that no run holds a long stretch of
+    /// NaN.
+    pub older: Vec<Unsaved>,
     /// The newest chunk as it is.
     pub head: Unsaved,
+}
+
+/// Runs of values from consecutive chunks (see [`UnsavedParts::older`]).
+fn merge_runs(chunks: &[Chunk]) -> Vec<Unsaved> {
+    let mut runs = Vec::new();
+    let mut from = 0;
+    for (i, pair) in chunks.windows(2).enumerate() {
+        if let [a, b] = pair {
+            let gap = b.start - a.slots_end();
+            let limit = i64::try_from(CHUNK_CAPACITY).unwrap_or(i64::MAX) * a.frequency;
+            if a.frequency != b.frequency || gap > limit {
+                runs.extend(chunks.get(from..=i).and_then(merge_run));
+                from = i + 1;
+            }
+        }
+    }
+    runs.extend(chunks.get(from..).and_then(merge_run));
+    runs
 }
 
 /// One run of values from consecutive chunks, on the first chunk's grid
@@ -365,7 +386,7 @@ impl Chain {
         };
         let (head, older) = self.chunks.get(first..)?.split_last()?;
         let parts = UnsavedParts {
-            older: merge_run(older),
+            older: merge_runs(older),
             head: Unsaved {
                 start: head.start,
                 frequency: head.frequency,
@@ -376,6 +397,14 @@ impl Chain {
             chunk.unsaved = false;
         }
         Some(parts)
+    }
+
+    /// Marks the chunks starting at or after `start` as unsaved again (their
+    /// snapshot could not be written).
+    pub fn mark_unsaved_from(&mut self, start: i64) {
+        for chunk in self.chunks.iter_mut().filter(|c| c.start >= start) {
+            chunk.unsaved = true;
+        }
     }
 
     /// After a restore: gives the newest chunk the room of a chunk created

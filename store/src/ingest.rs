@@ -35,6 +35,10 @@ use crate::persist::{HostFiles, Persistence};
 use crate::store::MetricStore;
 use crate::tree::Level;
 
+/// Latest accepted timestamp in seconds (the year 5138): later ones, and
+/// negative ones, are errors rather than slots no arithmetic can handle.
+pub const MAX_TIMESTAMP: i64 = 100_000_000_000;
+
 /// What one batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestReport {
@@ -126,6 +130,15 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
             Some(ts) => Precision::seconds_by_magnitude(ts),
             None => last_ts,
         };
+        if !(0..=MAX_TIMESTAMP).contains(&ts) {
+            report.reject(|| {
+                format!(
+                    "at line {}: timestamp {ts} is out of range (0 to {MAX_TIMESTAMP} seconds)",
+                    line.number()
+                )
+            });
+            continue;
+        }
         last_ts = ts;
         let value = match value_of(&line) {
             Ok(v) => v,

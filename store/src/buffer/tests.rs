@@ -296,7 +296,7 @@ fn unsaved_chunks_are_taken_once_from_their_start() {
     let mut chain = Chain::with_sample(1000, 1.0, 60);
     chain.write(1060, 2.0).unwrap();
     let u = chain.take_unsaved(false).unwrap();
-    assert_eq!(u.older, None);
+    assert!(u.older.is_empty());
     assert_eq!((u.head.start, u.head.frequency), (970, 60));
     assert_eq!(u.head.data, vec![1.0, 2.0]);
     assert_eq!(chain.take_unsaved(false), None, "nothing new");
@@ -316,20 +316,25 @@ fn unsaved_chunks_are_taken_once_from_their_start() {
 #[test]
 fn older_unsaved_chunks_merge_into_one_run_and_the_head_stays_apart() {
     let mut chain = Chain::with_sample(1000, 1.0, 10);
-    // Past the capacity: a new chunk on the same grid, 600 slots later, and
-    // a third one 600 slots after that.
-    chain.write(1000 + 600 * 10, 2.0).unwrap();
-    chain.write(1000 + 1200 * 10, 3.0).unwrap();
+    // Past the capacity: a new chunk on the same grid, 513 slots later, and
+    // a third one 513 slots after that.
+    chain.write(1000 + 513 * 10, 2.0).unwrap();
+    chain.write(1000 + 1026 * 10, 3.0).unwrap();
     assert_eq!(chain.chunks().len(), 3);
     let u = chain.take_unsaved(false).unwrap();
-    let older = u.older.unwrap();
+    assert_eq!(
+        u.older.len(),
+        1,
+        "a gap of 512 slots is within a chunk's worth"
+    );
+    let older = &u.older[0];
     assert_eq!(older.start, 995);
-    assert_eq!(older.data.len(), 601);
-    assert_eq!((older.data[0], older.data[600]), (1.0, 2.0));
-    assert!(older.data[1..600].iter().all(|v| v.is_nan()));
+    assert_eq!(older.data.len(), 514);
+    assert_eq!((older.data[0], older.data[513]), (1.0, 2.0));
+    assert!(older.data[1..513].iter().all(|v| v.is_nan()));
     assert_eq!(
         (u.head.start, u.head.data.clone()),
-        (1000 + 1200 * 10 - 5, vec![3.0])
+        (1000 + 1026 * 10 - 5, vec![3.0])
     );
 }
 
@@ -355,4 +360,18 @@ fn freeing_for_retention_keeps_unsaved_chunks() {
     assert_eq!(chain.free(10_000, true), 0, "not saved yet");
     assert!(chain.take_unsaved(false).is_some());
     assert_eq!(chain.free(10_000, true), 1, "saved: may go");
+}
+
+#[test]
+fn a_long_gap_splits_the_older_run_instead_of_filling_it_with_nan() {
+    // A first sample from 1970, then current ones: two runs, not a billion
+    // slots of NaN.
+    let mut chain = Chain::with_sample(1, 1.0, 10);
+    chain.write(1_700_000_000, 2.0).unwrap();
+    chain.write(1_700_000_000 + 600 * 10, 3.0).unwrap();
+    let u = chain.take_unsaved(false).unwrap();
+    assert_eq!(u.older.len(), 2);
+    assert_eq!(u.older[0].data, vec![1.0]);
+    assert_eq!(u.older[1].data, vec![2.0]);
+    assert_eq!(u.head.data, vec![3.0]);
 }

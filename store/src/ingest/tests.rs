@@ -225,3 +225,12 @@ fn empty_body_does_nothing() {
     let s = store();
     assert_eq!(ingest(&s, b"", "c", 0), IngestReport::default());
 }
+
+#[test]
+fn timestamps_out_of_range_are_errors_not_slots() {
+    let s = store();
+    let body = b"cpu_load,cluster=c,hostname=h value=1 -5\ncpu_load,cluster=c,hostname=h value=1 -1000000000000\ncpu_load,cluster=c,hostname=h value=2 1000\n";
+    let report = ingest(&s, body, "", 0);
+    assert_eq!((report.invalid, report.written), (2, 1));
+    assert!(report.first_error.unwrap().contains("out of range"));
+}

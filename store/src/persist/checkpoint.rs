@@ -107,14 +107,15 @@ pub fn checkpoint_hosts(
     report.into_inner()
 }
 
-/// Snapshots one host: the slots written since its last snapshot (all of
-/// its data after a failed one). Returns the number of values written, or
-/// `None` if nothing had changed. On success the host's WAL is removed.
+/// Snapshots one host: the chunks written since its last snapshot (after a
+/// failed snapshot, what it had taken is unsaved again). Returns the number
+/// of values written, or `None` if nothing had changed. On success the
+/// host's WAL is removed.
 ///
 /// # Errors
 ///
 /// Writing the snapshot failed; the host's WAL is kept and its next
-/// snapshot will hold everything.
+/// snapshot takes the same data again.
 pub fn checkpoint_host(
     registry: &Registry,
     persistence: &Persistence,
@@ -135,8 +136,7 @@ pub fn checkpoint_host(
             tracing::warn!(dir = %files.dir().display(), error = %e, "WAL write failed before a snapshot");
         }
     }
-    let all = state.needs_full;
-    let (older, heads) = take_unsaved(level, registry, all);
+    let (older, heads) = take_unsaved(level, registry, false);
     if heads.is_empty() {
         // Every sample of the WAL is in an earlier snapshot already.
         if persistence.has_wal() && state.wal_len > super::wal::HEADER_LEN {
@@ -144,30 +144,37 @@ pub fn checkpoint_host(
         }
         return Ok(None);
     }
-    // Older chunks first, the newest chunks in a second file named after
-    // it, so that a restore puts every newest chunk back as it was.
+    // Older chunks first (in runs without long gaps), the newest chunks in
+    // a last file, so that a restore puts every newest chunk back as it was.
+    let parts: Vec<SnapLevel> = older.into_iter().chain([heads]).collect();
     let mut values = 0;
-    for part in [older, heads] {
+    for part in &parts {
         if part.is_empty() {
             continue;
         }
-        let (min_start, max_end) = bounds(&part);
-        let name = min_start.max(state.last_snapshot.saturating_add(1));
+        let (min_start, max_end) = bounds(part);
+        // Names only grow per host, and never run ahead of the clock (a
+        // sample from the future must not hold back later names).
+        let name = min_start
+            .min(now)
+            .max(state.last_snapshot.saturating_add(1));
         let snap = Snapshot {
             from: name,
             to: now.max(max_end).max(name),
-            root: part,
+            root: part.clone(),
         };
         let format = persistence.format();
         let path = files.dir().join(format!("{name}.{}", format.extension()));
         if let Err(e) = write_atomically(&path, |out| snapshot::write(format, &snap, out)) {
-            state.needs_full = true;
+            // Everything taken is unsaved again, for the next round.
+            for part in &parts {
+                mark_unsaved(level, registry, part);
+            }
             return Err(e);
         }
         state.last_snapshot = name;
-        values += snap.root.value_count();
+        values += part.value_count();
     }
-    state.needs_full = false;
     if persistence.has_wal()
         && let Err(e) = state.remove_wal(files.dir())
     {
@@ -176,11 +183,29 @@ pub fn checkpoint_host(
     Ok(Some(values))
 }
 
+/// Marks what `snap` took from `level` as unsaved again.
+fn mark_unsaved(level: &Level, registry: &Registry, snap: &SnapLevel) {
+    {
+        let mut data = level.write();
+        for (name, metric) in &snap.metrics {
+            if let Some(Some(chain)) = registry.id(name).and_then(|id| data.chains.get_mut(id)) {
+                chain.mark_unsaved_from(metric.start);
+            }
+        }
+    }
+    for (name, child) in &snap.children {
+        if let Some(level) = level.child(name) {
+            mark_unsaved(&level, registry, child);
+        }
+    }
+}
+
 /// Takes the unsaved data of `level` and its descendants, marking it saved:
-/// the older unsaved chunks of every chain, and the newest chunks.
+/// layers of the older unsaved chunks (layer `i` holds every chain's `i`-th
+/// run), and the newest chunks.
 #[must_use]
-pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> (SnapLevel, SnapLevel) {
-    let mut older = SnapLevel::default();
+pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> (Vec<SnapLevel>, SnapLevel) {
+    let mut older: Vec<SnapLevel> = Vec::new();
     let mut heads = SnapLevel::default();
     let metric = |u: Unsaved| SnapMetric {
         frequency: u.frequency,
@@ -195,8 +220,13 @@ pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> (SnapLevel
                 continue;
             };
             if let Some(parts) = chain.take_unsaved(all) {
-                if let Some(run) = parts.older {
-                    older.metrics.insert(info.name.clone(), metric(run));
+                for (i, run) in parts.older.into_iter().enumerate() {
+                    if older.len() <= i {
+                        older.resize_with(i + 1, SnapLevel::default);
+                    }
+                    if let Some(layer) = older.get_mut(i) {
+                        layer.metrics.insert(info.name.clone(), metric(run));
+                    }
                 }
                 heads.metrics.insert(info.name.clone(), metric(parts.head));
             }
@@ -207,12 +237,20 @@ pub fn take_unsaved(level: &Level, registry: &Registry, all: bool) -> (SnapLevel
             .collect()
     };
     for (name, child) in children {
-        let (o, h) = take_unsaved(&child, registry, all);
-        if !o.is_empty() {
-            older.children.insert(name.clone(), o);
+        let (child_older, child_heads) = take_unsaved(&child, registry, all);
+        for (i, layer) in child_older.into_iter().enumerate() {
+            if layer.is_empty() {
+                continue;
+            }
+            if older.len() <= i {
+                older.resize_with(i + 1, SnapLevel::default);
+            }
+            if let Some(o) = older.get_mut(i) {
+                o.children.insert(name.clone(), layer);
+            }
         }
-        if !h.is_empty() {
-            heads.children.insert(name, h);
+        if !child_heads.is_empty() {
+            heads.children.insert(name, child_heads);
         }
     }
     (older, heads)

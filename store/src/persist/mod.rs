@@ -98,8 +98,6 @@ pub struct HostState {
     unsynced: bool,
     /// Name (window start) of the newest snapshot of this host.
     pub(crate) last_snapshot: i64,
-    /// A snapshot failed: the next one writes everything in memory.
-    pub(crate) needs_full: bool,
     /// A failed WAL write left bytes that could not be cut off: no more
     /// appends (writes answer 500) until a snapshot replaces the WAL.
     wal_broken: bool,
@@ -117,7 +115,7 @@ impl Persistence {
     /// The directory cannot be created.
     pub fn new(root: &Path, format: Format, wal: bool, max_wal_size: u64) -> io::Result<Self> {
         fs::create_dir_all(root)?;
-        let probe = root.join(WRITE_PROBE);
+        let probe = root.join(format!("{WRITE_PROBE}-{}", std::process::id()));
         File::create(&probe)?;
         fs::remove_file(&probe)?;
         Ok(Persistence {

@@ -167,7 +167,12 @@ fn host_dirs(root: &Path) -> io::Result<Vec<(String, String, PathBuf)>> {
 
 /// The name of `path` if it is a directory usable as a cluster or host.
 fn dir_name(path: &Path, parent: &Path) -> Option<String> {
-    if path.file_name()? == super::WRITE_PROBE {
+    if path
+        .file_name()?
+        .to_str()
+        .is_some_and(|n| n.starts_with(super::WRITE_PROBE))
+        && !path.is_dir()
+    {
         return None;
     }
     let name = path.file_name()?.to_str().map(str::to_owned);
@@ -319,7 +324,23 @@ pub fn load_level(
                 report.unknown_values += metric.data.len();
                 continue;
             };
-            if metric.frequency <= 0 || metric.data.is_empty() {
+            if metric.data.is_empty() {
+                continue;
+            }
+            if !plausible(
+                metric.start,
+                metric.frequency,
+                metric.data.len(),
+                info.frequency,
+            ) {
+                tracing::warn!(
+                    metric = name,
+                    start = metric.start,
+                    frequency = metric.frequency,
+                    values = metric.data.len(),
+                    "skipping a metric whose start or frequency no store could have written"
+                );
+                report.unknown_values += metric.data.len();
                 continue;
             }
             report.values += metric.data.len();
@@ -357,6 +378,24 @@ fn reopen_heads(level: &Arc<Level>) {
     for child in &children {
         reopen_heads(child);
     }
+}
+
+/// Whether a saved metric can be loaded without overflow or an absurd
+/// allocation: a start within the timestamps ingest accepts, a frequency
+/// from 1 s to a year, and no more than a year of 1 s slots once converted
+/// to the configured frequency.
+fn plausible(start: i64, frequency: i64, len: usize, configured: i64) -> bool {
+    const YEAR: i64 = 366 * 24 * 3600;
+    let limit = crate::ingest::MAX_TIMESTAMP;
+    let Ok(len) = i64::try_from(len) else {
+        return false;
+    };
+    (-YEAR..=limit).contains(&start)
+        && (1..=YEAR).contains(&frequency)
+        && configured > 0
+        && len
+            .checked_mul(frequency)
+            .is_some_and(|span| span / configured <= YEAR)
 }
 
 /// Values saved at `old` seconds per slot, moved to slots of `new` seconds:

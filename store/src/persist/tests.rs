@@ -196,3 +196,57 @@ fn found_cases_stay_fixed() {
         }
     }
 }
+
+#[test]
+fn a_failed_snapshot_leaves_its_data_unsaved_for_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let persistence = Arc::new(Persistence::new(dir.path(), Format::Json, false, 0).unwrap());
+    let store = MetricStore::new(registry());
+    let body = format!("cpu_load,cluster=c,hostname=h value=1.5 {T0}\n");
+    assert_eq!(ingest(&store, body.as_bytes(), "", T0).written, 1);
+    let expected = dump(&store);
+    // A file where the host's directory belongs: the snapshot cannot be written.
+    std::fs::create_dir_all(dir.path().join("c")).unwrap();
+    std::fs::write(dir.path().join("c/h"), "in the way").unwrap();
+    let report = checkpoint_all(&store, &persistence, T0 + 60, 1);
+    assert_eq!((report.written, report.failed), (0, 1));
+    std::fs::remove_file(dir.path().join("c/h")).unwrap();
+    let report = checkpoint_all(&store, &persistence, T0 + 120, 1);
+    assert_eq!((report.written, report.failed), (1, 0), "taken again");
+
+    let fresh = Arc::new(Persistence::new(dir.path(), Format::Json, false, 0).unwrap());
+    let restored = MetricStore::new(registry());
+    restore(&restored, &fresh, i64::MIN, 1, &RestoreProgress::default()).unwrap();
+    assert_eq!(dump(&restored), expected);
+}
+
+#[test]
+fn implausible_saved_metrics_are_skipped_without_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("c/h");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(
+        host.join("1000.json"),
+        r#"{"metrics":{
+            "cpu_load":{"frequency":1000000000000,"start":1000,"data":[1,2]},
+            "mem_bw":{"frequency":10,"start":9223372036854775000,"data":[1]}},
+          "children":{"socket0":{"metrics":{"mem_bw":{"frequency":10,"start":1000,"data":[5]}},"children":{}}},
+          "from":1000,"to":2000}"#,
+    )
+    .unwrap();
+    let persistence = Arc::new(Persistence::new(dir.path(), Format::Json, false, 0).unwrap());
+    let store = MetricStore::new(registry());
+    let report = restore(
+        &store,
+        &persistence,
+        i64::MIN,
+        1,
+        &RestoreProgress::default(),
+    )
+    .unwrap();
+    assert_eq!(report.files, 1);
+    assert_eq!(report.unknown_values, 3, "both absurd metrics skipped");
+    let got = dump(&store);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].3, vec![Some(5.0)]);
+}
