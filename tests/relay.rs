@@ -1417,28 +1417,13 @@ fn a_storage_error_stops_acknowledging_and_exits_non_zero() {
 fn admin_endpoints_over_https() {
     let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
     let stub = Stub::start();
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
-    let admin_port = common::free_port();
-    config["admin"] = json!({
-        "address": format!("127.0.0.1:{admin_port}"),
-        "tls": {"cert_file": tls.join("server.pem"), "key_file": tls.join("server-key.pem")}
-    });
-    let https = || {
-        std::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-            .arg(tls.join("ca.pem"))
-            .arg(format!("https://localhost:{admin_port}/healthz"))
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
+    let (config, admin_port) =
+        https_admin_config(&stub, &tls.join("server.pem"), &tls.join("server-key.pem"));
+    let ca = tls.join("ca.pem");
     // Ready once the admin listener answers over HTTPS (start fails otherwise).
-    let (_relay, admin) =
-        start_relay_when(config, tempfile::tempdir().unwrap(), |_| https() == "200");
+    let (_relay, admin) = start_relay_when(config, tempfile::tempdir().unwrap(), |_| {
+        https_healthz(admin_port, Some(&ca)) == "200"
+    });
     let plain = common::http(&admin, "GET", "/healthz", &[], b"");
     assert!(
         plain.is_err() || plain.is_ok_and(|r| r.status != 200),
@@ -1446,17 +1431,9 @@ fn admin_endpoints_over_https() {
     );
 }
 
-#[test]
-fn sighup_replaces_the_tls_certificate_of_a_listener() {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let install = |c: &str, k: &str| {
-        std::fs::copy(fixtures.join(c), &cert).unwrap();
-        std::fs::copy(fixtures.join(k), &key).unwrap();
-    };
-    install("server.pem", "server-key.pem");
-    let stub = Stub::start();
+/// A relay config whose admin listener serves HTTPS with `cert`/`key`, and
+/// its admin port (the stub upstream must outlive the relay).
+fn https_admin_config(stub: &Stub, cert: &std::path::Path, key: &std::path::Path) -> (Value, u16) {
     let mut config = relay_config(json!([upstream(
         "store",
         "ccms-http",
@@ -1467,20 +1444,39 @@ fn sighup_replaces_the_tls_certificate_of_a_listener() {
         "address": format!("127.0.0.1:{admin_port}"),
         "tls": {"cert_file": cert, "key_file": key}
     });
-    // The status code, or 000 when the handshake or the check fails.
-    let https = |verify: bool| {
-        let mut cmd = std::process::Command::new("curl");
-        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
-        if verify {
-            cmd.arg("--cacert").arg(fixtures.join("ca.pem"));
-        } else {
-            cmd.arg("-k");
-        }
-        cmd.arg(format!("https://localhost:{admin_port}/healthz"))
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
+    (config, admin_port)
+}
+
+/// `GET /healthz` over HTTPS with curl: the status code, or `000` when the
+/// handshake or the certificate check fails. `ca`: trust this CA; `None`:
+/// accept any certificate.
+fn https_healthz(port: u16, ca: Option<&std::path::Path>) -> String {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+    match ca {
+        Some(ca) => cmd.arg("--cacert").arg(ca),
+        None => cmd.arg("-k"),
     };
+    cmd.arg(format!("https://localhost:{port}/healthz"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn sighup_replaces_the_tls_certificate_of_a_listener() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
+    let ca = fixtures.join("ca.pem");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let install = |c: &str, k: &str| {
+        std::fs::copy(fixtures.join(c), &cert).unwrap();
+        std::fs::copy(fixtures.join(k), &key).unwrap();
+    };
+    install("server.pem", "server-key.pem");
+    let stub = Stub::start();
+    let (config, admin_port) = https_admin_config(&stub, &cert, &key);
+    let https = |verify: bool| https_healthz(admin_port, verify.then_some(ca.as_path()));
     let (relay, _) = start_relay_when(config, tempfile::tempdir().unwrap(), |_| {
         https(true) == "200"
     });

@@ -257,13 +257,7 @@ fn render_metrics(s: &AdminState) -> String {
         "counter",
         "Ingest requests by listener and status code.",
     );
-    let mut requests: Vec<_> = c
-        .requests
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    requests.sort();
+    let requests = sorted(&c.requests);
     for ((ingress, code), n) in requests {
         f.sample(
             "ccrelay_ingest_requests_total",
@@ -271,13 +265,7 @@ fn render_metrics(s: &AdminState) -> String {
             n as f64,
         );
     }
-    let mut volume: Vec<(String, (u64, u64))> = c
-        .volume
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    volume.sort();
+    let volume = sorted(&c.volume);
     f.head(
         "ccrelay_ingest_lines_total",
         "counter",
@@ -307,13 +295,7 @@ fn render_metrics(s: &AdminState) -> String {
         "counter",
         "Invalid lines by listener and reason.",
     );
-    let mut invalid: Vec<_> = c
-        .invalid
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    invalid.sort();
+    let invalid = sorted(&c.invalid);
     for ((ingress, reason), n) in invalid {
         f.sample(
             "ccrelay_ingest_invalid_lines_total",
@@ -326,13 +308,7 @@ fn render_metrics(s: &AdminState) -> String {
         "counter",
         "Requests refused for credentials, by listener and reason.",
     );
-    let mut failures: Vec<_> = c
-        .auth_failures
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    failures.sort();
+    let failures = sorted(&c.auth_failures);
     for ((ingress, reason), n) in failures {
         f.sample(
             "ccrelay_auth_failures_total",
@@ -592,4 +568,13 @@ fn render_metrics(s: &AdminState) -> String {
         f64::from(u8::from(s.queue.is_healthy())),
     );
     out
+}
+
+/// The entries of a counter map, sorted by key (stable output).
+fn sorted<K: Clone + Ord, V: Copy>(
+    map: &parking_lot::Mutex<std::collections::HashMap<K, V>>,
+) -> Vec<(K, V)> {
+    let mut entries: Vec<(K, V)> = map.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
 }
