@@ -157,6 +157,9 @@ pub async fn run_with(
     options: RunOptions,
 ) -> Result<(), StartError> {
     cc_common::tls::install_crypto_provider();
+    // Listen for SIGHUP from the start: its default action would end the
+    // process while the queue is still being opened.
+    let hup = cc_common::shutdown::sighup_stream().ok();
     if !config.ingress.nats.is_empty()
         || config
             .upstreams
@@ -428,6 +431,7 @@ pub async fn run_with(
     let reload = spawn_secret_reload(
         config.clone(),
         options,
+        hup,
         Secrets {
             upstreams: auth_handles,
             listeners: listener_auth,
@@ -623,6 +627,9 @@ fn reload_file(running: &Config, options: &RunOptions) {
             Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the old log level"),
         }
     }
+    if fresh.log.format != running.log.format {
+        tracing::warn!("SIGHUP: log.format changed; it takes effect only after a restart");
+    }
     let (old, new) = (running.redacted(), fresh.redacted());
     let mut changed: Vec<String> = Vec::new();
     if let (Some(old), Some(new)) = (old.as_object(), new.as_object()) {
@@ -797,11 +804,12 @@ struct Secrets {
 fn spawn_secret_reload(
     config: Config,
     options: RunOptions,
+    hup: Option<tokio::signal::unix::Signal>,
     secrets: Secrets,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let Ok(mut hup) = cc_common::shutdown::sighup_stream() else {
+        let Some(mut hup) = hup else {
             tracing::warn!("cannot listen for SIGHUP; secrets are read only at start");
             return;
         };
@@ -811,38 +819,45 @@ fn spawn_secret_reload(
                 () = stop.cancelled() => return,
                 got = hup.recv() => if got.is_none() { return },
             }
-            if let Err(e) = config.reload_secrets() {
-                tracing::error!(error = %cc_common::error_chain(&e), "SIGHUP: cannot re-read secrets; keeping the old ones");
-                continue;
-            }
-            let mut fresh = Vec::new();
-            for (name, _) in &secrets.listeners {
-                let Some(l) = config.ingress.http.iter().find(|l| &l.name == name) else {
-                    continue;
-                };
-                match listener_credentials(l) {
-                    Ok(c) => fresh.push(c),
-                    Err(e) => {
-                        tracing::error!(ingress = %name, error = %cc_common::error_chain(&e), "SIGHUP: keeping the old keys");
-                        fresh.clear();
-                        break;
-                    }
-                }
-            }
-            if fresh.len() == secrets.listeners.len() {
-                for ((_, auth), credentials) in secrets.listeners.iter().zip(fresh) {
-                    *auth.credentials.write() = credentials;
-                }
-            }
-            for (name, handle) in &secrets.upstreams {
-                if let Some(u) = config.upstreams.iter().find(|u| &u.name == name) {
-                    *handle.write() = auth_header(&u.credentials);
-                }
-            }
-            *secrets.admin_token.write() = admin_token_of(&config);
-            tracing::info!("SIGHUP: secrets re-read");
+            // Each part on its own: a bad secret file must not stop a
+            // certificate rotation or a log level change.
+            reload_secrets(&mut config, &secrets);
             reload_tls(&config, &secrets);
             reload_file(&config, &options);
         }
     })
+}
+
+/// SIGHUP: re-reads the secret files; all or nothing.
+fn reload_secrets(config: &mut Config, secrets: &Secrets) {
+    let mut candidate = config.clone();
+    if let Err(e) = candidate.reload_secrets() {
+        tracing::error!(error = %cc_common::error_chain(&e), "SIGHUP: cannot re-read secrets; keeping the old ones");
+        return;
+    }
+    // Every listener's keys first; nothing changes unless all of them load.
+    let mut fresh = Vec::new();
+    for (name, auth) in &secrets.listeners {
+        let Some(l) = candidate.ingress.http.iter().find(|l| &l.name == name) else {
+            continue;
+        };
+        match listener_credentials(l) {
+            Ok(c) => fresh.push((auth, c)),
+            Err(e) => {
+                tracing::error!(ingress = %name, error = %cc_common::error_chain(&e), "SIGHUP: keeping all old secrets");
+                return;
+            }
+        }
+    }
+    for (auth, credentials) in fresh {
+        *auth.credentials.write() = credentials;
+    }
+    for (name, handle) in &secrets.upstreams {
+        if let Some(u) = candidate.upstreams.iter().find(|u| &u.name == name) {
+            *handle.write() = auth_header(&u.credentials);
+        }
+    }
+    *secrets.admin_token.write() = admin_token_of(&candidate);
+    *config = candidate;
+    tracing::info!("SIGHUP: secrets re-read");
 }

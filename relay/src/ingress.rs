@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -168,7 +168,7 @@ pub struct Shared {
     /// Per target: wakes its worker.
     pub wakers: Vec<Arc<Notify>>,
     /// Per target: the last id of its worker's in-flight batch (0: none).
-    pub in_flight: Vec<Arc<AtomicU64>>,
+    pub in_flight: Vec<crate::forward::InFlight>,
     /// Record splitting.
     pub split: SplitLimits,
     /// False once shutdown began.
@@ -570,12 +570,17 @@ fn enforce_drop_oldest(shared: &Shared, used: &[bool]) {
         if stats.stored_bytes <= limit.max_bytes {
             continue;
         }
-        let after = Some(in_flight.load(Ordering::Relaxed)).filter(|id| *id > 0);
-        match shared.queue.drop_oldest_after(
+        // Held while evicting, so that the worker cannot take records into
+        // a batch in between.
+        let window = in_flight.lock();
+        let after = Some(*window).filter(|id| *id > 0);
+        let evicted = shared.queue.drop_oldest_after(
             &target.name,
             stats.stored_bytes - limit.max_bytes,
             after,
-        ) {
+        );
+        drop(window);
+        match evicted {
             Ok(removed) if removed.records > 0 => {
                 let mut dropped = shared.counters.dropped_full.lock();
                 let entry = dropped.entry(target.name.clone()).or_insert((0, 0));

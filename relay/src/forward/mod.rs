@@ -91,6 +91,10 @@ pub struct UpstreamCounters {
     pub last_error: parking_lot::Mutex<String>,
 }
 
+/// The end of a worker's window of records on the way (see
+/// [`Worker::in_flight`]).
+pub type InFlight = Arc<parking_lot::Mutex<u64>>;
+
 /// A running worker's shared handles.
 #[derive(Debug)]
 pub struct Worker {
@@ -100,8 +104,9 @@ pub struct Worker {
     /// Counters for `/metrics` and `/status`.
     pub counters: Arc<UpstreamCounters>,
     /// Last record id handed to a batch on the way (0: none); eviction of a
-    /// full queue never touches ids up to it.
-    pub in_flight: Arc<AtomicU64>,
+    /// full queue never touches ids up to it. Locked while the worker reads
+    /// a batch and while ingress evicts, so that neither misses the other.
+    pub in_flight: InFlight,
     /// Fires when shutdown begins: stop lingering.
     draining: CancellationToken,
 }
@@ -152,7 +157,7 @@ impl Worker {
                 state: parking_lot::Mutex::new(state),
             }),
             wake: Arc::new(Notify::new()),
-            in_flight: Arc::new(AtomicU64::new(0)),
+            in_flight: Arc::new(parking_lot::Mutex::new(0)),
             counters,
             draining: CancellationToken::new(),
         }
@@ -176,20 +181,33 @@ impl Worker {
         // Last record id handed to a batch still on the way.
         let mut cursor: Option<u64> = None;
         while !stop.is_cancelled() {
+            let mut crashed = false;
             while let Some(done) = batches.try_join_next() {
-                if let Err(e) = self.finish(done) {
-                    tracing::error!(upstream = %name, error = %e, "queue failed; forwarding stops");
-                    return;
+                match self.finish(done) {
+                    Ok(ok) => crashed |= !ok,
+                    Err(e) => {
+                        tracing::error!(upstream = %name, error = %e, "queue failed; forwarding stops");
+                        return;
+                    }
+                }
+            }
+            if crashed {
+                // A batch task failed (a bug): its records stay queued; do
+                // not resend them in a tight loop.
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
             if batches.is_empty() {
                 cursor = None;
-                self.in_flight.store(0, Ordering::Relaxed);
+                *self.in_flight.lock() = 0;
             }
-            // While the upstream fails, only the batches already on the way
-            // retry; new ones start once one gets through.
+            // While the upstream is unreachable or failing, only the batches
+            // already on the way retry; new ones start once one gets through
+            // (a refused line being split out does not hold others back).
             let room = batches.len() < core.settings.max_in_flight.max(1)
-                && (batches.is_empty() || core.counters.up.load(Ordering::Relaxed));
+                && (batches.is_empty() || !core.state.lock().probing);
             if !room {
                 tokio::select! {
                     () = stop.cancelled() => {}
@@ -229,7 +247,6 @@ impl Worker {
             let ids: Vec<u64> = pieces.iter().map(|p| p.id).collect();
             let last = ids.last().copied().unwrap_or(0);
             cursor = Some(last);
-            self.in_flight.store(last, Ordering::Relaxed);
             tracing::debug!(upstream = %name, first = ids.first(), last, "sending batch");
             let (core, stop) = (Arc::clone(&core), stop.clone());
             batches.spawn(async move { (core.deliver(pieces, &stop).await, ids) });
@@ -240,21 +257,22 @@ impl Worker {
         }
     }
 
-    /// Acknowledges the records of a delivered batch.
+    /// Acknowledges the records of a delivered batch. `Ok(false)` if the
+    /// batch's task failed.
     fn finish(
         &self,
         done: Result<(bool, Vec<u64>), tokio::task::JoinError>,
-    ) -> Result<(), crate::queue::QueueError> {
+    ) -> Result<bool, crate::queue::QueueError> {
         match done {
             Ok((true, ids)) => self
                 .core
                 .queue
                 .ack(&self.core.settings.name, &ids)
-                .map(drop),
-            Ok((false, _)) => Ok(()),
+                .map(|_| true),
+            Ok((false, _)) => Ok(true),
             Err(e) => {
                 tracing::error!(upstream = %self.core.settings.name, error = %e, "a batch task failed; its records stay queued");
-                Ok(())
+                Ok(false)
             }
         }
     }
@@ -312,6 +330,24 @@ impl Worker {
             }
         }
         let max_records = if probing { 1 } else { 4096 };
+        if others_on_the_way && !probing && !self.draining.is_cancelled() {
+            // Linger on the records not yet on the way, as for the first.
+            let first = core
+                .queue
+                .peek_batch(&settings.name, 1, max_bytes, cursor)?;
+            if let Some((_, record)) = first.first() {
+                let age = Duration::from_millis(now_ms().saturating_sub(record.ingest_time_ms()));
+                if age < settings.linger && stats.raw_bytes < max_bytes {
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(None),
+                        () = self.draining.cancelled() => {}
+                        () = tokio::time::sleep(settings.linger - age) => {}
+                    }
+                }
+            }
+        }
+        // The window on the way grows under the lock that eviction takes.
+        let mut in_flight = self.in_flight.lock();
         let records = core
             .queue
             .peek_batch(&settings.name, max_records, max_bytes, cursor)?;
@@ -336,6 +372,10 @@ impl Worker {
                 body: record.into_payload(),
             });
         }
+        if let Some(last) = pieces.last() {
+            *in_flight = last.id;
+        }
+        drop(in_flight);
         Ok((!pieces.is_empty()).then_some(pieces))
     }
 }
@@ -363,8 +403,9 @@ impl Core {
                 }
                 let started = std::time::Instant::now();
                 let attempt = tokio::select! {
-                    () = stop.cancelled() => return false,
+                    biased;
                     a = self.upstream.send(&item) => a,
+                    () = stop.cancelled() => return false,
                 };
                 self.counters.request_seconds.observe(started.elapsed());
                 match attempt {

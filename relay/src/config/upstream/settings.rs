@@ -269,7 +269,10 @@ pub struct UpstreamTls {
     pub cert_file: Option<PathBuf>,
     /// `key_file`: client key, with `cert_file`.
     pub key_file: Option<PathBuf>,
-    /// `server_name`: name to verify instead of the URL's host.
+    /// `server_name`: name to verify the certificate for instead of the
+    /// URL's host (the name sent in the handshake, SNI, stays the URL's
+    /// host: a server that picks its certificate by SNI must be reached by
+    /// that name).
     pub server_name: Option<String>,
     /// `insecure_skip_verify`: accept any server certificate (warned about).
     pub insecure_skip_verify: bool,
