@@ -16,8 +16,11 @@ use clap::Parser;
 ///
 /// Keeps recent node metrics in memory at fixed frequency, answers
 /// cc-backend's queries over HTTP (/api/query, /api/write, /api/free,
-/// /api/debug, /api/healthcheck), ingests line protocol over HTTP and NATS,
-/// and writes checkpoints that are restored at start.
+/// /api/debug, /api/healthcheck), ingests line protocol over HTTP, and keeps
+/// checkpoints (snapshots and a write-ahead log) that are restored at start.
+///
+/// Signals: SIGTERM/SIGINT finish in-flight requests, write a last snapshot
+/// of everything not yet saved, and exit.
 #[derive(Debug, Parser)]
 #[command(name = "cc-store", version, about, long_about)]
 pub struct Cli {

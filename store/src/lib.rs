@@ -2,7 +2,8 @@
 //!
 //! A drop-in replacement for cc-metric-store: the same configuration file, the
 //! same HTTP API (write, query, free, debug, healthcheck) and Ed25519 JWT
-//! authentication, NATS ingestion, and checkpoints restored at start. This
+//! authentication, and checkpoints restored at start (NATS ingestion is not
+//! in this version). This
 //! crate holds the program; `main.rs` only parses the command line and calls
 //! into it.
 //!

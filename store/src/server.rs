@@ -161,6 +161,13 @@ pub async fn serve(
     });
 
     let ms = &config.metric_store;
+    if !ms.nats_subscriptions.is_empty() {
+        tracing::warn!(
+            subscriptions = ms.nats_subscriptions.len(),
+            "NATS ingestion is not available in this version: metric-store.nats-subscriptions are ignored \
+             (send line protocol to /api/write, e.g. through cc-relay)"
+        );
+    }
     let workers = ms.workers();
     let restored = restore_checkpoints(&state.store, &persistence, ms, workers, &restore).await;
     if let Err(e) = restored {
@@ -260,6 +267,13 @@ fn start_background_tasks(
     shutdown: &Shutdown,
 ) {
     let ms = &config.metric_store;
+    if !ms.nats_subscriptions.is_empty() {
+        tracing::warn!(
+            subscriptions = ms.nats_subscriptions.len(),
+            "NATS ingestion is not available in this version: metric-store.nats-subscriptions are ignored \
+             (send line protocol to /api/write, e.g. through cc-relay)"
+        );
+    }
     let workers = ms.workers();
     shutdown.spawn(
         "checkpoints",
