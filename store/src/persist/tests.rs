@@ -34,6 +34,8 @@ enum Op {
     /// host, level, metric, slot, value
     Write(u8, u8, u8, u16, i16),
     Checkpoint,
+    /// Stop (cleanly or by crash, as the test says) and restore.
+    Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -41,6 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
         12 => (0u8..3, 0u8..3, 0u8..2, 0u16..1500, any::<i16>())
             .prop_map(|(h, l, m, s, v)| Op::Write(h, l, m, s, v)),
         1 => Just(Op::Checkpoint),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -97,8 +100,12 @@ fn dump(store: &MetricStore) -> Vec<(String, i64, i64, Vec<Option<f64>>)> {
 fn run(ops: &[Op], format: Format, crash: bool) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let wal = format == Format::Bin;
-    let persistence = Arc::new(Persistence::new(dir.path(), format, wal, 0).unwrap());
-    let store = MetricStore::new(registry()).with_wal(Arc::clone(&persistence));
+    if crash && !wal {
+        // JSON format has no WAL: only what was checkpointed survives.
+        return Ok(());
+    }
+    let mut persistence = Arc::new(Persistence::new(dir.path(), format, wal, 0).unwrap());
+    let mut store = MetricStore::new(registry()).with_wal(Arc::clone(&persistence));
     for op in ops {
         match *op {
             Op::Write(h, l, m, s, v) => {
@@ -110,18 +117,33 @@ fn run(ops: &[Op], format: Format, crash: bool) -> Result<(), TestCaseError> {
                 let r = checkpoint_all(&store, &persistence, T0 + 100_000, 2);
                 prop_assert_eq!(r.failed, 0);
             }
+            Op::Restart => {
+                (store, persistence) = restart(dir.path(), format, store, &persistence, crash)?;
+            }
         }
     }
+    restart(dir.path(), format, store, &persistence, crash)?;
+    Ok(())
+}
+
+/// Stops `store` (a last checkpoint unless `crash`), restores a new store
+/// from the directory and checks that it reads back exactly the same.
+fn restart(
+    dir: &std::path::Path,
+    format: Format,
+    store: MetricStore,
+    persistence: &Arc<Persistence>,
+    crash: bool,
+) -> Result<(MetricStore, Arc<Persistence>), TestCaseError> {
+    let wal = format == Format::Bin;
     if !crash {
-        checkpoint_all(&store, &persistence, T0 + 100_000, 2);
-    } else if !wal {
-        // JSON format has no WAL: only what was checkpointed survives.
-        return Ok(());
+        let r = checkpoint_all(&store, persistence, T0 + 100_000, 2);
+        prop_assert_eq!(r.failed, 0);
     }
     let expected = dump(&store);
     drop(store);
 
-    let fresh = Arc::new(Persistence::new(dir.path(), format, wal, 0).unwrap());
+    let fresh = Arc::new(Persistence::new(dir, format, wal, 0).unwrap());
     let restored = MetricStore::new(registry()).with_wal(Arc::clone(&fresh));
     let report = restore(&restored, &fresh, i64::MIN, 2, &RestoreProgress::default()).unwrap();
     prop_assert_eq!(report.quarantined, 0);
@@ -133,7 +155,7 @@ fn run(ops: &[Op], format: Format, crash: bool) -> Result<(), TestCaseError> {
         // Values are multiples of 1/4 within ±8192: exact in f32 too.
         prop_assert_eq!(&g.3, &e.3, "values of {}", g.0);
     }
-    Ok(())
+    Ok((restored, fresh))
 }
 
 proptest! {
