@@ -267,13 +267,6 @@ fn start_background_tasks(
     shutdown: &Shutdown,
 ) {
     let ms = &config.metric_store;
-    if !ms.nats_subscriptions.is_empty() {
-        tracing::warn!(
-            subscriptions = ms.nats_subscriptions.len(),
-            "NATS ingestion is not available in this version: metric-store.nats-subscriptions are ignored \
-             (send line protocol to /api/write, e.g. through cc-relay)"
-        );
-    }
     let workers = ms.workers();
     shutdown.spawn(
         "checkpoints",

@@ -522,7 +522,7 @@ impl HttpAuth {
                 let public_key = parsed.map_err(|err| {
                     ctx.invalid(
                         indexed("jwt_public_key", i, inline_count),
-                        values::error_chain(&err),
+                        cc_common::error_chain(&err),
                     )
                 })?;
                 self.public_keys.push(public_key);
@@ -532,7 +532,7 @@ impl HttpAuth {
                 let public_key = PublicKey::from_file(path).map_err(|err| {
                     ctx.invalid(
                         indexed("jwt_public_key_file", i, file_count),
-                        values::error_chain(&err),
+                        cc_common::error_chain(&err),
                     )
                 })?;
                 self.public_keys.push(public_key);
@@ -542,7 +542,7 @@ impl HttpAuth {
         if let (true, Some(path)) = (self.mode.accepts_basic(), &self.basic_users_file) {
             let field = format!("{key}.basic_users_file");
             let users = BasicUsers::from_file(path)
-                .map_err(|err| ctx.invalid(&field, values::error_chain(&err)))?;
+                .map_err(|err| ctx.invalid(&field, cc_common::error_chain(&err)))?;
             if let Some(warning) = values::permission_warning(path) {
                 ctx.warn(field, warning);
             }

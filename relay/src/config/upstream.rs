@@ -599,7 +599,7 @@ impl Upstream {
         );
         self.credentials = self
             .read_credentials()
-            .map_err(|err| ctx.invalid(&field, values::error_chain(&err)))?;
+            .map_err(|err| ctx.invalid(&field, cc_common::error_chain(&err)))?;
         if let Some((_, path)) = file
             && let Some(warning) = values::permission_warning(path)
         {

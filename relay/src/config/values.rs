@@ -130,19 +130,6 @@ pub fn permission_warning(path: &Path) -> Option<String> {
     })
 }
 
-/// An error and its sources as one line (`outer: inner: innermost`), for
-/// [`cc_common::config::ConfigError::Invalid`], which holds a message only.
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
 /// Unit of incoming timestamps: detected per line, or fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InputPrecision {
