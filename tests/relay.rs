@@ -27,6 +27,15 @@ fn upstream(name: &str, kind: &str, url: &str) -> Value {
     })
 }
 
+/// A relay config with one `ccms-http` upstream `store`: the stub.
+fn one_store(stub: &Stub) -> Value {
+    relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr)
+    )]))
+}
+
 fn post(relay: &common::Process, query: &str, body: &str) -> common::Response {
     relay.request("POST", &format!("/api/write{query}"), &[], body.as_bytes())
 }
@@ -124,11 +133,7 @@ fn store_outage_loses_nothing() {
 fn upstream_errors_are_retried_until_it_recovers() {
     let stub = Stub::start();
     stub.answer(|_| 503);
-    let (relay, admin) = start_relay(relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )])));
+    let (relay, admin) = start_relay(one_store(&stub));
     let t = now();
     assert_eq!(
         post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,
@@ -167,11 +172,7 @@ fn a_poison_line_is_bisected_away() {
             200
         }
     });
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     config["processing"] = json!({"validate": "none"});
     let (relay, admin) = start_relay(config);
     let t = now();
@@ -201,11 +202,7 @@ fn a_poison_line_is_bisected_away() {
 #[test]
 fn ccms_validation_refuses_lines_the_store_would_reject() {
     let stub = Stub::start();
-    let (relay, admin) = start_relay(relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )])));
+    let (relay, admin) = start_relay(one_store(&stub));
     let t = now();
     let r = post(
         &relay,
@@ -300,11 +297,7 @@ fn relays_chain_to_the_store() {
 #[test]
 fn hop_limit_stops_loops() {
     let stub = Stub::start();
-    let (relay, _) = start_relay(relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )])));
+    let (relay, _) = start_relay(one_store(&stub));
     let r = relay.request(
         "POST",
         "/api/write?cluster=c",
@@ -453,11 +446,7 @@ fn full_queues_drop_oldest_or_reject_new() {
 #[test]
 fn jwt_ingress_authentication() {
     let stub = Stub::start();
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     config["ingress"]["http"][0]["auth"] = json!({"mode": "jwt", "jwt_public_key": common::test_public_key(), "required_roles": ["collector"]});
     let (relay, admin) = start_relay(config);
     let body = format!("m,hostname=h value=1 {}\n", now());
@@ -507,11 +496,7 @@ fn jwt_ingress_authentication() {
 #[test]
 fn body_limits_and_encodings() {
     let stub = Stub::start();
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     config["ingress"]["http"][0]["max_body_bytes"] = json!("4KiB");
     config["ingress"]["http"][0]["max_decompressed_bytes"] = json!("8KiB");
     let (relay, _) = start_relay(config);
@@ -604,11 +589,7 @@ fn bad_config_exits_non_zero_naming_the_key() {
 #[test]
 fn free_space_floor_refuses_new_data() {
     let stub = Stub::start();
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     // No real filesystem has 99.99 % free: the floor is always under water.
     config["storage"] = json!({"min_free_disk_percent": 99.99, "disk_check_interval": "100ms"});
     // /readyz stays 503 here: wait for liveness instead.
@@ -632,11 +613,7 @@ fn free_space_floor_refuses_new_data() {
 fn a_body_that_never_arrives_times_out() {
     use std::io::{Read, Write};
     let stub = Stub::start();
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     config["ingress"]["http"][0]["body_read_timeout"] = json!("300ms");
     let (relay, _) = start_relay(config);
     let mut conn = std::net::TcpStream::connect(&relay.addr).unwrap();
@@ -763,11 +740,7 @@ fn offline_commands_show_queues_and_dead_letters() {
             503
         }
     });
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     config["processing"] = json!({"validate": "none"});
     let (relay, admin) = start_relay(config);
     let t = now();
@@ -938,11 +911,7 @@ fn forwards_over_https_trusting_the_configured_ca() {
 fn batches_never_mix_default_clusters() {
     let stub = Stub::start();
     stub.answer(|_| 503);
-    let (relay, _) = start_relay(relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )])));
+    let (relay, _) = start_relay(one_store(&stub));
     let t = now();
     for cluster in ["alex", "fritz", "alex"] {
         assert_eq!(
@@ -1130,11 +1099,7 @@ fn kill_9_under_load_loses_no_acknowledged_line() {
 fn https_ingress_with_client_certificates() {
     let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
     let stub = Stub::start();
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     config["ingress"]["http"][0]["tls"] = json!({
         "cert_file": tls.join("server.pem"),
         "key_file": tls.join("server-key.pem"),
@@ -1182,11 +1147,7 @@ fn sighup_rotates_ingress_keys_and_the_admin_token() {
     std::fs::write(&key_file, "kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0=\n").unwrap();
     let admin_token = dir.path().join("admin.token");
     std::fs::write(&admin_token, "first\n").unwrap();
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     config["ingress"]["http"][0]["auth"] = json!({"mode": "jwt", "jwt_public_key_file": key_file});
     config["admin"] = json!({"auth_token_file": admin_token});
     // /readyz needs the token now.
@@ -1331,11 +1292,7 @@ fn a_storage_error_stops_acknowledging_and_exits_non_zero() {
     let _unmount = Unmount(data.clone());
     let stub = Stub::start();
     stub.answer(|_| 503);
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     // No protection: let the filesystem run full under sled.
     config["storage"] =
         json!({"min_free_disk_bytes": 0, "min_free_disk_percent": 0, "record_compression": "none"});
@@ -1434,11 +1391,7 @@ fn admin_endpoints_over_https() {
 /// A relay config whose admin listener serves HTTPS with `cert`/`key`, and
 /// its admin port (the stub upstream must outlive the relay).
 fn https_admin_config(stub: &Stub, cert: &std::path::Path, key: &std::path::Path) -> (Value, u16) {
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(stub);
     let admin_port = common::free_port();
     config["admin"] = json!({
         "address": format!("127.0.0.1:{admin_port}"),
@@ -1582,11 +1535,7 @@ fn sighup_applies_log_level_and_names_changes_that_need_a_restart() {
     let stub = Stub::start();
     let dir = tempfile::tempdir().unwrap();
     let admin = format!("127.0.0.1:{}", common::free_port());
-    let mut config = relay_config(json!([upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr)
-    )]));
+    let mut config = one_store(&stub);
     config["ingress"]["http"][0]["address"] = json!(format!("127.0.0.1:{}", common::free_port()));
     config["admin"] = json!({"address": admin});
     config["data_dir"] = json!(dir.path().join("data"));

@@ -148,7 +148,7 @@ fn sigterm_and_restart_keep_every_sample_in_json_format() {
 }
 
 #[test]
-fn kill_9_after_the_fsync_interval_loses_nothing() {
+fn kill_9_loses_no_acknowledged_sample() {
     let t0 = now() - 3600;
     let config = config_with(
         "wal",
@@ -157,7 +157,9 @@ fn kill_9_after_the_fsync_interval_loses_nothing() {
     let store = start_store_in(config.clone(), tempfile::tempdir().unwrap());
     write(&store, &sample_batch(t0));
     let before: Vec<String> = queries(t0).iter().map(|q| query(&store, q)).collect();
-    std::thread::sleep(Duration::from_millis(400));
+    // The WAL is in the kernel's hands before the answer, so kill -9 loses
+    // nothing at any moment; the fsync interval matters for power loss only
+    // (not simulated here; `sync_wals` has its own test).
     let dir = store.kill9();
     let files = files_below(&dir.path().join("checkpoints"));
     assert!(

@@ -496,8 +496,8 @@ impl Ctx<'_> {
 
     /// Reads a secret file, warning if others can read it.
     fn secret_file(&mut self, key: &str, path: &Path) -> Result<Secret, ConfigError> {
-        let secret =
-            Secret::from_file(path).map_err(|err| self.invalid(key, cc_common::error_chain(&err)))?;
+        let secret = Secret::from_file(path)
+            .map_err(|err| self.invalid(key, cc_common::error_chain(&err)))?;
         if let Some(warning) = permission_warning(path) {
             self.warn(key, warning);
         }

@@ -283,22 +283,23 @@ fn load_file(
     report: &mut RestoreReport,
 ) -> Result<u64, snapshot::SnapshotError> {
     let len = fs::metadata(path)?.len();
-    if format == Format::Bin {
-        let (_, to) = snapshot::read_bin_window(File::open(path)?)?;
-        if to != 0 && to < cutoff {
-            report.skipped += 1;
-            return Ok(0);
+    let snap = match format {
+        Format::Bin => {
+            // The window first: a file that ended before the cutoff is not
+            // read any further.
+            let mut reader = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
+            let (from, to) = snapshot::read_bin_window(&mut reader)?;
+            if to != 0 && to < cutoff {
+                report.skipped += 1;
+                return Ok(0);
+            }
+            snapshot::read_bin_body(reader, from, to)?
         }
-    }
-    let snap = if format == Format::Json && len <= JSON_IN_MEMORY {
         // serde_json parses a slice several times faster than a reader.
-        let bytes = fs::read(path)?;
-        snapshot::read_json_slice(&bytes)?
-    } else {
-        snapshot::read(
-            format,
-            BufReader::with_capacity(READ_BUFFER, File::open(path)?),
-        )?
+        Format::Json if len <= JSON_IN_MEMORY => snapshot::read_json_slice(&fs::read(path)?)?,
+        Format::Json => {
+            snapshot::read_json(BufReader::with_capacity(READ_BUFFER, File::open(path)?))?
+        }
     };
     report.bytes += len;
     if snap.to != 0 && snap.to < cutoff {

@@ -364,12 +364,21 @@ fn write_name(w: &mut impl Write, name: &str) -> io::Result<()> {
 ///
 /// Bad magic, truncation, implausible counts, names that are not UTF-8.
 pub fn read_bin(mut reader: impl BufRead) -> Result<Snapshot, SnapshotError> {
-    let magic = read_u32(&mut reader)?;
-    if magic != BIN_MAGIC {
-        return Err(SnapshotError::BadMagic(magic));
-    }
-    let from = read_i64(&mut reader)?;
-    let to = read_i64(&mut reader)?;
+    let (from, to) = read_bin_window(&mut reader)?;
+    read_bin_body(reader, from, to)
+}
+
+/// Reads the rest of a binary snapshot after [`read_bin_window`] (so that a
+/// caller can decide from the window whether to read on).
+///
+/// # Errors
+///
+/// As [`read_bin`].
+pub fn read_bin_body(
+    mut reader: impl BufRead,
+    from: i64,
+    to: i64,
+) -> Result<Snapshot, SnapshotError> {
     let mut scratch = Vec::new();
     let root = read_bin_level(&mut reader, 0, &mut scratch)?;
     Ok(Snapshot { from, to, root })

@@ -272,3 +272,28 @@ fn implausible_saved_metrics_are_skipped_without_harm() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].3, vec![Some(5.0)]);
 }
+
+#[test]
+fn wal_files_written_since_the_last_sync_are_synced_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let persistence = Arc::new(Persistence::new(dir.path(), Format::Bin, true, 0).unwrap());
+    let store = MetricStore::new(registry()).with_wal(Arc::clone(&persistence));
+    assert_eq!(persistence.sync_wals().unwrap(), 0, "nothing written yet");
+    let body = format!(
+        "cpu_load,cluster=c,hostname=a value=1 {T0}\ncpu_load,cluster=c,hostname=b value=1 {T0}\n"
+    );
+    assert_eq!(ingest(&store, body.as_bytes(), "", T0).written, 2);
+    assert!(
+        dir.path().join("c/a/current.wal").exists(),
+        "in the file before the answer"
+    );
+    assert_eq!(persistence.sync_wals().unwrap(), 2);
+    assert_eq!(persistence.sync_wals().unwrap(), 0, "nothing new");
+    let body = format!("cpu_load,cluster=c,hostname=a value=2 {}\n", T0 + 60);
+    ingest(&store, body.as_bytes(), "", T0);
+    assert_eq!(
+        persistence.sync_wals().unwrap(),
+        1,
+        "only the host written to"
+    );
+}
