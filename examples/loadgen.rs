@@ -148,6 +148,25 @@ fn batch(first_host: usize, hosts: usize, seed: &mut u64) -> (Vec<u8>, Vec<usize
     (out, ts_offsets)
 }
 
+/// Splits a template into pieces of at most `max_lines` lines (a host's
+/// lines in several requests, when a batch is smaller than one host).
+fn split_lines(template: (Vec<u8>, Vec<usize>), max_lines: usize) -> Vec<(Vec<u8>, Vec<usize>)> {
+    let (body, offsets) = template;
+    if max_lines == 0 || offsets.len() <= max_lines {
+        return vec![(body, offsets)];
+    }
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for chunk in offsets.chunks(max_lines) {
+        // A line ends 11 bytes after its timestamp offset ("0000000000\n").
+        let end = chunk.last().map_or(start, |last| last + 11);
+        let piece = body.get(start..end).unwrap_or_default().to_vec();
+        pieces.push((piece, chunk.iter().map(|o| o - start).collect()));
+        start = end;
+    }
+    pieces
+}
+
 fn stamp(body: &mut [u8], offsets: &[usize], ts: i64) {
     let digits = format!("{ts:010}");
     for &off in offsets {
@@ -201,7 +220,13 @@ fn post(conn: &mut BufReader<TcpStream>, args: &Args, body: &[u8]) -> anyhow::Re
 
 fn main() -> anyhow::Result<()> {
     let args = Arc::new(parse_args()?);
-    let hosts_per_batch = args.batch_lines.div_ceil(LINES_PER_HOST).max(1);
+    // Batches of whole hosts; smaller batches cut the hosts' lines in order.
+    let hosts_per_batch = if args.batch_lines < LINES_PER_HOST {
+        args.hosts
+    } else {
+        args.batch_lines / LINES_PER_HOST
+    }
+    .max(1);
     let batches_per_round = args.hosts.div_ceil(hosts_per_batch);
     let mut seed = 42;
     let templates: Vec<(Vec<u8>, Vec<usize>)> = (0..batches_per_round)
@@ -209,14 +234,15 @@ fn main() -> anyhow::Result<()> {
             let first = b * hosts_per_batch;
             batch(first, hosts_per_batch.min(args.hosts - first), &mut seed)
         })
+        .flat_map(|t| split_lines(t, args.batch_lines))
         .collect();
     let lines_per_round: usize = templates.iter().map(|(_, o)| o.len()).sum();
     let bytes_per_round: usize = templates.iter().map(|(b, _)| b.len()).sum();
     eprintln!(
         "loadgen: {} hosts, {} batches of ~{} lines per round ({} bytes), {} connections, {:?}",
         args.hosts,
-        batches_per_round,
-        lines_per_round / batches_per_round,
+        templates.len(),
+        lines_per_round / templates.len().max(1),
         bytes_per_round,
         args.connections,
         args.duration

@@ -179,6 +179,11 @@ pub struct Shared {
     pub counters: IngressCounters,
 }
 
+/// Decoded bodies up to this size are processed on the request's own task;
+/// larger ones on the blocking pool, so that a big batch never stalls the
+/// runtime's workers.
+const INLINE_BODY_BYTES: usize = 256 * 1024;
+
 struct Listener {
     settings: ListenerSettings,
     shared: Arc<Shared>,
@@ -340,34 +345,53 @@ async fn handle_inner(l: &Listener, req: Request) -> Response {
         }
     }
     let request_cluster = query_cluster.or_else(|| s.default_cluster.clone());
-    let shared = Arc::clone(&l.shared);
-    // Shared, not copied: the rules hold sets, maps and compiled patterns.
-    let groups = Arc::clone(&s.rule_groups);
-    let reject_invalid = s.reject_invalid;
-    let name = s.name.clone();
-    let stored = tokio::task::spawn_blocking(move || {
+    let groups = &s.rule_groups;
+    let writing = l.shared.flusher.writing();
+    let stored = if body.len() <= INLINE_BODY_BYTES {
+        // Small bodies (one node's lines) cost microseconds: handing them to the
+        // blocking pool would cost more than processing them here.
         store_batch(
-            &shared,
-            &groups,
+            &l.shared,
+            groups,
             &body,
             request_cluster,
             precision,
             hops,
-            reject_invalid,
-            &name,
+            s.reject_invalid,
+            &s.name,
         )
-    })
-    .await;
-    let outcome = match stored {
-        Ok(Ok(o)) => o,
-        Ok(Err(response)) => return *response,
-        Err(e) => {
-            tracing::error!(error = %e, "ingest worker failed");
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+    } else {
+        let shared = Arc::clone(&l.shared);
+        // Shared, not copied: the rules hold sets, maps and compiled patterns.
+        let groups = Arc::clone(groups);
+        let reject_invalid = s.reject_invalid;
+        let name = s.name.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            store_batch(
+                &shared,
+                &groups,
+                &body,
+                request_cluster,
+                precision,
+                hops,
+                reject_invalid,
+                &name,
+            )
+        });
+        match task.await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(error = %e, "ingest worker failed");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+            }
         }
     };
+    let outcome = match stored {
+        Ok(o) => o,
+        Err(response) => return *response,
+    };
     if outcome.appended {
-        match tokio::time::timeout(s.ack_timeout, l.shared.flusher.wait_durable()).await {
+        match tokio::time::timeout(s.ack_timeout, writing.durable()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "storage failed; refusing data");

@@ -1,9 +1,9 @@
 //! Group commit: many writers share one fsync (spec §4.6 step 3).
 //!
 //! A writer appends its records, then awaits [`Flusher::wait_durable`], which registers
-//! a waiter. One task loops: when at least one waiter is pending (and, optionally, after
+//! a waiter. One thread loops: when at least one waiter is pending (and, optionally, after
 //! `group_commit_delay`), it takes **all** pending waiters, runs one flush (sled `flush`,
-//! i.e. write-out plus fsync, on the blocking pool), and wakes exactly those waiters with
+//! i.e. write-out plus fsync), and wakes exactly those waiters with
 //! the result. Waiters that register while a flush runs wait for the next one, because
 //! the flush in progress may have started before their last insert. So an `Ok` means: a
 //! flush that *started after* the caller registered — hence after its inserts — returned
@@ -18,9 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-use tokio::sync::{Notify, oneshot};
-use tokio::task::JoinHandle;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::oneshot;
 
 use super::{Queue, QueueError};
 
@@ -139,22 +138,50 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 #[derive(Default)]
 struct Pending {
     waiters: Vec<Waiter>,
+    /// Writers between [`Flusher::writing`] and their registration as waiters,
+    /// announced since the last flush began gathering.
+    writing: usize,
+    /// Writers announced before that, still not registered: the flush in the
+    /// making waits for these (a bounded time) but not for later ones.
+    earlier: usize,
+    /// Advances each time a flush begins gathering.
+    epoch: u64,
     closed: bool,
 }
+
+impl Pending {
+    /// A writer announced in `epoch` registered or gave up.
+    fn retire(&mut self, epoch: u64) {
+        if epoch == self.epoch {
+            self.writing = self.writing.saturating_sub(1);
+        } else {
+            self.earlier = self.earlier.saturating_sub(1);
+        }
+    }
+}
+
+/// How long a flush waits for writers already under way to register.
+const GATHER_MAX: Duration = Duration::from_millis(2);
 
 struct Shared {
     target: Arc<dyn FlushTarget>,
     pending: Mutex<Pending>,
-    wake: Notify,
+    wake: Condvar,
     stats: Arc<FlushStats>,
     delay: Duration,
+    /// Longest wait for announced writers ([`GATHER_MAX`]).
+    gather: Duration,
 }
 
-/// The group-commit flusher: one background task making appends durable for many
-/// waiters at once. Dropping it (or [`Flusher::shutdown`]) stops the task.
+/// The group-commit flusher: one thread making appends durable for many waiters at
+/// once. Dropping it (or [`Flusher::shutdown`]) stops the thread.
+///
+/// A dedicated thread rather than a task on the blocking pool: a flush then costs no
+/// hand-off between runtime and pool threads, which on a busy machine was a large
+/// part of its latency.
 pub struct Flusher {
     shared: Arc<Shared>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl fmt::Debug for Flusher {
@@ -167,12 +194,12 @@ impl fmt::Debug for Flusher {
 }
 
 impl Flusher {
-    /// Spawns the flusher task for `queue` (flush as soon as a waiter is pending and no
-    /// flush is running).
+    /// Starts the flusher thread for `queue` (flush as soon as a waiter is pending and
+    /// no flush is running).
     ///
     /// # Panics
     ///
-    /// When called outside a tokio runtime (as `tokio::spawn`).
+    /// If the operating system cannot start a thread.
     #[must_use]
     pub fn new(queue: Arc<Queue>) -> Flusher {
         Flusher::with_delay(queue, Duration::ZERO)
@@ -183,24 +210,44 @@ impl Flusher {
     ///
     /// # Panics
     ///
-    /// When called outside a tokio runtime (as `tokio::spawn`).
+    /// If the operating system cannot start a thread.
     #[must_use]
     pub fn with_delay(queue: Arc<Queue>, group_commit_delay: Duration) -> Flusher {
         Flusher::with_target(queue, group_commit_delay)
     }
 
     pub(crate) fn with_target(target: Arc<dyn FlushTarget>, delay: Duration) -> Flusher {
+        Flusher::start(target, delay, GATHER_MAX)
+    }
+
+    #[expect(
+        clippy::expect_used,
+        reason = "a process that cannot start one thread at start-up cannot run"
+    )]
+    pub(crate) fn start(
+        target: Arc<dyn FlushTarget>,
+        delay: Duration,
+        gather: Duration,
+    ) -> Flusher {
         let shared = Arc::new(Shared {
             target,
             pending: Mutex::new(Pending::default()),
-            wake: Notify::new(),
+            wake: Condvar::new(),
             stats: Arc::new(FlushStats::default()),
             delay,
+            gather,
         });
-        let task = tokio::spawn(run(Arc::clone(&shared)));
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("cc-relay-commit".into())
+                .spawn(move || run(&shared))
+                // INVARIANT: only fails when the OS refuses a thread (resource limits).
+                .expect("starting the group-commit thread")
+        };
         Flusher {
             shared,
-            task: Mutex::new(Some(task)),
+            thread: Mutex::new(Some(thread)),
         }
     }
 
@@ -212,20 +259,53 @@ impl Flusher {
     /// [`QueueError::Poisoned`] if the queue is (or the flush made it) poisoned;
     /// [`QueueError::FlusherStopped`] after shutdown.
     pub async fn wait_durable(&self) -> Result<(), QueueError> {
-        self.shared.target.check_healthy()?;
+        let rx = self.register(None)?;
+        Self::outcome(rx).await
+    }
+
+    /// Adds a waiter (and ends a writer's announcement, in the same critical section).
+    fn register(
+        &self,
+        announced: Option<u64>,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, QueueError> {
+        let healthy = self.shared.target.check_healthy();
         let (tx, rx) = oneshot::channel();
         {
             let mut p = self.shared.pending.lock();
+            if let Some(epoch) = announced {
+                p.retire(epoch);
+            }
+            healthy?;
             if p.closed {
                 return Err(QueueError::FlusherStopped);
             }
             p.waiters.push(tx);
         }
         self.shared.wake.notify_one();
+        Ok(rx)
+    }
+
+    async fn outcome(rx: oneshot::Receiver<Result<(), String>>) -> Result<(), QueueError> {
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(QueueError::Poisoned { reason }),
             Err(_) => Err(QueueError::FlusherStopped),
+        }
+    }
+
+    /// Announces a writer that is about to append: until it registers (with
+    /// [`Writing::durable`]) or gives up (drops the guard), the next flush waits up
+    /// to 2 ms for it, so that writers arriving together share one fsync instead of
+    /// each starting their own. A flush waits only for writers announced before it
+    /// began gathering, never for a stream of later ones.
+    #[must_use]
+    pub fn writing(&self) -> Writing<'_> {
+        let mut p = self.shared.pending.lock();
+        p.writing += 1;
+        Writing {
+            flusher: self,
+            epoch: p.epoch,
+            registered: false,
         }
     }
 
@@ -235,14 +315,15 @@ impl Flusher {
         Arc::clone(&self.shared.stats)
     }
 
-    /// Stops the task after the flush in progress (if any) and waits for it.
+    /// Stops the thread after the flush in progress (if any) and waits for it.
     pub async fn shutdown(self) {
         self.close();
-        let task = self.task.lock().take();
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::error!(error = %e, "group-commit flusher task failed");
+        let thread = self.thread.lock().take();
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("group-commit flusher thread failed");
+            }
         }
     }
 
@@ -252,8 +333,44 @@ impl Flusher {
     }
 
     #[cfg(test)]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.shared.pending.lock().epoch
+    }
+
+    #[cfg(test)]
     pub(crate) fn pending_len(&self) -> usize {
         self.shared.pending.lock().waiters.len()
+    }
+}
+
+/// A writer announced with [`Flusher::writing`].
+#[derive(Debug)]
+pub struct Writing<'a> {
+    flusher: &'a Flusher,
+    epoch: u64,
+    registered: bool,
+}
+
+impl Writing<'_> {
+    /// Waits until everything this writer appended is durable; see
+    /// [`Flusher::wait_durable`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Flusher::wait_durable`].
+    pub async fn durable(mut self) -> Result<(), QueueError> {
+        self.registered = true;
+        let rx = self.flusher.register(Some(self.epoch))?;
+        Flusher::outcome(rx).await
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if !self.registered {
+            self.flusher.shared.pending.lock().retire(self.epoch);
+            self.flusher.shared.wake.notify_one();
+        }
     }
 }
 
@@ -263,30 +380,35 @@ impl Drop for Flusher {
     }
 }
 
-async fn run(shared: Arc<Shared>) {
+fn run(shared: &Shared) {
     loop {
-        let (waiters, closed) = {
+        let waiters = {
             let mut p = shared.pending.lock();
-            (std::mem::take(&mut p.waiters), p.closed)
-        };
-        if waiters.is_empty() {
-            if closed {
-                return;
+            while p.waiters.is_empty() {
+                if p.closed {
+                    return;
+                }
+                shared.wake.wait(&mut p);
             }
-            // `notify_one` stores a permit, so a waiter that registered after the take
-            // above wakes this at once.
-            shared.wake.notified().await;
+            // Writers already appending would otherwise need a flush of their own.
+            p.epoch += 1;
+            p.earlier += std::mem::take(&mut p.writing);
+            if p.earlier > 0 {
+                let deadline = Instant::now() + shared.gather;
+                while p.earlier > 0
+                    && !p.closed
+                    && !shared.wake.wait_until(&mut p, deadline).timed_out()
+                {}
+            }
             if !shared.delay.is_zero() {
-                tokio::time::sleep(shared.delay).await;
+                // Gather more writers for the whole delay (new waiters notify).
+                let deadline = Instant::now() + shared.delay;
+                while !p.closed && !shared.wake.wait_until(&mut p, deadline).timed_out() {}
             }
-            continue;
-        }
-        let target = Arc::clone(&shared.target);
-        let started = Instant::now();
-        let result = match tokio::task::spawn_blocking(move || target.flush_blocking()).await {
-            Ok(r) => r,
-            Err(e) => Err(format!("flush task failed: {e}")),
+            std::mem::take(&mut p.waiters)
         };
+        let started = Instant::now();
+        let result = shared.target.flush_blocking();
         shared
             .stats
             .record(started.elapsed(), waiters.len(), result.is_ok());

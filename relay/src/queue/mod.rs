@@ -76,7 +76,7 @@ mod tests;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use flusher::{FlushStats, FlushStatsSnapshot, Flusher};
+pub use flusher::{FlushStats, FlushStatsSnapshot, Flusher, Writing};
 pub use record::{DeadLetterEntry, Record, RecordError, RecordMeta, SplitLimits, split_payload};
 pub use sled_store::Queue;
 

@@ -31,6 +31,7 @@
 
 use memchr::memchr_iter;
 
+mod codec;
 mod split;
 
 pub use split::{SplitLimits, split_payload, split_payload_with};
@@ -306,7 +307,7 @@ impl Record {
         } else if let Some(c) = cached {
             Some(c)
         } else {
-            computed = zstd::bulk::compress(&self.payload, zstd_level)
+            computed = codec::compress(&self.payload, zstd_level)
                 .ok()
                 .filter(|c| c.len() < self.payload.len());
             computed.as_ref()
@@ -456,8 +457,8 @@ fn decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, RecordError> {
         Ok(_) => {}
         Err(e) => return Err(RecordError::Decompress(format!("bad frame header: {e:?}"))),
     }
-    let payload = zstd::bulk::decompress(stored, raw_len)
-        .map_err(|e| RecordError::Decompress(e.to_string()))?;
+    let payload =
+        codec::decompress(stored, raw_len).map_err(|e| RecordError::Decompress(e.to_string()))?;
     if payload.len() != raw_len {
         return Err(RecordError::LengthMismatch {
             expected: raw_len,

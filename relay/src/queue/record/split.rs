@@ -134,7 +134,7 @@ fn stored_form(piece: &[u8], limits: &SplitLimits) -> (usize, Option<Vec<u8>>) {
     if piece.len() < limits.compress_threshold {
         return (piece.len(), None);
     }
-    match zstd::bulk::compress(piece, limits.zstd_level) {
+    match super::codec::compress(piece, limits.zstd_level) {
         Ok(c) if c.len() < piece.len() => (c.len(), Some(c)),
         _ => (piece.len(), None),
     }

@@ -2,6 +2,7 @@
 //! property test of the store against an in-memory model (vector's disk_v2 style).
 
 mod flusher;
+mod gather;
 mod model;
 mod record;
 mod store;
