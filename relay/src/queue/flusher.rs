@@ -150,12 +150,15 @@ struct Pending {
 }
 
 impl Pending {
-    /// A writer announced in `epoch` registered or gave up.
-    fn retire(&mut self, epoch: u64) {
+    /// A writer announced in `epoch` registered or gave up; true if it was the
+    /// last one a gathering flush waits for.
+    fn retire(&mut self, epoch: u64) -> bool {
         if epoch == self.epoch {
             self.writing = self.writing.saturating_sub(1);
+            false
         } else {
             self.earlier = self.earlier.saturating_sub(1);
+            self.earlier == 0
         }
     }
 }
@@ -270,18 +273,21 @@ impl Flusher {
     ) -> Result<oneshot::Receiver<Result<(), String>>, QueueError> {
         let healthy = self.shared.target.check_healthy();
         let (tx, rx) = oneshot::channel();
-        {
+        let wake = {
             let mut p = self.shared.pending.lock();
-            if let Some(epoch) = announced {
-                p.retire(epoch);
-            }
+            let released = announced.is_some_and(|epoch| p.retire(epoch));
             healthy?;
             if p.closed {
                 return Err(QueueError::FlusherStopped);
             }
             p.waiters.push(tx);
+            // The flusher needs waking for the first waiter, or when the last
+            // writer it gathers for arrives; otherwise it is busy or will look.
+            p.waiters.len() == 1 || released
+        };
+        if wake {
+            self.shared.wake.notify_one();
         }
-        self.shared.wake.notify_one();
         Ok(rx)
     }
 
@@ -368,8 +374,9 @@ impl Writing<'_> {
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
         if !self.registered {
-            self.flusher.shared.pending.lock().retire(self.epoch);
-            self.flusher.shared.wake.notify_one();
+            if self.flusher.shared.pending.lock().retire(self.epoch) {
+                self.flusher.shared.wake.notify_one();
+            }
         }
     }
 }
