@@ -759,7 +759,9 @@ fn listener_settings(
         ack_timeout: l.ack_timeout,
         body_read_timeout: l.body_read_timeout,
         max_concurrent_requests: l.max_concurrent_requests,
-        success_status: StatusCode::from_u16(l.success_status).unwrap_or(StatusCode::OK),
+        success_status: l
+            .success_status
+            .and_then(|status| StatusCode::from_u16(status).ok()),
         reject_invalid: l.invalid_lines == config::InvalidLines::Reject,
         trust_query_cluster: l.trust_query_cluster,
         default_cluster: l.default_cluster.clone(),

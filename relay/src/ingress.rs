@@ -89,8 +89,8 @@ pub struct ListenerSettings {
     pub body_read_timeout: Duration,
     /// Requests processed at once (the rest wait, within `ack_timeout`).
     pub max_concurrent_requests: usize,
-    /// 200 or 204.
-    pub success_status: StatusCode,
+    /// 200 or 204 on every path; `None`: per path ([`default_success`]).
+    pub success_status: Option<StatusCode>,
     /// `invalid_lines: reject`: any invalid line refuses the whole request.
     pub reject_invalid: bool,
     /// Use `?cluster=` as the default cluster.
@@ -201,7 +201,11 @@ pub fn router(settings: ListenerSettings, shared: Arc<Shared>) -> Router {
     });
     let mut router = Router::new();
     for path in &paths {
-        router = router.route(path, write_route());
+        let success = state
+            .settings
+            .success_status
+            .unwrap_or_else(|| default_success(path));
+        router = router.route(path, write_route(success));
     }
     router
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found\n") })
@@ -209,13 +213,26 @@ pub fn router(settings: ListenerSettings, shared: Arc<Shared>) -> Router {
         .with_state(state)
 }
 
-fn write_route() -> MethodRouter<Arc<Listener>> {
-    post(handle).fallback(|| async {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        r
-    })
+/// The answer to a stored batch when `success_status` is not set: 204 on
+/// InfluxDB's own write paths, whose clients take anything else for a
+/// failure, and 200 elsewhere, which is all the collectors' http sink accepts.
+#[must_use]
+pub fn default_success(path: &str) -> StatusCode {
+    match path.trim_end_matches('/') {
+        "/write" | "/api/v2/write" => StatusCode::NO_CONTENT,
+        _ => StatusCode::OK,
+    }
+}
+
+fn write_route(success: StatusCode) -> MethodRouter<Arc<Listener>> {
+    post(move |state: State<Arc<Listener>>, req: Request| handle(state, req, success)).fallback(
+        || async {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r
+        },
+    )
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -234,9 +251,9 @@ fn unavailable(reason: &str) -> Response {
     r
 }
 
-async fn handle(State(l): State<Arc<Listener>>, req: Request) -> Response {
+async fn handle(State(l): State<Arc<Listener>>, req: Request, success: StatusCode) -> Response {
     let started = std::time::Instant::now();
-    let response = handle_inner(&l, req).await;
+    let response = handle_inner(&l, req, success).await;
     let c = &l.shared.counters;
     *c.requests
         .lock()
@@ -246,9 +263,13 @@ async fn handle(State(l): State<Arc<Listener>>, req: Request) -> Response {
     response
 }
 
-async fn handle_inner(l: &Listener, req: Request) -> Response {
+async fn handle_inner(l: &Listener, req: Request, success: StatusCode) -> Response {
     let s = &l.settings;
-    if let Err(failure) = authenticate(&s.auth, req.headers()) {
+    let params = match WriteParams::parse(req.uri().query().unwrap_or("")) {
+        Ok(p) => p,
+        Err(message) => return text(StatusCode::BAD_REQUEST, format!("{message}\n")),
+    };
+    if let Err(failure) = authenticate(&s.auth, req.headers(), params.user.as_ref()) {
         *l.shared
             .counters
             .auth_failures
@@ -291,7 +312,6 @@ async fn handle_inner(l: &Listener, req: Request) -> Response {
             format!("too many relay hops ({hops} > {})\n", s.max_hops),
         );
     }
-    let query = req.uri().query().unwrap_or("").to_owned();
     let encoding = req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -332,18 +352,10 @@ async fn handle_inner(l: &Listener, req: Request) -> Response {
         Ok(b) => b,
         Err(response) => return *response,
     };
-    let mut precision = s.input_precision;
-    let mut query_cluster = None;
-    for (k, v) in url_pairs(&query) {
-        match k.as_str() {
-            "precision" => match v.parse::<Precision>() {
-                Ok(p) => precision = Some(p),
-                Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-            },
-            "cluster" if s.trust_query_cluster && !v.is_empty() => query_cluster = Some(v),
-            _ => {}
-        }
-    }
+    let precision = params.precision.or(s.input_precision);
+    let query_cluster = params
+        .cluster
+        .filter(|c| s.trust_query_cluster && !c.is_empty());
     let request_cluster = query_cluster.or_else(|| s.default_cluster.clone());
     let groups = &s.rule_groups;
     let writing = l.shared.flusher.writing();
@@ -414,7 +426,7 @@ async fn handle_inner(l: &Listener, req: Request) -> Response {
             ),
         )
     } else {
-        s.success_status.into_response()
+        success.into_response()
     };
     let h = response.headers_mut();
     h.insert("x-cc-relay-accepted", HeaderValue::from(outcome.accepted));
@@ -667,46 +679,49 @@ fn decode(encoding: &str, body: Bytes, limit: usize) -> Result<Bytes, Box<Respon
     }
 }
 
-/// Percent-decoded `key=value` pairs of a query string.
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
+/// What a write request's query string says. Understood: `precision`
+/// (`s`, `ms`, `us`, `ns`, and InfluxDB 1's `u` and `n`), `cluster`, and
+/// InfluxDB 1's `u`/`p` credentials; InfluxDB's `db`, `rp`, `org`,
+/// `bucket` and `consistency` are accepted and ignored (the lines carry
+/// their cluster, and the relay has one destination per upstream).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct WriteParams {
+    precision: Option<Precision>,
+    cluster: Option<String>,
+    /// `u` and `p`: user and password for basic authentication.
+    user: Option<(String, String)>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
+impl WriteParams {
+    fn parse(query: &str) -> Result<WriteParams, String> {
+        let mut params = WriteParams::default();
+        let (mut user, mut password) = (None, None);
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "precision" => {
+                    let unit = match &*value {
+                        "n" => "ns",
+                        "u" => "us",
+                        "m" | "h" => {
+                            return Err(format!(
+                                "precision={value}: timestamps in minutes or hours are not supported; use s, ms, us or ns"
+                            ));
+                        }
+                        other => other,
+                    };
+                    params.precision = Some(unit.parse::<Precision>().map_err(|e| e.to_string())?);
                 }
+                "cluster" => params.cluster = Some(value.into_owned()),
+                "u" => user = Some(value.into_owned()),
+                "p" => password = Some(value.into_owned()),
+                _ => {}
             }
-            b'+' => out.push(b' '),
-            _ => out.push(b),
         }
-        i += 1;
+        params.user = user.zip(password);
+        Ok(params)
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Checks the request's credentials.
 /// A refused request: the answer, and the reason counted in `/metrics`.
 struct AuthFailure {
     response: Box<Response>,
@@ -720,17 +735,26 @@ fn refuse(response: Response, reason: &'static str) -> AuthFailure {
     }
 }
 
-fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), AuthFailure> {
+/// Checks the request's credentials: a JWT as `Authorization: Bearer`,
+/// InfluxDB 2's `Authorization: Token`, or `X-Auth-Token`; basic credentials
+/// as `Authorization: Basic` or InfluxDB 1's `u`/`p` query parameters.
+fn authenticate(
+    auth: &Auth,
+    headers: &HeaderMap,
+    query_user: Option<&(String, String)>,
+) -> Result<(), AuthFailure> {
     if auth.mode == AuthMode::None {
         return Ok(());
     }
     let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let authorization = header(header::AUTHORIZATION);
-    let token = authorization.and_then(bearer_token).or_else(|| {
-        auth.accept_x_auth_token
-            .then(|| headers.get("x-auth-token").and_then(|v| v.to_str().ok()))
-            .flatten()
-    });
+    let token = authorization
+        .and_then(|v| bearer_token(v).or_else(|| influx_token(v)))
+        .or_else(|| {
+            auth.accept_x_auth_token
+                .then(|| headers.get("x-auth-token").and_then(|v| v.to_str().ok()))
+                .flatten()
+        });
     let jwt_allowed = matches!(auth.mode, AuthMode::Jwt | AuthMode::JwtOrBasic);
     let basic_allowed = matches!(auth.mode, AuthMode::Basic | AuthMode::JwtOrBasic);
     let credentials = auth.credentials.read();
@@ -754,12 +778,21 @@ fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), AuthFailure> {
             Err(e) => Err(refuse(unauthorized(auth, &e.to_string()), "jwt")),
         };
     }
-    if basic_allowed && let Some(encoded) = authorization.and_then(|a| a.strip_prefix("Basic ")) {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()
-            .and_then(|d| String::from_utf8(d).ok());
-        if let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':'))
+    let from_header = authorization
+        .and_then(|a| a.strip_prefix("Basic "))
+        .map(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+                .and_then(|d| d.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+        });
+    let basic = match from_header {
+        Some(decoded) => Some(decoded),
+        None => query_user.map(|up| Some(up.clone())),
+    };
+    if basic_allowed && let Some(basic) = basic {
+        if let Some((user, password)) = &basic
             && credentials
                 .basic_users
                 .as_ref()
@@ -776,6 +809,13 @@ fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<(), AuthFailure> {
         unauthorized(auth, "credentials required"),
         "missing",
     ))
+}
+
+/// InfluxDB 2's `Authorization: Token <token>`.
+fn influx_token(header_value: &str) -> Option<&str> {
+    header_value
+        .strip_prefix("Token ")
+        .filter(|token| !token.is_empty())
 }
 
 fn unauthorized(auth: &Auth, why: &str) -> Response {
@@ -805,15 +845,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_pairs_are_percent_decoded() {
+    fn write_parameters_of_every_influxdb_dialect() {
+        let p = WriteParams::parse("cluster=a%20b&precision=ms&x&db=metrics&rp=autogen").unwrap();
+        assert_eq!(p.cluster.as_deref(), Some("a b"));
+        assert_eq!(p.precision, Some(Precision::Millis));
+        assert_eq!(p.user, None);
+        let v1 = WriteParams::parse("db=x&u=alice&p=s%3Acret&precision=n").unwrap();
+        assert_eq!(v1.precision, Some(Precision::Nanos));
+        assert_eq!(v1.user, Some(("alice".into(), "s:cret".into())));
+        let v2 = WriteParams::parse("org=o&bucket=b&precision=us").unwrap();
+        assert_eq!(v2.precision, Some(Precision::Micros));
         assert_eq!(
-            url_pairs("cluster=a%20b&precision=ms&x"),
-            [
-                ("cluster".into(), "a b".into()),
-                ("precision".into(), "ms".into()),
-                ("x".into(), String::new())
-            ]
+            WriteParams::parse("precision=u").unwrap().precision,
+            Some(Precision::Micros)
         );
+        assert!(
+            WriteParams::parse("precision=h")
+                .unwrap_err()
+                .contains("hours")
+        );
+        assert!(WriteParams::parse("precision=fortnight").is_err());
+        assert_eq!(
+            WriteParams::parse("u=alice").unwrap().user,
+            None,
+            "a user needs a password"
+        );
+    }
+
+    #[test]
+    fn influxdb_paths_answer_204_and_the_collectors_path_200() {
+        assert_eq!(default_success("/write"), StatusCode::NO_CONTENT);
+        assert_eq!(default_success("/api/v2/write"), StatusCode::NO_CONTENT);
+        assert_eq!(default_success("/api/v2/write/"), StatusCode::NO_CONTENT);
+        assert_eq!(default_success("/api/write"), StatusCode::OK);
+        assert_eq!(default_success("/api/write/"), StatusCode::OK);
+        assert_eq!(default_success("/ingest"), StatusCode::OK);
     }
 
     #[test]
@@ -865,11 +931,28 @@ mod tests {
         };
         let good = base64::engine::general_purpose::STANDARD.encode("collector:s3cret");
         let bad = base64::engine::general_purpose::STANDARD.encode("collector:nope");
-        assert!(authenticate(&auth, &with(&format!("Basic {good}"))).is_ok());
-        let refused = authenticate(&auth, &with(&format!("Basic {bad}"))).unwrap_err();
+        assert!(authenticate(&auth, &with(&format!("Basic {good}")), None).is_ok());
+        let refused = authenticate(&auth, &with(&format!("Basic {bad}")), None).unwrap_err();
         assert_eq!(refused.response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(refused.reason, "basic");
-        let missing = authenticate(&auth, &HeaderMap::new()).unwrap_err();
+        let missing = authenticate(&auth, &HeaderMap::new(), None).unwrap_err();
         assert_eq!(missing.reason, "missing");
+        // InfluxDB 1 clients send u/p as query parameters.
+        let query = |u: &str, p: &str| Some((u.to_owned(), p.to_owned()));
+        assert!(
+            authenticate(
+                &auth,
+                &HeaderMap::new(),
+                query("collector", "s3cret").as_ref()
+            )
+            .is_ok()
+        );
+        let refused = authenticate(
+            &auth,
+            &HeaderMap::new(),
+            query("collector", "nope").as_ref(),
+        )
+        .unwrap_err();
+        assert_eq!(refused.reason, "basic");
     }
 }

@@ -25,7 +25,8 @@ pub struct HttpIngress {
     /// `address`: IP and port to listen on. Default `0.0.0.0:8080`.
     #[serde(default = "default_address")]
     pub address: SocketAddr,
-    /// `paths`: write endpoints. Default `["/api/write", "/api/write/", "/write"]`.
+    /// `paths`: write endpoints. Default `["/api/write", "/api/write/", "/write",
+    /// "/api/v2/write"]`.
     #[serde(default = "default_paths")]
     pub paths: Vec<String>,
     /// `tls`: serve HTTPS, optionally with client certificates.
@@ -73,9 +74,12 @@ pub struct HttpIngress {
     /// `ack_timeout`). Default 256.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
-    /// `success_status`: 200 (default; the Go sink accepts only 200) or 204.
-    #[serde(default = "default_success_status")]
-    pub success_status: u16,
+    /// `success_status`: 200 or 204 on every path of this listener. Unset: 204
+    /// on InfluxDB's own paths (`/write`, `/api/v2/write`; InfluxDB clients
+    /// treat anything else as a failed write) and 200 elsewhere (the
+    /// collectors' http sink accepts only 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_status: Option<u16>,
     /// `invalid_lines`: `drop` (store the valid lines, default) or `reject`
     /// (400 for the whole request).
     #[serde(default)]
@@ -309,7 +313,7 @@ fn default_address() -> SocketAddr {
 }
 
 fn default_paths() -> Vec<String> {
-    ["/api/write", "/api/write/", "/write"]
+    ["/api/write", "/api/write/", "/write", "/api/v2/write"]
         .map(str::to_owned)
         .to_vec()
 }
@@ -352,10 +356,6 @@ fn default_ack_timeout() -> Duration {
 
 fn default_max_concurrent_requests() -> usize {
     256
-}
-
-fn default_success_status() -> u16 {
-    200
 }
 
 fn default_max_hops() -> u32 {
@@ -445,10 +445,12 @@ impl HttpIngress {
                 "must be at least 1",
             ));
         }
-        if !matches!(self.success_status, 200 | 204) {
+        if let Some(status) = self.success_status
+            && !matches!(status, 200 | 204)
+        {
             return Err(ctx.invalid(
                 format!("{key}.success_status"),
-                format!("must be 200 or 204, not {}", self.success_status),
+                format!("must be 200 or 204, not {status}"),
             ));
         }
         if let Some(cluster) = &self.default_cluster {

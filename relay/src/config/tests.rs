@@ -237,7 +237,11 @@ fn defaults_follow_the_spec() {
     assert_eq!(s.disk_check_interval, Duration::from_secs(10));
 
     let http = &config.ingress.http[0];
-    assert_eq!(http.paths, ["/api/write", "/api/write/", "/write"]);
+    assert_eq!(
+        http.paths,
+        ["/api/write", "/api/write/", "/write", "/api/v2/write"],
+        "the spec's paths and InfluxDB 2's (issue 10)"
+    );
     assert_eq!(http.auth.mode, AuthMode::None);
     assert!(http.auth.accept_x_auth_token);
     assert_eq!(http.auth.leeway, Duration::from_secs(60));
@@ -250,7 +254,10 @@ fn defaults_follow_the_spec() {
     assert_eq!(http.body_read_timeout, Duration::from_secs(30));
     assert_eq!(http.ack_timeout, Duration::from_secs(4));
     assert_eq!(http.max_concurrent_requests, 256);
-    assert_eq!(http.success_status, 200);
+    assert_eq!(
+        http.success_status, None,
+        "per path: 204 on /write and /api/v2/write, 200 elsewhere"
+    );
     assert_eq!(http.invalid_lines, InvalidLines::Drop);
     assert!(http.trust_query_cluster);
     assert_eq!(http.input_precision, None);

@@ -373,10 +373,8 @@ impl Writing<'_> {
 
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
-        if !self.registered {
-            if self.flusher.shared.pending.lock().retire(self.epoch) {
-                self.flusher.shared.wake.notify_one();
-            }
+        if !self.registered && self.flusher.shared.pending.lock().retire(self.epoch) {
+            self.flusher.shared.wake.notify_one();
         }
     }
 }

@@ -242,7 +242,10 @@ fn http_ingress_values_are_checked() {
     }
     let mut doc = minimal();
     doc["ingress"]["http"][0]["success_status"] = json!(204);
-    assert_eq!(fx.load(&doc).unwrap().ingress.http[0].success_status, 204);
+    assert_eq!(
+        fx.load(&doc).unwrap().ingress.http[0].success_status,
+        Some(204)
+    );
 }
 
 #[test]
