@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -633,11 +633,7 @@ fn map_jwt_error(kind: &ErrorKind) -> AuthError {
 }
 
 fn unix_now() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        // Clock before 1970: treat as the epoch rather than failing.
-        Err(_) => 0,
-    }
+    crate::time::now_secs()
 }
 
 #[cfg(test)]

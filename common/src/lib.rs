@@ -21,6 +21,7 @@ pub mod config;
 pub mod lineproto;
 pub mod shutdown;
 pub mod telemetry;
+pub mod time;
 pub mod tls;
 
 /// An error with all its causes, joined by `: ` (`cannot read x: permission

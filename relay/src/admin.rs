@@ -15,23 +15,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::forward::UpstreamCounters;
-use crate::ingress::Shared;
 use crate::metrics::LATENCY_BUCKETS;
 use crate::queue::flusher::{FLUSH_LATENCY_BUCKETS_US, FLUSH_WAITER_BUCKETS};
-use crate::queue::{FlushStats, Queue};
+use crate::runtime::{Runtime, UpstreamCounters};
 
 /// What the admin endpoints report on.
 #[derive(Debug)]
 pub struct AdminState {
-    /// The queue (counters, health).
-    pub queue: Arc<Queue>,
-    /// Ingress state and counters.
-    pub shared: Arc<Shared>,
-    /// Per upstream: name and counters.
-    pub upstreams: Vec<(String, Arc<UpstreamCounters>)>,
-    /// Flusher statistics.
-    pub flush: Arc<FlushStats>,
+    /// The queue, the upstreams and the source counters.
+    pub runtime: Arc<Runtime>,
     /// Token for all endpoints but `/healthz`.
     pub token: Arc<parking_lot::RwLock<Option<String>>>,
     /// `instance_id`.
@@ -72,10 +64,10 @@ async fn require_token(State(s): State<Arc<AdminState>>, req: Request, next: Nex
 }
 
 async fn healthz(State(s): State<Arc<AdminState>>) -> Response {
-    if s.queue.is_healthy() {
+    if s.runtime.queue().is_healthy() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        let reason = s.queue.poison_reason().unwrap_or_default();
+        let reason = s.runtime.queue().poison_reason().unwrap_or_default();
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("storage failed: {reason}\n"),
@@ -85,13 +77,13 @@ async fn healthz(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
-    if !s.queue.is_healthy() {
+    if !s.runtime.queue().is_healthy() {
         return (StatusCode::SERVICE_UNAVAILABLE, "storage failed\n").into_response();
     }
-    if !s.shared.accepting.load(Ordering::Relaxed) {
+    if !s.runtime.is_accepting() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    if s.shared.disk.pressure.load(Ordering::Relaxed) {
+    if s.runtime.disk().pressure.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "disk limits reached\n").into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
@@ -99,11 +91,11 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
 
 async fn status(State(s): State<Arc<AdminState>>) -> Response {
     let now_ms = now_ms();
-    let upstreams: Vec<serde_json::Value> = s
-        .upstreams
-        .iter()
+    let queue = s.runtime.queue();
+    let upstreams: Vec<serde_json::Value> = upstream_counters(&s)
+        .into_iter()
         .map(|(name, c)| {
-            let q = s.queue.len(name).unwrap_or_default();
+            let q = queue.len(name).unwrap_or_default();
             serde_json::json!({
                 "name": name,
                 "queued_records": q.records,
@@ -122,9 +114,9 @@ async fn status(State(s): State<Arc<AdminState>>) -> Response {
     let body = serde_json::json!({
         "instance_id": s.instance_id,
         "version": env!("CARGO_PKG_VERSION"),
-        "storage_healthy": s.queue.is_healthy(),
-        "accepting": s.shared.accepting.load(Ordering::Relaxed),
-        "received_lines": s.shared.counters.total_lines(),
+        "storage_healthy": queue.is_healthy(),
+        "accepting": s.runtime.is_accepting(),
+        "received_lines": s.runtime.counters.total_lines(),
         "upstreams": upstreams,
     });
     let mut r = (StatusCode::OK, format!("{body}\n")).into_response();
@@ -135,11 +127,7 @@ async fn status(State(s): State<Arc<AdminState>>) -> Response {
     r
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use cc_common::time::now_ms;
 
 /// Prometheus text exposition (format 0.0.4).
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
@@ -240,6 +228,8 @@ fn escape_label(v: &str) -> String {
     reason = "counters exposed as Prometheus floats"
 )]
 fn render_metrics(s: &AdminState) -> String {
+    let queue = s.runtime.queue();
+    let ups = upstream_counters(s);
     let mut out = String::new();
     let mut f = Family { out: &mut out };
     f.head("ccrelay_build_info", "gauge", "Build information.");
@@ -251,7 +241,7 @@ fn render_metrics(s: &AdminState) -> String {
         ],
         1.0,
     );
-    let c = &s.shared.counters;
+    let c = &s.runtime.counters;
     f.head(
         "ccrelay_ingest_requests_total",
         "counter",
@@ -344,8 +334,8 @@ fn render_metrics(s: &AdminState) -> String {
     ];
     for (i, (name, help)) in queue_gauges.iter().enumerate() {
         f.head(name, "gauge", help);
-        for (upstream, _) in &s.upstreams {
-            let q = s.queue.len(upstream).unwrap_or_default();
+        for &(upstream, _) in &ups {
+            let q = queue.len(upstream).unwrap_or_default();
             let v = match i {
                 0 => q.records as f64,
                 1 => q.lines as f64,
@@ -417,7 +407,7 @@ fn render_metrics(s: &AdminState) -> String {
     ];
     for (name, kind, help, get) in upstream_metrics {
         f.head(name, kind, help);
-        for (upstream, counters) in &s.upstreams {
+        for &(upstream, counters) in &ups {
             f.sample(name, &[("upstream", upstream)], get(counters));
         }
     }
@@ -426,7 +416,7 @@ fn render_metrics(s: &AdminState) -> String {
         "counter",
         "Failed send attempts per upstream and reason.",
     );
-    for (upstream, counters) in &s.upstreams {
+    for &(upstream, counters) in &ups {
         for (reason, n) in counters.failure_reasons.snapshot() {
             f.sample(
                 "ccrelay_upstream_failures_total",
@@ -435,7 +425,7 @@ fn render_metrics(s: &AdminState) -> String {
             );
         }
     }
-    for (upstream, counters) in &s.upstreams {
+    for &(upstream, counters) in &ups {
         let (counts, sum) = counters.request_seconds.snapshot();
         f.histogram_labelled(
             "ccrelay_upstream_request_seconds",
@@ -451,11 +441,11 @@ fn render_metrics(s: &AdminState) -> String {
         "gauge",
         "buffer.max_bytes per upstream.",
     );
-    for (target, limit) in s.shared.targets.iter().zip(&s.shared.limits) {
+    for u in s.runtime.upstreams() {
         f.sample(
             "ccrelay_queue_limit_bytes",
-            &[("upstream", &target.name)],
-            limit.max_bytes as f64,
+            &[("upstream", &u.name)],
+            u.limit.max_bytes as f64,
         );
     }
     f.head(
@@ -463,7 +453,7 @@ fn render_metrics(s: &AdminState) -> String {
         "gauge",
         "Stored bytes in queues of upstreams that are no longer configured.",
     );
-    for orphan in s.queue.orphans() {
+    for orphan in queue.orphans() {
         f.sample(
             "ccrelay_orphan_queue_bytes",
             &[("tree", &format!("q:{}", orphan.upstream))],
@@ -475,9 +465,8 @@ fn render_metrics(s: &AdminState) -> String {
         "counter",
         "Lines dropped by limits, per upstream and reason.",
     );
-    let dropped = c.dropped_full.lock().clone();
-    for (upstream, counters) in &s.upstreams {
-        let full = dropped.get(upstream).map_or(0, |d| d.0);
+    for &(upstream, counters) in &ups {
+        let full = counters.dropped_full_lines.load(Ordering::Relaxed);
         f.sample(
             "ccrelay_dropped_lines_total",
             &[("upstream", upstream), ("reason", "buffer_full")],
@@ -489,7 +478,7 @@ fn render_metrics(s: &AdminState) -> String {
             counters.expired_lines.load(Ordering::Relaxed) as f64,
         );
     }
-    let flush = s.flush.snapshot();
+    let flush = s.runtime.flush_stats().snapshot();
     f.head(
         "ccrelay_sled_flushes_total",
         "counter",
@@ -524,9 +513,9 @@ fn render_metrics(s: &AdminState) -> String {
     f.sample(
         "ccrelay_sled_size_on_disk_bytes",
         &[],
-        s.queue.size_on_disk().unwrap_or(0) as f64,
+        queue.size_on_disk().unwrap_or(0) as f64,
     );
-    let disk = &s.shared.disk;
+    let disk = s.runtime.disk();
     f.head(
         "ccrelay_storage_pressure",
         "gauge",
@@ -565,16 +554,23 @@ fn render_metrics(s: &AdminState) -> String {
     f.sample(
         "ccrelay_storage_healthy",
         &[],
-        f64::from(u8::from(s.queue.is_healthy())),
+        f64::from(u8::from(queue.is_healthy())),
     );
     out
 }
 
 /// The entries of a counter map, sorted by key (stable output).
+/// Name and counters of every upstream, in configuration order.
+fn upstream_counters(s: &AdminState) -> Vec<(&str, &UpstreamCounters)> {
+    s.runtime
+        .upstreams()
+        .iter()
+        .map(|u| (u.name.as_str(), &u.counters))
+        .collect()
+}
+
 fn sorted<K: Clone + Ord, V: Copy>(
-    map: &parking_lot::Mutex<std::collections::HashMap<K, V>>,
+    map: &parking_lot::Mutex<std::collections::BTreeMap<K, V>>,
 ) -> Vec<(K, V)> {
-    let mut entries: Vec<(K, V)> = map.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    entries
+    map.lock().iter().map(|(k, v)| (k.clone(), *v)).collect()
 }

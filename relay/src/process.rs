@@ -165,12 +165,34 @@ impl Invalid {
     }
 }
 
+/// Something lines are routed to: an upstream, as processing sees it.
+pub trait Route {
+    /// Its routing filter and profile.
+    fn target(&self) -> &Target;
+}
+
+impl Route for Target {
+    fn target(&self) -> &Target {
+        self
+    }
+}
+
+/// The lines of one batch for one destination.
+#[derive(Debug)]
+pub struct Routed<'t, R> {
+    /// Where they go.
+    pub to: &'t R,
+    /// Normalised lines, each `\n`-terminated.
+    pub lines: Vec<u8>,
+    /// How many.
+    pub count: u32,
+}
+
 /// The outcome of one batch.
-#[derive(Debug, Default, Clone)]
-pub struct Processed {
-    /// Per target (same order as the targets given): normalised lines, each
-    /// `\n`-terminated, and their count.
-    pub payloads: Vec<(Vec<u8>, u32)>,
+#[derive(Debug)]
+pub struct Processed<'t, R> {
+    /// The lines for each destination given (also those that get none).
+    pub routed: Vec<Routed<'t, R>>,
     /// Lines queued for at least one upstream.
     pub accepted: u64,
     /// Lines dropped by measurement rules or routed nowhere.
@@ -181,7 +203,7 @@ pub struct Processed {
     pub first_error: Option<String>,
 }
 
-impl Processed {
+impl<R> Processed<'_, R> {
     /// Invalid lines in total.
     #[must_use]
     pub fn invalid_total(&self) -> u64 {
@@ -198,10 +220,25 @@ impl Processed {
 
 /// Processes a batch for the given targets.
 #[must_use]
-pub fn process(body: &[u8], rules: &Rules, ctx: &Context, targets: &[Target]) -> Processed {
+pub fn process<'t, R: Route>(
+    body: &[u8],
+    rules: &Rules,
+    ctx: &Context,
+    targets: &'t [R],
+) -> Processed<'t, R> {
     let mut out = Processed {
-        payloads: targets.iter().map(|_| (Vec::new(), 0)).collect(),
-        ..Processed::default()
+        routed: targets
+            .iter()
+            .map(|to| Routed {
+                to,
+                lines: Vec::new(),
+                count: 0,
+            })
+            .collect(),
+        accepted: 0,
+        filtered: 0,
+        invalid: BTreeMap::new(),
+        first_error: None,
     };
     let out_unit = rules.output_precision;
     let now_out = now_in(ctx.now_ns, out_unit);
@@ -339,9 +376,10 @@ pub fn process(body: &[u8], rules: &Rules, ctx: &Context, targets: &[Target]) ->
         let measurement = renamed.unwrap_or(name);
         let ccms_problem = ccms_check(&line, effective_cluster, host);
         let kind = message_type(&line);
-        let mut routed = false;
+        let mut any = false;
         let mut refused_ccms = false;
-        for (target, (payload, count)) in targets.iter().zip(out.payloads.iter_mut()) {
+        for routed in &mut out.routed {
+            let target = routed.to.target();
             // The `ccms` profile protects store upstreams only; other
             // upstreams get every syntactically valid line.
             let needs_ccms = target.ccms && rules.validate == Validate::Ccms;
@@ -352,11 +390,11 @@ pub fn process(body: &[u8], rules: &Rules, ctx: &Context, targets: &[Target]) ->
             if !target.filter.accepts(measurement, kind, effective_cluster) {
                 continue;
             }
-            payload.extend_from_slice(line_buf.as_bytes());
-            *count += 1;
-            routed = true;
+            routed.lines.extend_from_slice(line_buf.as_bytes());
+            routed.count += 1;
+            any = true;
         }
-        if routed {
+        if any {
             out.accepted += 1;
         } else if refused_ccms {
             let problem = ccms_problem.unwrap_or_default();

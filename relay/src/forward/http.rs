@@ -10,10 +10,13 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use parking_lot::RwLock;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+
+use super::retry::Outcome;
+use super::sink::Attempt;
 
 /// A slice of a queue record on its way upstream: the whole record, or a
 /// part of it after bisection (whole lines, same record id).
@@ -82,27 +85,6 @@ pub enum Compress {
 
 /// The value of the `Authorization` header; re-read on SIGHUP.
 pub type AuthHeader = Arc<RwLock<Option<String>>>;
-
-/// The result of one request.
-#[derive(Debug)]
-pub enum Attempt {
-    /// The upstream answered.
-    Answered {
-        /// HTTP status.
-        status: u16,
-        /// `Retry-After`, if given.
-        retry_after: Option<Duration>,
-        /// The start of the body (for logs and the dead-letter queue).
-        body: Vec<u8>,
-    },
-    /// No answer: connection, TLS or timeout error.
-    Failed {
-        /// `connect`, `timeout` or `tls` (the failure reason label).
-        reason: &'static str,
-        /// The error with its causes.
-        message: String,
-    },
-}
 
 /// One HTTP upstream.
 #[derive(Debug, Clone)]
@@ -225,14 +207,24 @@ impl HttpUpstream {
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| super::retry::parse_retry_after(v, SystemTime::now()));
-                let body = if (200..300).contains(&status) {
+                let outcome = super::retry::classify(status);
+                let body = if outcome == Outcome::Delivered {
                     Vec::new()
                 } else {
                     resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default()
                 };
+                let failure = match outcome {
+                    Outcome::Delivered => None,
+                    Outcome::Auth(_) => Some("auth"),
+                    _ if status >= 500 => Some("http_5xx"),
+                    _ => Some("http_4xx"),
+                };
+                let detail = format!("HTTP {status}: {}", super::excerpt(&body));
                 Attempt::Answered {
-                    status,
+                    outcome,
+                    failure,
                     retry_after,
+                    detail,
                     body,
                 }
             }

@@ -22,17 +22,19 @@
 
 pub mod http;
 pub mod retry;
+pub mod sink;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use self::http::{Attempt, HttpUpstream, Piece};
+use self::http::Piece;
 use self::retry::{Backoff, Outcome, RetryPolicy};
+use self::sink::{Attempt, Sink};
 use crate::queue::Queue;
+use crate::runtime::Upstream;
 
 /// The smallest batch size a 413 can shrink `batch.max_bytes` to.
 const MIN_BATCH_BYTES: u64 = 16 * 1024;
@@ -56,57 +58,11 @@ pub struct WorkerSettings {
     pub max_in_flight: usize,
 }
 
-/// Counters of one upstream, read by the admin endpoint.
-#[derive(Debug, Default)]
-pub struct UpstreamCounters {
-    /// Failed attempts per reason.
-    pub failure_reasons: crate::metrics::FailureCounts,
-    /// Duration of every request.
-    pub request_seconds: crate::metrics::Histogram,
-    /// Batches delivered.
-    pub sent_batches: AtomicU64,
-    /// Lines delivered.
-    pub sent_lines: AtomicU64,
-    /// Bytes delivered.
-    pub sent_bytes: AtomicU64,
-    /// Failed attempts.
-    pub failures: AtomicU64,
-    /// Attempts that were retries.
-    pub retries: AtomicU64,
-    /// Lines moved to the dead-letter tree.
-    pub dead_lettered_lines: AtomicU64,
-    /// Lines dropped because they were older than `max_age`.
-    pub expired_lines: AtomicU64,
-    /// 1 after the last success, 0 after the last failure.
-    pub up: AtomicBool,
-    /// 401/403 seen on the last attempt.
-    pub auth_failing: AtomicBool,
-    /// 404/405 seen on the last attempt.
-    pub misconfigured: AtomicBool,
-    /// Current backoff in milliseconds.
-    pub backoff_ms: AtomicU64,
-    /// Unix ms of the last delivery.
-    pub last_success_ms: AtomicU64,
-    /// Text of the last error.
-    pub last_error: parking_lot::Mutex<String>,
-}
-
-/// The end of a worker's window of records on the way (see
-/// [`Worker::in_flight`]).
-pub type InFlight = Arc<parking_lot::Mutex<u64>>;
-
-/// A running worker's shared handles.
+/// A forwarding worker: drives one upstream's sink with batches from its
+/// queue.
 #[derive(Debug)]
 pub struct Worker {
     core: Arc<Core>,
-    /// Woken by ingress after every append to this queue.
-    pub wake: Arc<Notify>,
-    /// Counters for `/metrics` and `/status`.
-    pub counters: Arc<UpstreamCounters>,
-    /// Last record id handed to a batch on the way (0: none); eviction of a
-    /// full queue never touches ids up to it. Locked while the worker reads
-    /// a batch and while ingress evicts, so that neither misses the other.
-    pub in_flight: InFlight,
     /// Fires when shutdown begins: stop lingering.
     draining: CancellationToken,
 }
@@ -116,8 +72,9 @@ pub struct Worker {
 struct Core {
     settings: WorkerSettings,
     queue: Arc<Queue>,
-    upstream: HttpUpstream,
-    counters: Arc<UpstreamCounters>,
+    sink: Sink,
+    /// The upstream's handle: wake-up, window on the way, counters.
+    upstream: Arc<Upstream>,
     state: parking_lot::Mutex<State>,
 }
 
@@ -131,18 +88,17 @@ struct State {
     probing: bool,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use cc_common::time::now_ms;
 
 impl Worker {
     /// A worker for one upstream.
     #[must_use]
-    pub fn new(settings: WorkerSettings, queue: Arc<Queue>, upstream: HttpUpstream) -> Worker {
-        let counters = Arc::new(UpstreamCounters::default());
-        counters.up.store(true, Ordering::Relaxed);
+    pub fn new(
+        settings: WorkerSettings,
+        queue: Arc<Queue>,
+        upstream: Arc<Upstream>,
+        sink: Sink,
+    ) -> Worker {
         let state = State {
             backoff: Backoff::new(settings.retry),
             max_bytes: settings.max_bytes,
@@ -152,13 +108,10 @@ impl Worker {
             core: Arc::new(Core {
                 settings,
                 queue,
+                sink,
                 upstream,
-                counters: Arc::clone(&counters),
                 state: parking_lot::Mutex::new(state),
             }),
-            wake: Arc::new(Notify::new()),
-            in_flight: Arc::new(parking_lot::Mutex::new(0)),
-            counters,
             draining: CancellationToken::new(),
         }
     }
@@ -176,7 +129,7 @@ impl Worker {
         self.draining = draining;
         let core = Arc::clone(&self.core);
         let name = core.settings.name.clone();
-        tracing::info!(upstream = %name, url = %core.upstream.display_url(), max_in_flight = core.settings.max_in_flight, "forwarding");
+        tracing::info!(upstream = %name, sink = %core.sink.describe(), max_in_flight = core.settings.max_in_flight, "forwarding");
         let mut batches: tokio::task::JoinSet<(bool, Vec<u64>)> = tokio::task::JoinSet::new();
         // Last record id handed to a batch still on the way.
         let mut cursor: Option<u64> = None;
@@ -201,7 +154,7 @@ impl Worker {
             }
             if batches.is_empty() {
                 cursor = None;
-                *self.in_flight.lock() = 0;
+                *core.upstream.in_flight.lock() = None;
             }
             // While the upstream is unreachable or failing, only the batches
             // already on the way retry; new ones start once one gets through
@@ -228,7 +181,7 @@ impl Worker {
                         // or for a batch to finish.
                         tokio::select! {
                             () = stop.cancelled() => {}
-                            () = self.wake.notified() => {}
+                            () = core.upstream.wake.notified() => {}
                             done = batches.join_next() => if let Some(done) = done
                                 && let Err(e) = self.finish(done)
                             {
@@ -292,7 +245,7 @@ impl Worker {
             if !others_on_the_way {
                 tokio::select! {
                     () = stop.cancelled() => {}
-                    () = self.wake.notified() => {}
+                    () = core.upstream.wake.notified() => {}
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
@@ -323,7 +276,8 @@ impl Worker {
                 now_ms().saturating_sub(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
             let removed = core.queue.drop_older_than(&settings.name, cutoff, cursor)?;
             if removed.records > 0 {
-                core.counters
+                core.upstream
+                    .counters
                     .expired_lines
                     .fetch_add(removed.lines, Ordering::Relaxed);
                 tracing::warn!(upstream = %settings.name, lines = removed.lines, "dropped lines older than buffer.max_age");
@@ -347,7 +301,7 @@ impl Worker {
             }
         }
         // The window on the way grows under the lock that eviction takes.
-        let mut in_flight = self.in_flight.lock();
+        let mut in_flight = core.upstream.in_flight.lock();
         let records = core
             .queue
             .peek_batch(&settings.name, max_records, max_bytes, cursor)?;
@@ -373,7 +327,7 @@ impl Worker {
             });
         }
         if let Some(last) = pieces.last() {
-            *in_flight = last.id;
+            *in_flight = Some(last.id);
         }
         drop(in_flight);
         Ok((!pieces.is_empty()).then_some(pieces))
@@ -404,22 +358,23 @@ impl Core {
                 let started = std::time::Instant::now();
                 let attempt = tokio::select! {
                     biased;
-                    a = self.upstream.send(&item) => a,
+                    a = self.sink.send(&item) => a,
                     () = stop.cancelled() => return false,
                 };
-                self.counters.request_seconds.observe(started.elapsed());
+                self.upstream
+                    .counters
+                    .request_seconds
+                    .observe(started.elapsed());
                 match attempt {
                     Attempt::Answered {
-                        status,
+                        outcome,
+                        failure,
                         retry_after,
+                        detail,
                         body,
                     } => {
-                        let outcome = retry::classify(status);
-                        match outcome {
-                            Outcome::Delivered => {}
-                            Outcome::Auth(_) => self.counters.failure_reasons.add("auth"),
-                            _ if status >= 500 => self.counters.failure_reasons.add("http_5xx"),
-                            _ => self.counters.failure_reasons.add("http_4xx"),
+                        if let Some(reason) = failure {
+                            self.upstream.counters.failure_reasons.add(reason);
                         }
                         match outcome {
                             Outcome::Delivered => {
@@ -428,7 +383,7 @@ impl Core {
                             }
                             Outcome::Poison(status) => {
                                 poison_attempts += 1;
-                                self.failed(outcome, &format!("HTTP {status}: {}", excerpt(&body)));
+                                self.failed(outcome, &detail);
                                 if !is_part && poison_attempts < self.settings.retry.poison_attempts
                                 {
                                     if !self.pause(outcome, retry_after, stop).await {
@@ -449,7 +404,7 @@ impl Core {
                                 break;
                             }
                             Outcome::Auth(_) | Outcome::Misconfigured(_) | Outcome::Transient => {
-                                self.failed(outcome, &format!("HTTP {status}: {}", excerpt(&body)));
+                                self.failed(outcome, &detail);
                                 if !self.pause(outcome, retry_after, stop).await {
                                     return false;
                                 }
@@ -457,7 +412,7 @@ impl Core {
                         }
                     }
                     Attempt::Failed { reason, message } => {
-                        self.counters.failure_reasons.add(reason);
+                        self.upstream.counters.failure_reasons.add(reason);
                         self.failed(Outcome::Transient, &message);
                         if !self.pause_until_reachable(stop).await {
                             return false;
@@ -480,7 +435,8 @@ impl Core {
         item.retain(|p| p.ingest_ms >= cutoff);
         let after: u64 = item.iter().map(|p| u64::from(p.lines)).sum();
         if before > after {
-            self.counters
+            self.upstream
+                .counters
                 .expired_lines
                 .fetch_add(before - after, Ordering::Relaxed);
             tracing::warn!(
@@ -527,7 +483,8 @@ impl Core {
             Some(status),
         ) {
             Ok(()) => {
-                self.counters
+                self.upstream
+                    .counters
                     .dead_lettered_lines
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
@@ -544,7 +501,7 @@ impl Core {
     }
 
     fn delivered(&self, item: &[Piece]) {
-        let c = &self.counters;
+        let c = &self.upstream.counters;
         c.sent_batches.fetch_add(1, Ordering::Relaxed);
         c.sent_lines.fetch_add(
             item.iter().map(|p| u64::from(p.lines)).sum(),
@@ -570,7 +527,7 @@ impl Core {
     }
 
     fn failed(&self, outcome: Outcome, message: &str) {
-        let c = &self.counters;
+        let c = &self.upstream.counters;
         c.failures.fetch_add(1, Ordering::Relaxed);
         c.auth_failing
             .store(matches!(outcome, Outcome::Auth(_)), Ordering::Relaxed);
@@ -601,13 +558,16 @@ impl Core {
             .lock()
             .backoff
             .next_delay(Outcome::Transient, None);
-        self.counters.backoff_ms.store(
+        self.upstream.counters.backoff_ms.store(
             u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        self.upstream
+            .counters
+            .retries
+            .fetch_add(1, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + delay;
-        let target = self.upstream.socket_target();
+        let target = self.sink.socket_target();
         loop {
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -637,11 +597,14 @@ impl Core {
         stop: &CancellationToken,
     ) -> bool {
         let delay = self.state.lock().backoff.next_delay(outcome, retry_after);
-        self.counters.backoff_ms.store(
+        self.upstream.counters.backoff_ms.store(
             u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        self.upstream
+            .counters
+            .retries
+            .fetch_add(1, Ordering::Relaxed);
         tokio::select! {
             () = stop.cancelled() => false,
             () = tokio::time::sleep(delay) => true,
@@ -649,7 +612,7 @@ impl Core {
     }
 }
 
-fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body.get(..512).unwrap_or(body));
     text.trim().to_owned()
 }

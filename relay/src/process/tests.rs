@@ -25,12 +25,14 @@ fn ccms_rules() -> Rules {
     }
 }
 
-fn run(body: &str, rules: &Rules, ctx: &Context) -> Processed {
-    process(body.as_bytes(), rules, ctx, &[store_target()])
+static STORE: std::sync::LazyLock<[Target; 1]> = std::sync::LazyLock::new(|| [store_target()]);
+
+fn run(body: &str, rules: &Rules, ctx: &Context) -> Processed<'static, Target> {
+    process(body.as_bytes(), rules, ctx, &*STORE)
 }
 
-fn text(p: &Processed, i: usize) -> String {
-    String::from_utf8(p.payloads[i].0.clone()).unwrap()
+fn text(p: &Processed<'_, Target>, i: usize) -> String {
+    String::from_utf8(p.routed[i].lines.clone()).unwrap()
 }
 
 #[test]
@@ -39,7 +41,7 @@ fn unmodified_lines_pass_byte_identical() {
                 mem_used,cluster=fritz,hostname=f0101,type=node,unit=GBytes value=187.25 1732870000\n";
     let p = run(body, &ccms_rules(), &ctx(None));
     assert_eq!(text(&p, 0), body);
-    assert_eq!((p.accepted, p.payloads[0].1), (2, 2));
+    assert_eq!((p.accepted, p.routed[0].count), (2, 2));
 }
 
 #[test]
@@ -113,15 +115,11 @@ fn ccms_validation_keeps_bad_lines_from_the_store_only() {
         ccms: false,
         filter: Filter::default(),
     };
-    let p = process(
-        body.as_bytes(),
-        &ccms_rules(),
-        &ctx(None),
-        &[store_target(), relay],
-    );
+    let targets = [store_target(), relay];
+    let p = process(body.as_bytes(), &ccms_rules(), &ctx(None), &targets);
     assert_eq!(text(&p, 0), "m,cluster=c,hostname=ok value=1 1732870000\n");
     assert_eq!(
-        p.payloads[1].1, 7,
+        p.routed[1].count, 7,
         "non-store upstreams get every valid line"
     );
     assert_eq!(
@@ -137,7 +135,7 @@ fn ccms_validation_keeps_bad_lines_from_the_store_only() {
         validate: Validate::None,
         ..Rules::default()
     };
-    assert_eq!(run(body, &lax, &ctx(None)).payloads[0].1, 7);
+    assert_eq!(run(body, &lax, &ctx(None)).routed[0].count, 7);
 }
 
 #[test]
@@ -216,14 +214,10 @@ fn keep_measurements_and_filters_route_lines() {
         },
     };
     let body = "a,hostname=h value=1 1732870000\nb,hostname=h value=1 1732870000\nc,hostname=h value=1 1732870000\n";
-    let p = process(
-        body.as_bytes(),
-        &rules,
-        &ctx(Some("fritz")),
-        &[only_b, fritz],
-    );
-    assert_eq!(p.payloads[0].1, 1);
-    assert_eq!(p.payloads[1].1, 2);
+    let targets = [only_b, fritz];
+    let p = process(body.as_bytes(), &rules, &ctx(Some("fritz")), &targets);
+    assert_eq!(p.routed[0].count, 1);
+    assert_eq!(p.routed[1].count, 2);
     assert_eq!((p.accepted, p.filtered), (2, 1));
 }
 

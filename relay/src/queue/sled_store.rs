@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard};
 use sled::Batch;
@@ -115,12 +114,7 @@ fn start_key(after: Option<u64>) -> Option<[u8; 8]> {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+use cc_common::time::now_ms;
 
 impl Queue {
     /// Opens (or creates) the database at `<data_dir>/db` with the settings of spec §7.4,

@@ -10,7 +10,6 @@
 //! senders retry rather than believe the data safe.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -49,9 +48,4 @@ pub async fn handle(
     }
 }
 
-/// Current Unix time in whole seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub use cc_common::time::now_secs as unix_now;

@@ -1,0 +1,408 @@
+//! HTTP ingress: what cc-metric-collector's http sink posts (spec `relay.md` §4.3).
+//!
+//! Request handling, in order: route and method (404/405) → authentication
+//! (401, 403 for a valid token without a required role) → overload, storage
+//! or shutdown refusal (503 with `Retry-After`) → hop limit (508) → body
+//! within `max_body_bytes` (413) → `Content-Encoding` (415 if not accepted,
+//! 413 beyond `max_decompressed_bytes`) → line processing → records into
+//! every matching upstream queue → group commit → answer.
+//!
+//! The answer is 200 (or the configured 204) **only after the batch is on
+//! disk**: an fsync that started after the last insert has returned. It
+//! carries `X-CC-Relay-Accepted` and `X-CC-Relay-Rejected` line counts.
+
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use bytes::Bytes;
+use cc_common::lineproto::Precision;
+use tokio::sync::Semaphore;
+
+use super::auth::{Auth, authenticate};
+use super::text;
+use crate::runtime::{Accepted, Batch, Refused, RuleGroup, Runtime};
+
+/// Settings of one HTTP listener.
+#[derive(Debug)]
+pub struct ListenerSettings {
+    /// Name in logs and metrics.
+    pub name: Arc<str>,
+    /// Write paths.
+    pub paths: Vec<String>,
+    /// Authentication (shared with the SIGHUP handler).
+    pub auth: Arc<Auth>,
+    /// Body limit before decoding.
+    pub max_body_bytes: usize,
+    /// Body limit after decoding.
+    pub max_decompressed_bytes: usize,
+    /// Accepted `Content-Encoding`s (`identity`, `gzip`, `zstd`).
+    pub accept_encodings: Vec<String>,
+    /// Longest wait for durability before answering 503.
+    pub ack_timeout: Duration,
+    /// Longest time to receive the body (408 beyond).
+    pub body_read_timeout: Duration,
+    /// Requests processed at once (the rest wait, within `ack_timeout`).
+    pub max_concurrent_requests: usize,
+    /// 200 or 204 on every path; `None`: per path ([`default_success`]).
+    pub success_status: Option<StatusCode>,
+    /// `invalid_lines: reject`: any invalid line refuses the whole request.
+    pub reject_invalid: bool,
+    /// Use `?cluster=` as the default cluster.
+    pub trust_query_cluster: bool,
+    /// Listener default cluster.
+    pub default_cluster: Option<String>,
+    /// Listener timestamp unit (`?precision=` overrides it).
+    pub input_precision: Option<Precision>,
+    /// Largest accepted `X-CC-Relay-Hops`.
+    pub max_hops: u32,
+    /// Line rules: one group per distinct set of upstream rules (usually one).
+    pub rule_groups: Arc<[RuleGroup]>,
+}
+
+struct Listener {
+    settings: ListenerSettings,
+    runtime: Arc<Runtime>,
+    permits: Semaphore,
+}
+
+/// The router of one listener.
+pub fn router(settings: ListenerSettings, runtime: Arc<Runtime>) -> Router {
+    let paths = settings.paths.clone();
+    let max_body = settings.max_body_bytes;
+    let state = Arc::new(Listener {
+        permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
+        settings,
+        runtime,
+    });
+    let mut router = Router::new();
+    for path in &paths {
+        let success = state
+            .settings
+            .success_status
+            .unwrap_or_else(|| default_success(path));
+        router = router.route(path, write_route(success));
+    }
+    router
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found\n") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The answer to a stored batch when `success_status` is not set: 204 on
+/// InfluxDB's own write paths, whose clients take anything else for a
+/// failure, and 200 elsewhere, which is all the collectors' http sink accepts.
+#[must_use]
+pub fn default_success(path: &str) -> StatusCode {
+    match path.trim_end_matches('/') {
+        "/write" | "/api/v2/write" => StatusCode::NO_CONTENT,
+        _ => StatusCode::OK,
+    }
+}
+
+fn write_route(success: StatusCode) -> MethodRouter<Arc<Listener>> {
+    post(move |state: State<Arc<Listener>>, req: Request| handle(state, req, success)).fallback(
+        || async {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r
+        },
+    )
+}
+
+fn unavailable(reason: &str) -> Response {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+async fn handle(State(l): State<Arc<Listener>>, req: Request, success: StatusCode) -> Response {
+    let started = std::time::Instant::now();
+    let response = handle_inner(&l, req, success).await;
+    let c = &l.runtime.counters;
+    let key = (Arc::clone(&l.settings.name), response.status().as_u16());
+    *c.requests.lock().entry(key).or_insert(0) += 1;
+    c.ack_seconds.observe(started.elapsed());
+    response
+}
+
+async fn handle_inner(l: &Listener, req: Request, success: StatusCode) -> Response {
+    let s = &l.settings;
+    let params = match WriteParams::parse(req.uri().query().unwrap_or("")) {
+        Ok(p) => p,
+        Err(message) => return text(StatusCode::BAD_REQUEST, format!("{message}\n")),
+    };
+    if let Err(failure) = authenticate(&s.auth, req.headers(), params.user.as_ref()) {
+        *l.runtime
+            .counters
+            .auth_failures
+            .lock()
+            .entry((Arc::clone(&s.name), failure.reason))
+            .or_insert(0) += 1;
+        return *failure.response;
+    }
+    if let Err(refused) = l.runtime.check() {
+        return refused.into_response();
+    }
+    let hops = req
+        .headers()
+        .get("x-cc-relay-hops")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if hops > s.max_hops {
+        let from = req
+            .headers()
+            .get("x-cc-relay-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        tracing::warn!(
+            hops,
+            from,
+            "refusing a request that went through too many relays (loop?)"
+        );
+        return text(
+            StatusCode::LOOP_DETECTED,
+            format!("too many relay hops ({hops} > {})\n", s.max_hops),
+        );
+    }
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    if !s.accept_encodings.contains(&encoding) {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {encoding:?}\n"),
+        );
+    }
+    let Ok(_permit) = tokio::time::timeout(s.ack_timeout, l.permits.acquire()).await else {
+        return unavailable("too many concurrent requests");
+    };
+    let read = tokio::time::timeout(
+        s.body_read_timeout,
+        axum::body::to_bytes(req.into_body(), s.max_body_bytes),
+    )
+    .await;
+    let Ok(read) = read else {
+        return text(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time\n",
+        );
+    };
+    let Ok(body) = read else {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {} bytes\n", s.max_body_bytes),
+        );
+    };
+    let body = match decode(&encoding, body, s.max_decompressed_bytes) {
+        Ok(b) => b,
+        Err(response) => return *response,
+    };
+    let query_cluster = params
+        .cluster
+        .filter(|c| s.trust_query_cluster && !c.is_empty());
+    let batch = Batch {
+        source: Arc::clone(&s.name),
+        body,
+        cluster: query_cluster.or_else(|| s.default_cluster.clone()),
+        precision: params.precision.or(s.input_precision),
+        hops,
+        reject_invalid: s.reject_invalid,
+    };
+    match l.runtime.accept(&s.rule_groups, batch, s.ack_timeout).await {
+        Ok(accepted) => answer(&accepted, success),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// 2xx with the line counts; 400 when no line was valid.
+fn answer(a: &Accepted, success: StatusCode) -> Response {
+    let mut response = if a.accepted == 0 && a.rejected > 0 {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no valid line: {}\n",
+                a.first_error.as_deref().unwrap_or_default()
+            ),
+        )
+    } else {
+        success.into_response()
+    };
+    let h = response.headers_mut();
+    h.insert("x-cc-relay-accepted", HeaderValue::from(a.accepted));
+    h.insert("x-cc-relay-rejected", HeaderValue::from(a.rejected));
+    response
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match &self {
+            Refused::Invalid { .. } => text(StatusCode::BAD_REQUEST, format!("{self}\n")),
+            Refused::Internal => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+            _ => unavailable(&self.to_string()),
+        }
+    }
+}
+
+/// Decodes the body per `Content-Encoding`, within `limit` bytes.
+fn decode(encoding: &str, body: Bytes, limit: usize) -> Result<Bytes, Box<Response>> {
+    let too_large = || {
+        Box::new(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decoded body larger than {limit} bytes\n"),
+        ))
+    };
+    let bad = |e: std::io::Error| {
+        Box::new(text(
+            StatusCode::BAD_REQUEST,
+            format!("cannot decode {encoding} body: {e}\n"),
+        ))
+    };
+    let read_limited = |reader: &mut dyn std::io::Read| -> Result<Bytes, Box<Response>> {
+        let mut out = Vec::new();
+        let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+        reader.take(cap).read_to_end(&mut out).map_err(bad)?;
+        if out.len() > limit {
+            return Err(too_large());
+        }
+        Ok(Bytes::from(out))
+    };
+    match encoding {
+        "identity" | "" => {
+            if body.len() > limit {
+                return Err(too_large());
+            }
+            Ok(body)
+        }
+        "gzip" | "x-gzip" => read_limited(&mut flate2::read::GzDecoder::new(body.as_ref())),
+        "zstd" => {
+            let mut decoder = zstd::stream::read::Decoder::new(body.as_ref()).map_err(bad)?;
+            read_limited(&mut decoder)
+        }
+        other => Err(Box::new(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {other:?}\n"),
+        ))),
+    }
+}
+
+/// What a write request's query string says. Understood: `precision`
+/// (`s`, `ms`, `us`, `ns`, and InfluxDB 1's `u` and `n`), `cluster`, and
+/// InfluxDB 1's `u`/`p` credentials; InfluxDB's `db`, `rp`, `org`,
+/// `bucket` and `consistency` are accepted and ignored (the lines carry
+/// their cluster, and the relay has one destination per upstream).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct WriteParams {
+    precision: Option<Precision>,
+    cluster: Option<String>,
+    /// `u` and `p`: user and password for basic authentication.
+    user: Option<(String, String)>,
+}
+
+impl WriteParams {
+    fn parse(query: &str) -> Result<WriteParams, String> {
+        let mut params = WriteParams::default();
+        let (mut user, mut password) = (None, None);
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "precision" => {
+                    let unit = match &*value {
+                        "n" => "ns",
+                        "u" => "us",
+                        "m" | "h" => {
+                            return Err(format!(
+                                "precision={value}: timestamps in minutes or hours are not supported; use s, ms, us or ns"
+                            ));
+                        }
+                        other => other,
+                    };
+                    params.precision = Some(unit.parse::<Precision>().map_err(|e| e.to_string())?);
+                }
+                "cluster" => params.cluster = Some(value.into_owned()),
+                "u" => user = Some(value.into_owned()),
+                "p" => password = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        params.user = user.zip(password);
+        Ok(params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_parameters_of_every_influxdb_dialect() {
+        let p = WriteParams::parse("cluster=a%20b&precision=ms&x&db=metrics&rp=autogen").unwrap();
+        assert_eq!(p.cluster.as_deref(), Some("a b"));
+        assert_eq!(p.precision, Some(Precision::Millis));
+        assert_eq!(p.user, None);
+        let v1 = WriteParams::parse("db=x&u=alice&p=s%3Acret&precision=n").unwrap();
+        assert_eq!(v1.precision, Some(Precision::Nanos));
+        assert_eq!(v1.user, Some(("alice".into(), "s:cret".into())));
+        let v2 = WriteParams::parse("org=o&bucket=b&precision=us").unwrap();
+        assert_eq!(v2.precision, Some(Precision::Micros));
+        assert_eq!(
+            WriteParams::parse("precision=u").unwrap().precision,
+            Some(Precision::Micros)
+        );
+        assert!(
+            WriteParams::parse("precision=h")
+                .unwrap_err()
+                .contains("hours")
+        );
+        assert!(WriteParams::parse("precision=fortnight").is_err());
+        assert_eq!(
+            WriteParams::parse("u=alice").unwrap().user,
+            None,
+            "a user needs a password"
+        );
+    }
+
+    #[test]
+    fn influxdb_paths_answer_204_and_the_collectors_path_200() {
+        assert_eq!(default_success("/write"), StatusCode::NO_CONTENT);
+        assert_eq!(default_success("/api/v2/write"), StatusCode::NO_CONTENT);
+        assert_eq!(default_success("/api/v2/write/"), StatusCode::NO_CONTENT);
+        assert_eq!(default_success("/api/write"), StatusCode::OK);
+        assert_eq!(default_success("/api/write/"), StatusCode::OK);
+        assert_eq!(default_success("/ingest"), StatusCode::OK);
+    }
+
+    #[test]
+    fn decoding_enforces_the_limit() {
+        let plain = Bytes::from(vec![b'a'; 1000]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = Bytes::from(gz.finish().unwrap());
+        assert_eq!(decode("gzip", gz.clone(), 1000).unwrap(), plain);
+        assert_eq!(
+            decode("gzip", gz, 999).unwrap_err().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let z = Bytes::from(zstd::bulk::compress(&plain, 3).unwrap());
+        assert_eq!(decode("zstd", z, 1000).unwrap(), plain);
+        assert_eq!(
+            decode("br", plain.clone(), 1000).unwrap_err().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(
+            decode("gzip", plain, 1000).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

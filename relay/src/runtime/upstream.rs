@@ -1,0 +1,152 @@
+//! One upstream's handle: everything the relay keeps about one destination,
+//! owned in one place and shared (`Arc<Upstream>`) by the sources that queue
+//! lines for it, its forwarding worker and the admin endpoints.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::process::{Route, Target};
+use crate::queue::Queue;
+
+/// An upstream: its routing, its queue limit, its worker's wake-up and
+/// window, its counters.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Name in logs and metrics; its queue tree is `q:<name>`.
+    pub name: String,
+    /// Which lines it receives (filter and validation profile).
+    pub target: Target,
+    /// How much its queue may hold, and what happens beyond.
+    pub limit: QueueLimit,
+    /// Wakes its worker after lines were queued for it.
+    pub wake: Notify,
+    /// Last record id handed to a batch on the way (`None`: nothing on the
+    /// way; ids start at 0, so 0 is a record like any other). Eviction of a
+    /// full queue never touches ids up to it; locked while the worker reads a
+    /// batch and while a source evicts, so that neither misses the other.
+    pub in_flight: parking_lot::Mutex<Option<u64>>,
+    /// Forwarding and queue-limit counters.
+    pub counters: UpstreamCounters,
+}
+
+impl Route for std::sync::Arc<Upstream> {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+}
+
+/// One upstream's queue limit (`buffer.max_bytes`, `buffer.when_full`).
+#[derive(Debug, Clone)]
+pub struct QueueLimit {
+    /// Stored bytes allowed in the upstream's queue.
+    pub max_bytes: u64,
+    /// Refuse new data (503) instead of dropping the oldest.
+    pub reject_new: bool,
+}
+
+/// Counters of one upstream, read by the admin endpoints.
+#[derive(Debug, Default)]
+pub struct UpstreamCounters {
+    /// Failed attempts per reason.
+    pub failure_reasons: crate::metrics::FailureCounts,
+    /// Duration of every request.
+    pub request_seconds: crate::metrics::Histogram,
+    /// Batches delivered.
+    pub sent_batches: AtomicU64,
+    /// Lines delivered.
+    pub sent_lines: AtomicU64,
+    /// Bytes delivered.
+    pub sent_bytes: AtomicU64,
+    /// Failed attempts.
+    pub failures: AtomicU64,
+    /// Attempts that were retries.
+    pub retries: AtomicU64,
+    /// Lines moved to the dead-letter tree.
+    pub dead_lettered_lines: AtomicU64,
+    /// Lines dropped because they were older than `max_age`.
+    pub expired_lines: AtomicU64,
+    /// Lines dropped from the full queue (`drop_oldest`).
+    pub dropped_full_lines: AtomicU64,
+    /// Records dropped from the full queue (`drop_oldest`).
+    pub dropped_full_records: AtomicU64,
+    /// 1 after the last success, 0 after the last failure.
+    pub up: AtomicBool,
+    /// 401/403 seen on the last attempt.
+    pub auth_failing: AtomicBool,
+    /// 404/405 seen on the last attempt.
+    pub misconfigured: AtomicBool,
+    /// Current backoff in milliseconds.
+    pub backoff_ms: AtomicU64,
+    /// Unix ms of the last delivery.
+    pub last_success_ms: AtomicU64,
+    /// Text of the last error.
+    pub last_error: parking_lot::Mutex<String>,
+}
+
+impl Upstream {
+    /// A handle with fresh counters (the upstream counts as up until a
+    /// delivery fails).
+    #[must_use]
+    pub fn new(name: String, target: Target, limit: QueueLimit) -> Upstream {
+        let counters = UpstreamCounters::default();
+        counters.up.store(true, Ordering::Relaxed);
+        Upstream {
+            name,
+            target,
+            limit,
+            wake: Notify::new(),
+            in_flight: parking_lot::Mutex::new(None),
+            counters,
+        }
+    }
+
+    /// A `reject_new` upstream whose queue has reached its limit.
+    #[must_use]
+    pub fn refuses_new(&self, queue: &Queue) -> bool {
+        self.limit.reject_new
+            && queue
+                .len(&self.name)
+                .is_ok_and(|s| s.stored_bytes >= self.limit.max_bytes)
+    }
+
+    /// `drop_oldest`: evicts from the head of the queue while it is over its
+    /// limit, sparing the records on the way.
+    pub fn evict_over_limit(&self, queue: &Queue) {
+        if self.limit.reject_new {
+            return;
+        }
+        let Ok(stats) = queue.len(&self.name) else {
+            return;
+        };
+        if stats.stored_bytes <= self.limit.max_bytes {
+            return;
+        }
+        // Held while evicting, so that the worker cannot take records into
+        // a batch in between.
+        let window = self.in_flight.lock();
+        let after = *window;
+        let evicted =
+            queue.drop_oldest_after(&self.name, stats.stored_bytes - self.limit.max_bytes, after);
+        drop(window);
+        match evicted {
+            Ok(removed) if removed.records > 0 => {
+                let c = &self.counters;
+                c.dropped_full_lines
+                    .fetch_add(removed.lines, Ordering::Relaxed);
+                c.dropped_full_records
+                    .fetch_add(removed.records, Ordering::Relaxed);
+                tracing::warn!(
+                    upstream = %self.name,
+                    lines = removed.lines,
+                    ?after,
+                    "queue full (buffer.max_bytes): dropped the oldest lines"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(upstream = %self.name, error = %e, "evicting from a full queue failed");
+            }
+        }
+    }
+}
