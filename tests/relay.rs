@@ -396,6 +396,18 @@ fn full_queues_drop_oldest_or_reject_new() {
             200,
             "drop_oldest always accepts"
         );
+        if batch == 0 {
+            // The first batch is on its way (refused, retried) before the
+            // queue fills: it is the batch in flight.
+            assert!(
+                wait_for(Duration::from_secs(10), || down
+                    .requests()
+                    .iter()
+                    .any(|r| String::from_utf8_lossy(&r.body).contains("batch=b0 "))),
+                "{}",
+                relay.log_text()
+            );
+        }
     }
     let dropped = metric(&admin, "ccrelay_dropped_lines_total");
     assert!(dropped > 0.0);
