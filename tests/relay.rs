@@ -396,6 +396,18 @@ fn full_queues_drop_oldest_or_reject_new() {
             200,
             "drop_oldest always accepts"
         );
+        if batch == 0 {
+            // The first batch is on its way (refused, retried) before the
+            // queue fills: it is the batch in flight.
+            assert!(
+                wait_for(Duration::from_secs(10), || down
+                    .requests()
+                    .iter()
+                    .any(|r| String::from_utf8_lossy(&r.body).contains("batch=b0 "))),
+                "{}",
+                relay.log_text()
+            );
+        }
     }
     let dropped = metric(&admin, "ccrelay_dropped_lines_total");
     assert!(dropped > 0.0);
@@ -701,7 +713,16 @@ fn lines_older_than_max_age_are_dropped_not_sent() {
         .status,
         200
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // The relay keeps retrying; once the lines are older than max_age, the
+    // next attempt drops them instead of sending them.
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(
+            &admin,
+            "ccrelay_dropped_lines_total{upstream=\"store\",reason=\"max_age\"}"
+        ) == 2.0),
+        "{}",
+        relay.log_text()
+    );
     stub.answer(|_| 200);
     assert!(wait_for(Duration::from_secs(5), || metric(
         &admin,
@@ -946,10 +967,13 @@ fn a_slow_upstream_is_retried_after_the_timeout() {
     let stub = Stub::start();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let c = std::sync::Arc::clone(&calls);
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
     stub.answer(move |_| {
-        // The first answer comes after the relay gave up waiting.
+        // The first answer comes after the relay gave up waiting: it is held
+        // until the test saw the timeout counted.
         if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            std::thread::sleep(Duration::from_millis(1500));
+            let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
         }
         200
     });
@@ -965,6 +989,15 @@ fn a_slow_upstream_is_retried_after_the_timeout() {
         post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,
         200
     );
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(
+            &admin,
+            "ccrelay_upstream_failures_total{upstream=\"store\",reason=\"timeout\"}"
+        ) >= 1.0),
+        "{}",
+        relay.log_text()
+    );
+    release.send(()).unwrap();
     assert!(
         wait_for(Duration::from_secs(10), || metric(
             &admin,
@@ -1064,7 +1097,21 @@ fn kill_9_under_load_loses_no_acknowledged_line() {
                 }
             })
         };
-        std::thread::sleep(Duration::from_millis(300 + 200 * u64::from(round)));
+        // Killed once the relay is busy both ways: 100, 150, 200 batches of
+        // this round acknowledged (as many as a few hundred ms bring on an
+        // idle machine, but not fewer on a loaded one) and some of them
+        // forwarded.
+        let acked_before = acked.lock().unwrap().len();
+        let batches = 100 + 50 * round as usize;
+        let this_round = format!("hostname=r{round}b");
+        let busy = wait_for(Duration::from_secs(30), || {
+            acked.lock().unwrap().len() >= acked_before + 50 * batches
+                && stub
+                    .delivered_lines()
+                    .iter()
+                    .any(|l| l.contains(&this_round))
+        });
+        assert!(busy, "round {round}: {}", relay.log_text());
         dir = relay.kill9();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         poster.join().unwrap();
@@ -1485,6 +1532,9 @@ fn most_concurrent_requests(max_in_flight: usize) -> (usize, Vec<String>) {
     stub.answer(move |_| {
         let n = open.fetch_add(1, Ordering::SeqCst) + 1;
         top.fetch_max(n, Ordering::SeqCst);
+        // A fixed time on purpose: it is the window in which a relay that
+        // ignored max_in_flight would have more requests open at once, which
+        // no condition can stand in for.
         std::thread::sleep(Duration::from_millis(300));
         open.fetch_sub(1, Ordering::SeqCst);
         200

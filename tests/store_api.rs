@@ -617,20 +617,20 @@ fn https_when_certificate_and_key_are_configured() {
         .unwrap();
     // A plain-HTTP request to a TLS port gets no HTTP answer; a TLS client
     // that trusts the test CA does.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let out = loop {
-        let out = std::process::Command::new("curl")
+    let curl = || {
+        std::process::Command::new("curl")
             .args(["-s", "--cacert"])
             .arg(tls.join("ca.pem"))
             .args(["-X", "GET", "--data", "{}"])
             .arg(format!("https://localhost:{port}/api/query"))
             .output()
-            .unwrap();
-        if out.status.success() || std::time::Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+            .unwrap()
     };
+    let mut out = None;
+    common::wait_for(std::time::Duration::from_secs(10), || {
+        out.insert(curl()).status.success()
+    });
+    let out = out.unwrap();
     let plain = common::http(
         &format!("127.0.0.1:{port}"),
         "GET",

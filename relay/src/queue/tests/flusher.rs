@@ -1,8 +1,10 @@
 //! The group-commit flusher: shared fsyncs, the "started after registration" rule,
 //! failure propagation, shutdown.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -20,6 +22,7 @@ struct Gated {
     permits: Mutex<usize>,
     cv: Condvar,
     fail: Mutex<Option<String>>,
+    /// How long each flush takes at least (a slow disk): waiters pile up meanwhile.
     sleep: Duration,
 }
 
@@ -60,6 +63,12 @@ impl FlushTarget for Gated {
         }
         Ok(())
     }
+}
+
+/// Polls `fut` once (with a waker that does nothing): `Ready` only if its result is
+/// already there.
+fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut Context::from_waker(Waker::noop()))
 }
 
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
@@ -134,9 +143,11 @@ async fn a_waiter_is_only_woken_by_a_flush_that_started_after_it_registered() {
     .await;
 
     // Registers while flush 1 is running (its inserts may postdate flush 1's start).
-    let f = Arc::clone(&flusher);
-    let second = tokio::spawn(async move { f.wait_durable().await });
-    eventually("waiter 2 to register", || flusher.pending_len() == 1).await;
+    // Polled by hand, not spawned: whether it resolved is then a fact, not a race
+    // with the scheduler.
+    let mut second = Box::pin(flusher.wait_durable());
+    assert!(poll_once(&mut second).is_pending());
+    assert_eq!(flusher.pending_len(), 1, "waiter 2 registered");
 
     target.release(1);
     first.await.unwrap().unwrap();
@@ -144,14 +155,15 @@ async fn a_waiter_is_only_woken_by_a_flush_that_started_after_it_registered() {
         target.started.load(Ordering::SeqCst) == 2
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Flush 2 starts only after flush 1's results were sent, so had waiter 2
+    // been among flush 1's waiters, its result would be there now.
     assert!(
-        !second.is_finished(),
+        poll_once(&mut second).is_pending(),
         "woken by the flush that began before it"
     );
 
     target.release(1);
-    second.await.unwrap().unwrap();
+    second.await.unwrap();
     assert_eq!(target.finished.load(Ordering::SeqCst), 2);
     assert_eq!(flusher.stats().snapshot().flushes, 2);
 }
@@ -208,20 +220,29 @@ async fn group_commit_delay_gathers_writers() {
     let target = Arc::new(Gated::open_gate());
     let flusher = Arc::new(Flusher::with_target(
         target.clone(),
-        Duration::from_millis(50),
+        Duration::from_millis(200),
     ));
-    let mut tasks = Vec::new();
-    for i in 0..10u64 {
-        let f = Arc::clone(&flusher);
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(i * 2)).await;
-            f.wait_durable().await
-        }));
+    let mut first = Box::pin(flusher.wait_durable());
+    assert!(poll_once(&mut first).is_pending());
+    // The flusher has seen the first writer and waits out the delay: the
+    // epoch is bumped under the lock that it releases only while it waits.
+    eventually("the delay to begin", || flusher.epoch() == 1).await;
+    let mut later = Vec::new();
+    for _ in 0..9 {
+        let mut w = Box::pin(flusher.wait_durable());
+        assert!(poll_once(&mut w).is_pending());
+        later.push(w);
     }
-    for t in tasks {
-        t.await.unwrap().unwrap();
+    // Registering nine waiters takes microseconds, far less than the delay;
+    // without the delay, the first writer's flush would be on its way already.
+    assert_eq!(target.started.load(Ordering::SeqCst), 0, "flushed early");
+    assert_eq!(flusher.pending_len(), 10);
+    first.await.unwrap();
+    for w in later {
+        w.await.unwrap();
     }
-    assert_eq!(flusher.stats().snapshot().flushes, 1);
+    let s = flusher.stats().snapshot();
+    assert_eq!((s.flushes, s.max_waiters), (1, 10), "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,14 +92,23 @@ pub(crate) fn open(dir: &Path, upstreams: &[&str]) -> Queue {
 }
 
 pub(crate) fn open_with(dir: &Path, upstreams: &[&str], cfg: QueueConfig) -> Queue {
+    try_open(dir, upstreams, cfg).unwrap_or_else(|e| panic!("open {}: {e:?}", dir.display()))
+}
+
+/// `Queue::open`, retried while sled's file lock is still held (at most 10 s, then the
+/// `Open` error is returned like any other).
+pub(crate) fn try_open(
+    dir: &Path,
+    upstreams: &[&str],
+    cfg: QueueConfig,
+) -> Result<Queue, QueueError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match Queue::open(dir, &names(upstreams), cfg.clone()) {
-            Ok(q) => return q,
             Err(QueueError::Open { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => panic!("open {}: {e:?}", dir.display()),
+            other => return other,
         }
     }
 }

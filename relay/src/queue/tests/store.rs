@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use super::{assert_counters_match_tree, names, open, open_with, record, test_config};
+use super::{assert_counters_match_tree, names, open, open_with, record, test_config, try_open};
 use crate::queue::{Flusher, Queue, QueueConfig, QueueError, Record, RemovedStats};
 
 fn all(q: &Queue, up: &str) -> Vec<(u64, Record)> {
@@ -351,14 +351,7 @@ fn a_newer_schema_is_refused() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err = loop {
-        match Queue::open(dir.path(), &names(&["a"]), test_config()) {
-            Err(QueueError::Open { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            other => break other.unwrap_err(),
-        }
-    };
+    let err = try_open(dir.path(), &["a"], test_config()).unwrap_err();
     assert!(
         matches!(
             err,
