@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod config;
 pub mod lineproto;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;

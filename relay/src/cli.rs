@@ -5,13 +5,11 @@ use std::path::PathBuf;
 use cc_common::telemetry::LogFormat;
 use clap::{Parser, Subcommand};
 
-/// Default location of the configuration file.
-pub const DEFAULT_CONFIG: &str = "/etc/cc-relay/config.json";
-
 /// Per-rack relay for ClusterCockpit metrics.
 ///
 /// Accepts InfluxDB line protocol from cc-metric-collector (HTTP POST to
-/// /api/write), keeps every accepted batch on disk until the upstream
+/// /api/write) and from any InfluxDB client (/write, /api/v2/write), keeps
+/// every accepted batch on disk until the upstream
 /// cc-store (or the next relay) has acknowledged it, and forwards it with
 /// retries, so that store restarts and network outages lose nothing.
 ///

@@ -232,11 +232,6 @@ impl Chain {
         self.chunks.last()
     }
 
-    /// Appends a (loaded) chunk as the new head.
-    pub fn push_chunk(&mut self, chunk: Chunk) {
-        self.chunks.push(chunk);
-    }
-
     /// Number of stored slots over all chunks.
     #[must_use]
     pub fn value_count(&self) -> usize {

@@ -229,23 +229,7 @@ impl MainConfig {
     }
 }
 
-/// A secret from the configuration; shown as `[redacted]` in debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl Secret {
-    /// The secret itself.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use cc_common::secret::Secret;
 
 /// The `debug` object of `main` and `metric-store`: accepted, unused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -749,7 +733,7 @@ fn main_config(file: MainFile, origin: &str) -> Result<MainConfig, ConfigError> 
         user: non_empty(file.user),
         group: non_empty(file.group),
         backend_url: non_empty(file.backend_url),
-        backend_token: non_empty(file.backend_token).map(Secret),
+        backend_token: non_empty(file.backend_token).map(Secret::new),
         jwt_public_key,
         debug: file.debug,
         max_body_size: file.max_body_size,
