@@ -10,68 +10,28 @@
 //! Processing never reorders or merges lines.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use cc_common::lineproto::{Line, Precision, escape_key, escape_measurement, parse_lines};
 
-/// What to do with a line without timestamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MissingTimestamp {
-    /// Stamp it with the relay's receive time (in the output unit).
-    StampIngest,
-    /// Drop it (counted as invalid, reason `timestamp`).
-    Drop,
-    /// Forward it without timestamp (not allowed towards a store).
-    Keep,
-}
+use crate::config::{MissingTimestamp, RuleSet, TimestampConfig, UpstreamFilter, ValidateProfile};
 
-/// Validation profile (§4.5 step 9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Validate {
-    /// Syntax only (always checked anyway).
-    None,
-    /// Syntax only.
-    Syntax,
-    /// What cc-metric-store accepts: one numeric `value` field, a host, a
-    /// URL-safe cluster, no path separators in cluster or host.
-    Ccms,
-}
-
-/// Global line rules.
+/// The line rules one processing pass applies: the configuration's own
+/// types, as loaded (no copies in another shape).
 #[derive(Debug, Clone)]
 pub struct Rules {
-    /// Unit of incoming timestamps; `None` detects it by magnitude.
-    pub input_precision: Option<Precision>,
-    /// Unit written to the queue.
-    pub output_precision: Precision,
-    /// Lines without timestamp.
-    pub missing: MissingTimestamp,
-    /// Lines further in the future are invalid (`timestamp_range`).
-    pub max_future: Option<std::time::Duration>,
-    /// Lines further in the past are invalid (`timestamp_range`).
-    pub max_past: Option<std::time::Duration>,
-    /// Measurements dropped by exact name.
-    pub drop_measurements: HashSet<String>,
-    /// If not empty, only these measurements pass.
-    pub keep_measurements: HashSet<String>,
-    /// Measurements dropped by (anchored) pattern.
-    pub drop_measurements_regex: Vec<regex::Regex>,
-    /// Measurement renames.
-    pub rename_measurements: HashMap<String, String>,
-    /// Tag keys removed.
-    pub drop_tags: HashSet<String>,
-    /// Tag key renames (no-op when the new key exists).
-    pub rename_tags: HashMap<String, String>,
-    /// Tags added when absent.
-    pub add_tags: BTreeMap<String, String>,
-    /// Tags always set.
-    pub set_tags: BTreeMap<String, String>,
+    /// `processing.timestamp`, with the source's `input_precision` if it
+    /// sets one.
+    pub timestamp: TimestampConfig,
+    /// Measurement and tag rules (steps 6–8) of the upstreams processed
+    /// together.
+    pub set: RuleSet,
     /// Write the default cluster into lines as a tag.
     pub materialize_cluster: bool,
-    /// Validation profile: with `Ccms`, lines the store would refuse are kept
+    /// Validation profile: with `ccms`, lines the store would refuse are kept
     /// from `ccms-*` upstreams (and still go to the others).
-    pub validate: Validate,
+    pub validate: ValidateProfile,
     /// Longer lines are invalid (`too_long`).
     pub max_line_bytes: usize,
 }
@@ -79,37 +39,13 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            input_precision: None,
-            output_precision: Precision::Seconds,
-            missing: MissingTimestamp::StampIngest,
-            max_future: Some(std::time::Duration::from_secs(600)),
-            max_past: Some(std::time::Duration::from_secs(7 * 86_400)),
-            drop_measurements: HashSet::new(),
-            keep_measurements: HashSet::new(),
-            drop_measurements_regex: Vec::new(),
-            rename_measurements: HashMap::new(),
-            drop_tags: HashSet::new(),
-            rename_tags: HashMap::new(),
-            add_tags: BTreeMap::new(),
-            set_tags: BTreeMap::new(),
+            timestamp: TimestampConfig::default(),
+            set: RuleSet::default(),
             materialize_cluster: false,
-            validate: Validate::Syntax,
+            validate: ValidateProfile::Syntax,
             max_line_bytes: 64 * 1024,
         }
     }
-}
-
-/// Which lines an upstream receives (§4.5 step 10).
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// `metric`, `event`, `log`, `control`; empty = all.
-    pub message_types: Vec<String>,
-    /// Only these measurements; empty = all.
-    pub include_measurements: Vec<String>,
-    /// Never these measurements.
-    pub exclude_measurements: Vec<String>,
-    /// Only lines of these clusters (effective cluster); empty = all.
-    pub include_clusters: Vec<String>,
 }
 
 /// One upstream as processing sees it.
@@ -119,8 +55,8 @@ pub struct Target {
     pub name: String,
     /// A `ccms-*` upstream: only lines passing the `ccms` profile.
     pub ccms: bool,
-    /// Routing filter.
-    pub filter: Filter,
+    /// Routing filter (`upstreams[].filter`).
+    pub filter: UpstreamFilter,
 }
 
 /// Per-request context.
@@ -240,9 +176,9 @@ pub fn process<'t, R: Route>(
         invalid: BTreeMap::new(),
         first_error: None,
     };
-    let out_unit = rules.output_precision;
+    let out_unit = rules.timestamp.output_precision;
     let now_out = now_in(ctx.now_ns, out_unit);
-    let forced = ctx.precision.or(rules.input_precision);
+    let forced = ctx.precision.or(rules.timestamp.input_precision.fixed());
     let mut line_buf = String::new();
     for result in parse_lines(body) {
         let line = match result {
@@ -282,7 +218,7 @@ pub fn process<'t, R: Route>(
                     }
                 }
             }
-            None => match rules.missing {
+            None => match rules.timestamp.missing {
                 MissingTimestamp::StampIngest => Some(now_out),
                 MissingTimestamp::Keep => None,
                 MissingTimestamp::Drop => {
@@ -306,17 +242,11 @@ pub fn process<'t, R: Route>(
         }
         // Step 6: measurement rules.
         let name = line.measurement();
-        if rules.drop_measurements.contains(name)
-            || (!rules.keep_measurements.is_empty() && !rules.keep_measurements.contains(name))
-            || rules
-                .drop_measurements_regex
-                .iter()
-                .any(|r| r.is_match(name))
-        {
+        if !rules.set.keeps_measurement(name) {
             out.filtered += 1;
             continue;
         }
-        let renamed = rules.rename_measurements.get(name).map(String::as_str);
+        let renamed = rules.set.rename_measurements.get(name).map(String::as_str);
         // Step 7: tag rules.
         let tags = apply_tag_rules(&line, rules);
         let host = match &tags {
@@ -382,7 +312,7 @@ pub fn process<'t, R: Route>(
             let target = routed.to.target();
             // The `ccms` profile protects store upstreams only; other
             // upstreams get every syntactically valid line.
-            let needs_ccms = target.ccms && rules.validate == Validate::Ccms;
+            let needs_ccms = target.ccms && rules.validate == ValidateProfile::Ccms;
             if needs_ccms && ccms_problem.is_some() {
                 refused_ccms = true;
                 continue;
@@ -418,12 +348,12 @@ fn within_window(ts: i64, now: i64, unit: Precision, rules: &Rules) -> bool {
         let per = u128::try_from(unit.per_second()).unwrap_or(1);
         i64::try_from(d.as_nanos() * per / 1_000_000_000).unwrap_or(i64::MAX)
     };
-    if let Some(f) = rules.max_future
+    if let Some(f) = rules.timestamp.max_future
         && ts > now.saturating_add(in_units(f))
     {
         return false;
     }
-    if let Some(p) = rules.max_past
+    if let Some(p) = rules.timestamp.max_past
         && ts < now.saturating_sub(in_units(p))
     {
         return false;
@@ -436,18 +366,19 @@ fn apply_tag_rules<'a>(
     line: &Line<'a>,
     rules: &Rules,
 ) -> Option<Vec<(Cow<'a, str>, Cow<'a, str>)>> {
-    if rules.drop_tags.is_empty()
-        && rules.rename_tags.is_empty()
-        && rules.add_tags.is_empty()
-        && rules.set_tags.is_empty()
+    let set = &rules.set;
+    if set.drop_tags.is_empty()
+        && set.rename_tags.is_empty()
+        && set.add_tags.is_empty()
+        && set.set_tags.is_empty()
     {
         return None;
     }
     let mut tags: Vec<(Cow<'a, str>, Cow<'a, str>)> = line.tags().collect();
     let count = tags.len();
-    tags.retain(|(k, _)| !rules.drop_tags.contains(k.as_ref()));
+    tags.retain(|(k, _)| !set.drop_tags.iter().any(|d| d == k));
     let mut changed = tags.len() != count;
-    for (old, new) in &rules.rename_tags {
+    for (old, new) in &set.rename_tags {
         if tags.iter().any(|(k, _)| k == new) {
             continue;
         }
@@ -456,13 +387,13 @@ fn apply_tag_rules<'a>(
             changed = true;
         }
     }
-    for (k, v) in &rules.add_tags {
+    for (k, v) in &set.add_tags {
         if !tags.iter().any(|(key, _)| key == k) {
             tags.push((Cow::Owned(k.clone()), Cow::Owned(v.clone())));
             changed = true;
         }
     }
-    for (k, v) in &rules.set_tags {
+    for (k, v) in &set.set_tags {
         match tags.iter_mut().find(|(key, _)| key == k) {
             Some(tag) if tag.1 == v.as_str() => {}
             Some(tag) => {
@@ -539,11 +470,11 @@ fn message_type(line: &Line<'_>) -> &'static str {
     "metric"
 }
 
-impl Filter {
+impl UpstreamFilter {
     /// Whether a line passes this filter.
     #[must_use]
     pub fn accepts(&self, measurement: &str, kind: &str, cluster: Option<&str>) -> bool {
-        (self.message_types.is_empty() || self.message_types.iter().any(|t| t == kind))
+        (self.message_types.is_empty() || self.message_types.iter().any(|t| t.as_str() == kind))
             && (self.include_measurements.is_empty()
                 || self.include_measurements.iter().any(|m| m == measurement))
             && !self.exclude_measurements.iter().any(|m| m == measurement)

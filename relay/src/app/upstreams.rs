@@ -7,15 +7,12 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::StartError;
-use crate::config::{
-    self, Config, HttpIngress, InputPrecision, RuleSet, UpstreamCredentials, UpstreamType,
-    ValidateProfile,
-};
+use crate::config::{self, Config, HttpIngress, RuleSet, UpstreamCredentials, UpstreamType};
 use crate::forward::http::{Compress, HttpUpstream, Kind};
 use crate::forward::retry::RetryPolicy;
 use crate::forward::sink::Sink;
 use crate::forward::{Worker, WorkerSettings};
-use crate::process::{Filter, MissingTimestamp, Rules, Target, Validate};
+use crate::process::{Rules, Target};
 use crate::queue::Queue;
 use crate::runtime::{QueueLimit, Upstream};
 
@@ -87,17 +84,7 @@ fn prepare_upstream(
         Target {
             name: u.name.clone(),
             ccms: u.kind.is_ccms(),
-            filter: Filter {
-                message_types: u
-                    .filter
-                    .message_types
-                    .iter()
-                    .map(|t| t.as_str().to_owned())
-                    .collect(),
-                include_measurements: u.filter.include_measurements.clone(),
-                exclude_measurements: u.filter.exclude_measurements.clone(),
-                include_clusters: u.filter.include_clusters.clone(),
-            },
+            filter: u.filter.clone(),
         },
         QueueLimit {
             max_bytes: u.buffer.max_bytes.as_u64(),
@@ -155,43 +142,19 @@ pub(super) fn rule_sets(
     sets
 }
 
-/// The global line rules of the configuration, with one upstream's rule set.
+/// The line rules of one processing pass: the configuration's timestamp
+/// settings (with the listener's input unit, if it sets one), one rule set,
+/// and the listener's line limit.
 pub(super) fn rules_for(config: &Config, set: &RuleSet, listener: Option<&HttpIngress>) -> Rules {
-    let ts = &config.processing.timestamp;
-    let input = listener
-        .and_then(|l| l.input_precision)
-        .unwrap_or(ts.input_precision);
+    let mut timestamp = config.processing.timestamp.clone();
+    if let Some(input) = listener.and_then(|l| l.input_precision) {
+        timestamp.input_precision = input;
+    }
     Rules {
-        input_precision: match input {
-            InputPrecision::Auto => None,
-            InputPrecision::Fixed(p) => Some(p),
-        },
-        output_precision: ts.output_precision,
-        missing: match ts.missing {
-            config::MissingTimestamp::StampIngest => MissingTimestamp::StampIngest,
-            config::MissingTimestamp::Drop => MissingTimestamp::Drop,
-            config::MissingTimestamp::Keep => MissingTimestamp::Keep,
-        },
-        max_future: ts.max_future,
-        max_past: ts.max_past,
-        drop_measurements: set.drop_measurements.iter().cloned().collect(),
-        keep_measurements: set.keep_measurements.iter().cloned().collect(),
-        drop_measurements_regex: set
-            .drop_measurements_regex
-            .iter()
-            .map(|r| r.regex().clone())
-            .collect(),
-        rename_measurements: set.rename_measurements.clone().into_iter().collect(),
-        drop_tags: set.drop_tags.iter().cloned().collect(),
-        rename_tags: set.rename_tags.clone().into_iter().collect(),
-        add_tags: set.add_tags.clone(),
-        set_tags: set.set_tags.clone(),
+        timestamp,
+        set: set.clone(),
         materialize_cluster: config.processing.materialize_cluster,
-        validate: match config.processing.validate {
-            ValidateProfile::None => Validate::None,
-            ValidateProfile::Syntax => Validate::Syntax,
-            ValidateProfile::Ccms => Validate::Ccms,
-        },
+        validate: config.processing.validate,
         max_line_bytes: listener.map_or(64 * 1024, |l| {
             usize::try_from(l.max_line_bytes.as_u64()).unwrap_or(usize::MAX)
         }),

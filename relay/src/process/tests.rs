@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::AnchoredRegex;
 
 const NOW_S: i64 = 1_732_870_000;
 
@@ -14,13 +15,13 @@ fn store_target() -> Target {
     Target {
         name: "store".into(),
         ccms: true,
-        filter: Filter::default(),
+        filter: UpstreamFilter::default(),
     }
 }
 
 fn ccms_rules() -> Rules {
     Rules {
-        validate: Validate::Ccms,
+        validate: ValidateProfile::Ccms,
         ..Rules::default()
     }
 }
@@ -84,20 +85,16 @@ fn undecidable_and_out_of_window_timestamps_are_invalid() {
 #[test]
 fn missing_timestamp_modes() {
     let body = "m,cluster=c,hostname=h value=1\n";
-    let drop = Rules {
-        missing: MissingTimestamp::Drop,
-        ..ccms_rules()
-    };
+    let mut drop = ccms_rules();
+    drop.timestamp.missing = MissingTimestamp::Drop;
     assert_eq!(
         run(body, &drop, &ctx(None))
             .invalid
             .get(&Invalid::Timestamp),
         Some(&1)
     );
-    let keep = Rules {
-        missing: MissingTimestamp::Keep,
-        ..ccms_rules()
-    };
+    let mut keep = ccms_rules();
+    keep.timestamp.missing = MissingTimestamp::Keep;
     assert_eq!(text(&run(body, &keep, &ctx(None)), 0), body);
 }
 
@@ -113,7 +110,7 @@ fn ccms_validation_keeps_bad_lines_from_the_store_only() {
     let relay = Target {
         name: "relay".into(),
         ccms: false,
-        filter: Filter::default(),
+        filter: UpstreamFilter::default(),
     };
     let targets = [store_target(), relay];
     let p = process(body.as_bytes(), &ccms_rules(), &ctx(None), &targets);
@@ -132,7 +129,7 @@ fn ccms_validation_keeps_bad_lines_from_the_store_only() {
     // Without ccms validation the store gets everything (and the relay
     // bisects what it refuses).
     let lax = Rules {
-        validate: Validate::None,
+        validate: ValidateProfile::None,
         ..Rules::default()
     };
     assert_eq!(run(body, &lax, &ctx(None)).routed[0].count, 7);
@@ -167,17 +164,20 @@ fn materialize_cluster_writes_the_default_as_a_sorted_tag() {
 #[test]
 fn measurement_and_tag_rules() {
     let rules = Rules {
-        drop_measurements: ["cpu_guest".to_owned()].into(),
-        drop_measurements_regex: vec![regex::Regex::new("^(?:tmp_.*)$").unwrap()],
-        rename_measurements: [("old".to_owned(), "new".to_owned())].into(),
-        drop_tags: ["unit".to_owned()].into(),
-        rename_tags: [("host".to_owned(), "hostname".to_owned())].into(),
-        add_tags: [
-            ("rack".to_owned(), "17".to_owned()),
-            ("cluster".to_owned(), "x".to_owned()),
-        ]
-        .into(),
-        set_tags: [("type".to_owned(), "node".to_owned())].into(),
+        set: RuleSet {
+            drop_measurements: vec!["cpu_guest".to_owned()],
+            drop_measurements_regex: vec![AnchoredRegex::new("tmp_.*").unwrap()],
+            rename_measurements: [("old".to_owned(), "new".to_owned())].into(),
+            drop_tags: vec!["unit".to_owned()],
+            rename_tags: [("host".to_owned(), "hostname".to_owned())].into(),
+            add_tags: [
+                ("rack".to_owned(), "17".to_owned()),
+                ("cluster".to_owned(), "x".to_owned()),
+            ]
+            .into(),
+            set_tags: [("type".to_owned(), "node".to_owned())].into(),
+            ..RuleSet::default()
+        },
         ..ccms_rules()
     };
     let body = "cpu_guest,cluster=c,hostname=h value=1 1732870000\n\
@@ -194,23 +194,26 @@ fn measurement_and_tag_rules() {
 #[test]
 fn keep_measurements_and_filters_route_lines() {
     let rules = Rules {
-        keep_measurements: ["a".to_owned(), "b".to_owned()].into(),
+        set: RuleSet {
+            keep_measurements: vec!["a".to_owned(), "b".to_owned()],
+            ..RuleSet::default()
+        },
         ..Rules::default()
     };
     let only_b = Target {
         name: "b".into(),
         ccms: false,
-        filter: Filter {
+        filter: UpstreamFilter {
             include_measurements: vec!["b".into()],
-            ..Filter::default()
+            ..UpstreamFilter::default()
         },
     };
     let fritz = Target {
         name: "f".into(),
         ccms: false,
-        filter: Filter {
+        filter: UpstreamFilter {
             include_clusters: vec!["fritz".into()],
-            ..Filter::default()
+            ..UpstreamFilter::default()
         },
     };
     let body = "a,hostname=h value=1 1732870000\nb,hostname=h value=1 1732870000\nc,hostname=h value=1 1732870000\n";
@@ -242,8 +245,11 @@ fn syntax_errors_and_long_lines_are_counted() {
 #[test]
 fn tag_rules_that_change_nothing_keep_the_line_byte_identical() {
     let rules = Rules {
-        drop_tags: ["unit".to_owned()].into(),
-        set_tags: [("type".to_owned(), "node".to_owned())].into(),
+        set: RuleSet {
+            drop_tags: vec!["unit".to_owned()],
+            set_tags: [("type".to_owned(), "node".to_owned())].into(),
+            ..RuleSet::default()
+        },
         ..ccms_rules()
     };
     // Unsorted tags stay unsorted when no rule applies.
