@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use cc_common::config::ConfigError;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::nats::NatsMode;
@@ -14,6 +14,8 @@ use super::processing::{Processing, RuleSet, UpstreamProcessing};
 use super::values::{self, REDACTED, Secret, SecretError};
 use super::{Ctx, StorageConfig, check_cluster, check_name, positive_duration, positive_size};
 
+mod redact;
+pub use redact::redact_url;
 mod settings;
 
 pub use settings::{
@@ -60,7 +62,7 @@ pub struct Upstream {
     /// `url`: full `http://` or `https://` URL (HTTP types; always `Some` for
     /// them after load). Serialized with its password and query values (other
     /// than `cluster`) masked.
-    #[serde(default, with = "url_serde")]
+    #[serde(default, with = "redact::url_serde")]
     pub url: Option<Url>,
     /// `cluster`: `cluster` query parameter for records without a default cluster.
     #[serde(default)]
@@ -91,7 +93,7 @@ pub struct Upstream {
     #[serde(default)]
     pub compress: Compression,
     /// `headers`: extra static request headers. Serialized with values masked.
-    #[serde(default, serialize_with = "redact_values")]
+    #[serde(default, serialize_with = "redact::redact_values")]
     pub headers: BTreeMap<String, String>,
     /// `processing`: overrides of the rule keys (steps 6–8) for this upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,67 +175,6 @@ fn default_connect_timeout() -> Duration {
 
 fn default_pool_idle_timeout() -> Duration {
     Duration::from_secs(90)
-}
-
-/// `url` as written in the config: parsed on load, shown redacted.
-mod url_serde {
-    use serde::{Deserialize, Deserializer, Serializer, de};
-    use url::Url;
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Option<Url>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(url) => serializer.serialize_str(&super::redact_url(url)),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Url>, D::Error> {
-        // The URL is not quoted in the error: it may hold a password.
-        Option::<String>::deserialize(deserializer)?
-            .map(|text| {
-                Url::parse(text.trim())
-                    .map_err(|err| de::Error::custom(format!("invalid URL: {err}")))
-            })
-            .transpose()
-    }
-}
-
-fn redact_values<S: Serializer>(
-    map: &BTreeMap<String, String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(map.keys().map(|name| (name, REDACTED)))
-}
-
-/// `url` for logs and status output: the password (if any) and every query
-/// value except `cluster` replaced by `***`.
-#[must_use]
-pub fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        // Cannot fail: a URL with a password has a host.
-        let _ = shown.set_password(Some(REDACTED));
-    }
-    if shown.query().is_some_and(|q| !q.is_empty()) {
-        let pairs: Vec<(String, String)> = shown
-            .query_pairs()
-            .map(|(key, value)| {
-                let value = if key == "cluster" {
-                    value.into_owned()
-                } else {
-                    REDACTED.to_owned()
-                };
-                (key.into_owned(), value)
-            })
-            .collect();
-        shown.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    shown.to_string()
 }
 
 /// Headers the relay sets itself; `headers` may not override them.

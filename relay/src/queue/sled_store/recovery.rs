@@ -171,3 +171,32 @@ pub(super) fn find_orphans(
     }
     Ok(orphans)
 }
+
+impl super::Queue {
+    /// `q:` trees found at open whose upstream is not configured.
+    #[must_use]
+    pub fn orphans(&self) -> &[OrphanQueue] {
+        &self.orphans
+    }
+
+    /// Deletes the `q:` and `dlq:` trees of the orphans found at open
+    /// (`--purge-orphans`); returns their upstream names.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Poisoned`], [`QueueError::Storage`].
+    pub fn purge_orphans(&self) -> Result<Vec<String>, QueueError> {
+        self.poison.check()?;
+        let mut purged = Vec::new();
+        for o in &self.orphans {
+            self.engine("drop_tree", self.db.drop_tree(format!("q:{}", o.upstream)))?;
+            self.engine(
+                "drop_tree",
+                self.db.drop_tree(format!("dlq:{}", o.upstream)),
+            )?;
+            purged.push(o.upstream.clone());
+        }
+        self.flush()?;
+        Ok(purged)
+    }
+}
