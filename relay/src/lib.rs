@@ -1,10 +1,9 @@
 //! cc-relay: the per-rack relay between ClusterCockpit collectors and the metric store.
 //!
 //! Collectors post InfluxDB line protocol to the relay over HTTP (NATS is not
-//! built yet); the
-//! relay stores every accepted batch durably before it acknowledges it and
-//! forwards it upward to cc-store (or another relay), retrying until the
-//! upstream has it. This crate holds the program; `main.rs` only parses the
+//! built yet); the relay stores every accepted batch durably before it
+//! acknowledges it and forwards it upward to cc-store (or another relay),
+//! retrying until the upstream has it. This crate holds the program; `main.rs` only parses the
 //! command line and calls into it.
 //!
 //! Layout, in the order data flows:
