@@ -35,6 +35,18 @@ fn python(script: &str, env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Runs a Python snippet that must fail; returns what it printed on stderr.
+fn python_fails(script: &str, env: &[(&str, &str)]) -> String {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed for the InfluxDB client tests: {e}"));
+    assert!(!output.status.success(), "the client should have failed");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 fn store(stub: &Stub) -> Value {
     relay_config(json!([{
         "name": "store",
@@ -104,19 +116,16 @@ fn influxdb_1_client_authenticates_with_user_and_password() {
     assert_eq!(out.trim(), "written");
     assert!(delivered(&stub, "mem_used,cluster=fritz,hostname=n2"));
     // A wrong password is an error the client raises.
-    let refused = Command::new("python3")
-        .arg("-c")
-        .arg(V1_WRITE)
-        .envs([
-            ("RELAY", relay.addr.as_str()),
-            ("LINE", line.as_str()),
+    let refused = python_fails(
+        V1_WRITE,
+        &[
+            ("RELAY", &relay.addr),
+            ("LINE", &line),
             ("USER_NAME", "collector"),
             ("PASSWORD", "wrong"),
-        ])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+        ],
+    );
+    assert!(refused.contains("401"), "{refused}");
 }
 
 const V2_WRITE: &str = r#"
@@ -160,18 +169,15 @@ fn influxdb_2_client_authenticates_with_a_jwt_as_its_token() {
     );
     assert_eq!(out.trim(), "written");
     assert!(delivered(&stub, "ib_recv,cluster=fritz,hostname=n4"));
-    let refused = Command::new("python3")
-        .arg("-c")
-        .arg(V2_WRITE)
-        .envs([
-            ("RELAY", relay.addr.as_str()),
-            ("LINE", line.as_str()),
+    let refused = python_fails(
+        V2_WRITE,
+        &[
+            ("RELAY", &relay.addr),
+            ("LINE", &line),
             ("TOKEN", "not-a-jwt"),
-        ])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+        ],
+    );
+    assert!(refused.contains("401"), "{refused}");
 }
 
 #[test]

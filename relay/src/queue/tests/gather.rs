@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::eventually;
 use crate::queue::flusher::FlushTarget;
 use crate::queue::{Flusher, QueueError};
 
@@ -34,14 +35,6 @@ fn flusher() -> (Arc<Counting>, Arc<Flusher>) {
     (target, flusher)
 }
 
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_waits_for_a_writer_that_is_appending() {
     let (target, flusher) = flusher();
@@ -50,7 +43,7 @@ async fn a_flush_waits_for_a_writer_that_is_appending() {
         let flusher = Arc::clone(&flusher);
         async move { flusher.wait_durable().await }
     });
-    until("the waiter to register", || flusher.pending_len() == 1).await;
+    eventually("the waiter to register", || flusher.pending_len() == 1).await;
     // Give the flusher every chance to (wrongly) flush without the writer.
     tokio::task::yield_now().await;
     assert_eq!(target.flushes.load(Ordering::SeqCst), 0, "flushed early");
@@ -73,7 +66,7 @@ async fn a_writer_that_gives_up_releases_the_flush() {
         let flusher = Arc::clone(&flusher);
         async move { flusher.wait_durable().await }
     });
-    until("the waiter to register", || flusher.pending_len() == 1).await;
+    eventually("the waiter to register", || flusher.pending_len() == 1).await;
     drop(writer);
     waiting.await.unwrap().unwrap();
     assert!(started.elapsed() < LONG / 2);
@@ -89,11 +82,11 @@ async fn later_writers_do_not_hold_back_a_flush() {
         let flusher = Arc::clone(&flusher);
         async move { flusher.wait_durable().await }
     });
-    until("the waiter to register", || flusher.pending_len() == 1).await;
+    eventually("the waiter to register", || flusher.pending_len() == 1).await;
     // The flush gathers once it sees the waiter; a writer announced after
     // that belongs to the next flush. Announce it only once gathering began
     // (the waiter list is taken only after gathering, so poll the epoch).
-    until("gathering to begin", || flusher.epoch() > 0).await;
+    eventually("gathering to begin", || flusher.epoch() > 0).await;
     let late = flusher.writing();
     early.durable().await.unwrap();
     waiting.await.unwrap().unwrap();

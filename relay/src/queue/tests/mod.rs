@@ -133,3 +133,12 @@ pub(crate) fn assert_counters_match_tree(q: &Queue, upstream: &str) {
     assert_eq!(stats.raw_bytes, raw, "raw bytes of {upstream}");
     assert_eq!(stats.oldest_ingest_ms, oldest, "oldest of {upstream}");
 }
+
+/// Polls `cond` until it holds; panics naming `what` after 10 s.
+pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
