@@ -65,6 +65,66 @@ pub struct ListenerSettings {
     pub rule_groups: Arc<[RuleGroup]>,
 }
 
+/// Why an HTTP write was refused; one answer per kind.
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    /// A query parameter is malformed (400).
+    #[error("{0}")]
+    BadParameter(String),
+    /// More relays on the way than `max_hops` (508).
+    #[error("too many relay hops ({hops} > {max})")]
+    Loop {
+        /// `X-CC-Relay-Hops` of the request.
+        hops: u32,
+        /// The listener's `max_hops`.
+        max: u32,
+    },
+    /// A `Content-Encoding` the listener does not accept (415).
+    #[error("unsupported Content-Encoding {0:?}")]
+    Encoding(String),
+    /// The body exceeds `max_body_bytes` (413).
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    /// The decoded body exceeds `max_decompressed_bytes` (413).
+    #[error("decoded body larger than {0} bytes")]
+    DecodedTooLarge(usize),
+    /// The body is not valid in its encoding (400).
+    #[error("cannot decode {encoding} body: {source}")]
+    Decode {
+        /// The `Content-Encoding`.
+        encoding: String,
+        /// What the decoder said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The body did not arrive within `body_read_timeout` (408).
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// `max_concurrent_requests` stayed busy for `ack_timeout` (503).
+    #[error("too many concurrent requests")]
+    Busy,
+    /// The runtime refused the batch.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+}
+
+impl IntoResponse for IngressError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            IngressError::BadParameter(_) | IngressError::Decode { .. } => StatusCode::BAD_REQUEST,
+            IngressError::Loop { .. } => StatusCode::LOOP_DETECTED,
+            IngressError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngressError::TooLarge(_) | IngressError::DecodedTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            IngressError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            IngressError::Busy => return unavailable(&self.to_string()),
+            IngressError::Refused(refused) => return refused.clone().into_response(),
+        };
+        text(status, format!("{self}\n"))
+    }
+}
+
 struct Listener {
     settings: ListenerSettings,
     runtime: Arc<Runtime>,
@@ -125,7 +185,10 @@ fn unavailable(reason: &str) -> Response {
 
 async fn handle(State(l): State<Arc<Listener>>, req: Request, success: StatusCode) -> Response {
     let started = std::time::Instant::now();
-    let response = handle_inner(&l, req, success).await;
+    let response = match handle_inner(&l, req, success).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
     let c = &l.runtime.counters;
     let key = (Arc::clone(&l.settings.name), response.status().as_u16());
     *c.requests.lock().entry(key).or_insert(0) += 1;
@@ -133,12 +196,13 @@ async fn handle(State(l): State<Arc<Listener>>, req: Request, success: StatusCod
     response
 }
 
-async fn handle_inner(l: &Listener, req: Request, success: StatusCode) -> Response {
+async fn handle_inner(
+    l: &Listener,
+    req: Request,
+    success: StatusCode,
+) -> Result<Response, IngressError> {
     let s = &l.settings;
-    let params = match WriteParams::parse(req.uri().query().unwrap_or("")) {
-        Ok(p) => p,
-        Err(message) => return text(StatusCode::BAD_REQUEST, format!("{message}\n")),
-    };
+    let params = WriteParams::parse(req.uri().query().unwrap_or(""))?;
     if let Err(failure) = authenticate(&s.auth, req.headers(), params.user.as_ref()) {
         *l.runtime
             .counters
@@ -146,33 +210,10 @@ async fn handle_inner(l: &Listener, req: Request, success: StatusCode) -> Respon
             .lock()
             .entry((Arc::clone(&s.name), failure.reason))
             .or_insert(0) += 1;
-        return *failure.response;
+        return Ok(*failure.response);
     }
-    if let Err(refused) = l.runtime.check() {
-        return refused.into_response();
-    }
-    let hops = req
-        .headers()
-        .get("x-cc-relay-hops")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    if hops > s.max_hops {
-        let from = req
-            .headers()
-            .get("x-cc-relay-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?");
-        tracing::warn!(
-            hops,
-            from,
-            "refusing a request that went through too many relays (loop?)"
-        );
-        return text(
-            StatusCode::LOOP_DETECTED,
-            format!("too many relay hops ({hops} > {})\n", s.max_hops),
-        );
-    }
+    l.runtime.check()?;
+    let hops = check_hops(req.headers(), s.max_hops)?;
     let encoding = req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -181,35 +222,19 @@ async fn handle_inner(l: &Listener, req: Request, success: StatusCode) -> Respon
         .trim()
         .to_ascii_lowercase();
     if !s.accept_encodings.contains(&encoding) {
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Encoding {encoding:?}\n"),
-        );
+        return Err(IngressError::Encoding(encoding));
     }
-    let Ok(_permit) = tokio::time::timeout(s.ack_timeout, l.permits.acquire()).await else {
-        return unavailable("too many concurrent requests");
-    };
-    let read = tokio::time::timeout(
+    let _permit = tokio::time::timeout(s.ack_timeout, l.permits.acquire())
+        .await
+        .map_err(|_| IngressError::Busy)?;
+    let body = tokio::time::timeout(
         s.body_read_timeout,
         axum::body::to_bytes(req.into_body(), s.max_body_bytes),
     )
-    .await;
-    let Ok(read) = read else {
-        return text(
-            StatusCode::REQUEST_TIMEOUT,
-            "request body not received in time\n",
-        );
-    };
-    let Ok(body) = read else {
-        return text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {} bytes\n", s.max_body_bytes),
-        );
-    };
-    let body = match decode(&encoding, body, s.max_decompressed_bytes) {
-        Ok(b) => b,
-        Err(response) => return *response,
-    };
+    .await
+    .map_err(|_| IngressError::BodyTimeout)?
+    .map_err(|_| IngressError::TooLarge(s.max_body_bytes))?;
+    let body = decode(&encoding, body, s.max_decompressed_bytes)?;
     let query_cluster = params
         .cluster
         .filter(|c| s.trust_query_cluster && !c.is_empty());
@@ -221,10 +246,33 @@ async fn handle_inner(l: &Listener, req: Request, success: StatusCode) -> Respon
         hops,
         reject_invalid: s.reject_invalid,
     };
-    match l.runtime.accept(&s.rule_groups, batch, s.ack_timeout).await {
-        Ok(accepted) => answer(&accepted, success),
-        Err(refused) => refused.into_response(),
+    let accepted = l
+        .runtime
+        .accept(&s.rule_groups, batch, s.ack_timeout)
+        .await?;
+    Ok(answer(&accepted, success))
+}
+
+/// The request's hop count (`X-CC-Relay-Hops`), refused beyond `max`.
+fn check_hops(headers: &axum::http::HeaderMap, max: u32) -> Result<u32, IngressError> {
+    let hops = headers
+        .get("x-cc-relay-hops")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if hops > max {
+        let from = headers
+            .get("x-cc-relay-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        tracing::warn!(
+            hops,
+            from,
+            "refusing a request that went through too many relays (loop?)"
+        );
+        return Err(IngressError::Loop { hops, max });
     }
+    Ok(hops)
 }
 
 /// 2xx with the line counts; 400 when no line was valid.
@@ -257,32 +305,24 @@ impl IntoResponse for Refused {
 }
 
 /// Decodes the body per `Content-Encoding`, within `limit` bytes.
-fn decode(encoding: &str, body: Bytes, limit: usize) -> Result<Bytes, Box<Response>> {
-    let too_large = || {
-        Box::new(text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("decoded body larger than {limit} bytes\n"),
-        ))
+fn decode(encoding: &str, body: Bytes, limit: usize) -> Result<Bytes, IngressError> {
+    let bad = |source| IngressError::Decode {
+        encoding: encoding.to_owned(),
+        source,
     };
-    let bad = |e: std::io::Error| {
-        Box::new(text(
-            StatusCode::BAD_REQUEST,
-            format!("cannot decode {encoding} body: {e}\n"),
-        ))
-    };
-    let read_limited = |reader: &mut dyn std::io::Read| -> Result<Bytes, Box<Response>> {
+    let read_limited = |reader: &mut dyn std::io::Read| -> Result<Bytes, IngressError> {
         let mut out = Vec::new();
         let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
         reader.take(cap).read_to_end(&mut out).map_err(bad)?;
         if out.len() > limit {
-            return Err(too_large());
+            return Err(IngressError::DecodedTooLarge(limit));
         }
         Ok(Bytes::from(out))
     };
     match encoding {
         "identity" | "" => {
             if body.len() > limit {
-                return Err(too_large());
+                return Err(IngressError::DecodedTooLarge(limit));
             }
             Ok(body)
         }
@@ -291,10 +331,7 @@ fn decode(encoding: &str, body: Bytes, limit: usize) -> Result<Bytes, Box<Respon
             let mut decoder = zstd::stream::read::Decoder::new(body.as_ref()).map_err(bad)?;
             read_limited(&mut decoder)
         }
-        other => Err(Box::new(text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Encoding {other:?}\n"),
-        ))),
+        other => Err(IngressError::Encoding(other.to_owned())),
     }
 }
 
@@ -312,7 +349,7 @@ struct WriteParams {
 }
 
 impl WriteParams {
-    fn parse(query: &str) -> Result<WriteParams, String> {
+    fn parse(query: &str) -> Result<WriteParams, IngressError> {
         let mut params = WriteParams::default();
         let (mut user, mut password) = (None, None);
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -322,13 +359,16 @@ impl WriteParams {
                         "n" => "ns",
                         "u" => "us",
                         "m" | "h" => {
-                            return Err(format!(
+                            return Err(IngressError::BadParameter(format!(
                                 "precision={value}: timestamps in minutes or hours are not supported; use s, ms, us or ns"
-                            ));
+                            )));
                         }
                         other => other,
                     };
-                    params.precision = Some(unit.parse::<Precision>().map_err(|e| e.to_string())?);
+                    params.precision = Some(
+                        unit.parse::<Precision>()
+                            .map_err(|e| IngressError::BadParameter(e.to_string()))?,
+                    );
                 }
                 "cluster" => params.cluster = Some(value.into_owned()),
                 "u" => user = Some(value.into_owned()),
@@ -363,6 +403,7 @@ mod tests {
         assert!(
             WriteParams::parse("precision=h")
                 .unwrap_err()
+                .to_string()
                 .contains("hours")
         );
         assert!(WriteParams::parse("precision=fortnight").is_err());
@@ -391,17 +432,26 @@ mod tests {
         let gz = Bytes::from(gz.finish().unwrap());
         assert_eq!(decode("gzip", gz.clone(), 1000).unwrap(), plain);
         assert_eq!(
-            decode("gzip", gz, 999).unwrap_err().status(),
+            decode("gzip", gz, 999)
+                .unwrap_err()
+                .into_response()
+                .status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
         let z = Bytes::from(zstd::bulk::compress(&plain, 3).unwrap());
         assert_eq!(decode("zstd", z, 1000).unwrap(), plain);
         assert_eq!(
-            decode("br", plain.clone(), 1000).unwrap_err().status(),
+            decode("br", plain.clone(), 1000)
+                .unwrap_err()
+                .into_response()
+                .status(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
         assert_eq!(
-            decode("gzip", plain, 1000).unwrap_err().status(),
+            decode("gzip", plain, 1000)
+                .unwrap_err()
+                .into_response()
+                .status(),
             StatusCode::BAD_REQUEST
         );
     }
