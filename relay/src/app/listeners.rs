@@ -46,15 +46,7 @@ pub(super) fn listener_settings(
         max_body_bytes: usize::try_from(l.max_body_bytes.as_u64()).unwrap_or(usize::MAX),
         max_decompressed_bytes: usize::try_from(l.max_decompressed_bytes.as_u64())
             .unwrap_or(usize::MAX),
-        accept_encodings: l
-            .accept_encodings
-            .iter()
-            .map(|e| match e {
-                config::ContentEncoding::Identity => "identity".to_owned(),
-                config::ContentEncoding::Gzip => "gzip".to_owned(),
-                config::ContentEncoding::Zstd => "zstd".to_owned(),
-            })
-            .collect(),
+        accept_encodings: l.accept_encodings.clone(),
         ack_timeout: l.ack_timeout,
         body_read_timeout: l.body_read_timeout,
         max_concurrent_requests: l.max_concurrent_requests,

@@ -194,6 +194,20 @@ pub enum ContentEncoding {
     Zstd,
 }
 
+impl ContentEncoding {
+    /// The encoding a `Content-Encoding` header names (any case; `x-gzip`
+    /// is gzip, an empty value is identity); `None` for any other.
+    #[must_use]
+    pub fn from_header(value: &str) -> Option<ContentEncoding> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "identity" | "" => Some(ContentEncoding::Identity),
+            "gzip" | "x-gzip" => Some(ContentEncoding::Gzip),
+            "zstd" => Some(ContentEncoding::Zstd),
+            _ => None,
+        }
+    }
+}
+
 /// `invalid_lines`: what an invalid line does to its request or message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

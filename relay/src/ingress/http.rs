@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::{Auth, authenticate};
 use super::text;
+use crate::config::ContentEncoding;
 use crate::runtime::{Accepted, Batch, Refused, RuleGroup, Runtime};
 
 /// Settings of one HTTP listener.
@@ -41,8 +42,8 @@ pub struct ListenerSettings {
     pub max_body_bytes: usize,
     /// Body limit after decoding.
     pub max_decompressed_bytes: usize,
-    /// Accepted `Content-Encoding`s (`identity`, `gzip`, `zstd`).
-    pub accept_encodings: Vec<String>,
+    /// Accepted `Content-Encoding`s.
+    pub accept_encodings: Vec<ContentEncoding>,
     /// Longest wait for durability before answering 503.
     pub ack_timeout: Duration,
     /// Longest time to receive the body (408 beyond).
@@ -89,10 +90,10 @@ pub enum IngressError {
     #[error("decoded body larger than {0} bytes")]
     DecodedTooLarge(usize),
     /// The body is not valid in its encoding (400).
-    #[error("cannot decode {encoding} body: {source}")]
+    #[error("cannot decode {encoding:?} body: {source}")]
     Decode {
         /// The `Content-Encoding`.
-        encoding: String,
+        encoding: ContentEncoding,
         /// What the decoder said.
         #[source]
         source: std::io::Error,
@@ -214,16 +215,16 @@ async fn handle_inner(
     }
     l.runtime.check()?;
     let hops = check_hops(req.headers(), s.max_hops)?;
-    let encoding = req
+    let named = req
         .headers()
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity")
-        .trim()
-        .to_ascii_lowercase();
-    if !s.accept_encodings.contains(&encoding) {
-        return Err(IngressError::Encoding(encoding));
-    }
+        .unwrap_or("identity");
+    let Some(encoding) =
+        ContentEncoding::from_header(named).filter(|e| s.accept_encodings.contains(e))
+    else {
+        return Err(IngressError::Encoding(named.to_owned()));
+    };
     let _permit = tokio::time::timeout(s.ack_timeout, l.permits.acquire())
         .await
         .map_err(|_| IngressError::Busy)?;
@@ -234,7 +235,7 @@ async fn handle_inner(
     .await
     .map_err(|_| IngressError::BodyTimeout)?
     .map_err(|_| IngressError::TooLarge(s.max_body_bytes))?;
-    let body = decode(&encoding, body, s.max_decompressed_bytes)?;
+    let body = decode(encoding, body, s.max_decompressed_bytes)?;
     let query_cluster = params
         .cluster
         .filter(|c| s.trust_query_cluster && !c.is_empty());
@@ -305,11 +306,8 @@ impl IntoResponse for Refused {
 }
 
 /// Decodes the body per `Content-Encoding`, within `limit` bytes.
-fn decode(encoding: &str, body: Bytes, limit: usize) -> Result<Bytes, IngressError> {
-    let bad = |source| IngressError::Decode {
-        encoding: encoding.to_owned(),
-        source,
-    };
+fn decode(encoding: ContentEncoding, body: Bytes, limit: usize) -> Result<Bytes, IngressError> {
+    let bad = |source| IngressError::Decode { encoding, source };
     let read_limited = |reader: &mut dyn std::io::Read| -> Result<Bytes, IngressError> {
         let mut out = Vec::new();
         let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
@@ -320,18 +318,17 @@ fn decode(encoding: &str, body: Bytes, limit: usize) -> Result<Bytes, IngressErr
         Ok(Bytes::from(out))
     };
     match encoding {
-        "identity" | "" => {
+        ContentEncoding::Identity => {
             if body.len() > limit {
                 return Err(IngressError::DecodedTooLarge(limit));
             }
             Ok(body)
         }
-        "gzip" | "x-gzip" => read_limited(&mut flate2::read::GzDecoder::new(body.as_ref())),
-        "zstd" => {
+        ContentEncoding::Gzip => read_limited(&mut flate2::read::GzDecoder::new(body.as_ref())),
+        ContentEncoding::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::new(body.as_ref()).map_err(bad)?;
             read_limited(&mut decoder)
         }
-        other => Err(IngressError::Encoding(other.to_owned())),
     }
 }
 
@@ -430,25 +427,30 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, &plain).unwrap();
         let gz = Bytes::from(gz.finish().unwrap());
-        assert_eq!(decode("gzip", gz.clone(), 1000).unwrap(), plain);
         assert_eq!(
-            decode("gzip", gz, 999)
+            decode(ContentEncoding::Gzip, gz.clone(), 1000).unwrap(),
+            plain
+        );
+        assert_eq!(
+            decode(ContentEncoding::Gzip, gz, 999)
                 .unwrap_err()
                 .into_response()
                 .status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
         let z = Bytes::from(zstd::bulk::compress(&plain, 3).unwrap());
-        assert_eq!(decode("zstd", z, 1000).unwrap(), plain);
+        assert_eq!(decode(ContentEncoding::Zstd, z, 1000).unwrap(), plain);
+        assert_eq!(ContentEncoding::from_header("br"), None);
         assert_eq!(
-            decode("br", plain.clone(), 1000)
-                .unwrap_err()
-                .into_response()
-                .status(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
+            ContentEncoding::from_header(" X-GZIP "),
+            Some(ContentEncoding::Gzip)
         );
         assert_eq!(
-            decode("gzip", plain, 1000)
+            ContentEncoding::from_header(""),
+            Some(ContentEncoding::Identity)
+        );
+        assert_eq!(
+            decode(ContentEncoding::Gzip, plain, 1000)
                 .unwrap_err()
                 .into_response()
                 .status(),
