@@ -10,6 +10,8 @@
 //! - [`config`]: JSON config loading whose errors name the file, the key and
 //!   the position, plus human-readable durations (`"48h"`) and byte sizes
 //!   (`"64MiB"`);
+//! - [`metrics`]: the `prometheus-client` registry served at `/metrics`
+//!   (format negotiation, build information, scrape-time families);
 //! - [`telemetry`]: `tracing` set-up (`RUST_LOG`, text or JSON output);
 //! - [`tls`]: rustls server and client configurations from PEM files, with
 //!   `ring` as the one crypto provider;
@@ -19,6 +21,7 @@
 pub mod auth;
 pub mod config;
 pub mod lineproto;
+pub mod metrics;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
