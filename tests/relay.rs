@@ -416,6 +416,12 @@ fn full_queues_drop_oldest_or_reject_new() {
     }
     let dropped = metric(&admin, "ccrelay_dropped_lines_total");
     assert!(dropped > 0.0);
+    assert!(
+        metric(
+            &admin,
+            "ccrelay_dropped_records_total{upstream=\"store\",reason=\"buffer_full\"}"
+        ) > 0.0
+    );
     assert!(metric(&admin, "ccrelay_queue_stored_bytes") <= 3000.0 + 2000.0);
     down.answer(|_| 200);
     assert!(wait_for(Duration::from_secs(10), || metric(
@@ -740,6 +746,10 @@ fn lines_older_than_max_age_are_dropped_not_sent() {
     assert!(
         text.contains("ccrelay_dropped_lines_total{upstream=\"store\",reason=\"max_age\"} 2"),
         "{text}"
+    );
+    assert!(
+        text.contains("ccrelay_dropped_records_total{upstream=\"store\",reason=\"max_age\"} 1"),
+        "both lines came in one record: {text}"
     );
     assert_eq!(
         post(

@@ -295,6 +295,7 @@ fn start_admin(
         runtime: Arc::clone(runtime),
         token: Arc::clone(&secrets.admin_token),
         instance_id: config.instance_id.clone(),
+        registry: crate::metrics::registry(runtime),
     });
     let bound = Bound {
         listener: socket,

@@ -13,6 +13,7 @@
 //! relay never runs its filesystem full: sled would turn that into a
 //! permanent I/O error.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,10 +45,31 @@ pub struct DiskState {
     pub pressure: AtomicBool,
     /// Free bytes on the data filesystem at the last check.
     pub free_bytes: AtomicU64,
-    /// Lines evicted for disk pressure.
-    pub evicted_lines: AtomicU64,
-    /// Records evicted for disk pressure.
-    pub evicted_records: AtomicU64,
+    /// Lines and records evicted for disk pressure, per upstream.
+    evicted: parking_lot::Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl DiskState {
+    /// Lines and records evicted from `upstream`'s queue for disk pressure
+    /// (`reason="disk_pressure"`).
+    #[must_use]
+    pub fn evicted(&self, upstream: &str) -> (u64, u64) {
+        self.evicted
+            .lock()
+            .get(upstream)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn count_eviction(&self, upstream: &str, lines: u64, records: u64) {
+        let mut evicted = self.evicted.lock();
+        let entry = match evicted.get_mut(upstream) {
+            Some(entry) => entry,
+            None => evicted.entry(upstream.to_owned()).or_default(),
+        };
+        entry.0 += lines;
+        entry.1 += records;
+    }
 }
 
 /// Free bytes and total bytes of the filesystem holding `path`.
@@ -150,12 +172,7 @@ fn evict_oldest(queue: &Queue, bytes: u64, state: &DiskState) {
         match queue.drop_oldest(&name, 1) {
             Ok(removed) if removed.records > 0 => {
                 freed += removed.stored_bytes;
-                state
-                    .evicted_lines
-                    .fetch_add(removed.lines, Ordering::Relaxed);
-                state
-                    .evicted_records
-                    .fetch_add(removed.records, Ordering::Relaxed);
+                state.count_eviction(&name, removed.lines, removed.records);
             }
             Ok(_) => break,
             Err(e) => {

@@ -22,7 +22,7 @@
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
 //! - [`housekeeper`]: the global disk cap and free-space floor.
 //! - [`config`], [`cli`]: the configuration file and the command line.
-//! - [`metrics`]: histograms and labelled counters behind `/metrics`.
+//! - [`metrics`]: the prometheus-client metrics and the registry `/metrics` serves.
 //! - [`offline`]: `queue` and `dlq` maintenance commands.
 
 pub mod admin;

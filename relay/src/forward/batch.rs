@@ -2,7 +2,6 @@
 //! (spec `relay.md` §4.7, "Batch assembly").
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cc_common::time::now_ms;
@@ -60,8 +59,8 @@ impl Worker {
             if removed.records > 0 {
                 core.upstream
                     .counters
-                    .expired_lines
-                    .fetch_add(removed.lines, Ordering::Relaxed);
+                    .expired
+                    .add(removed.lines, removed.records);
                 tracing::warn!(upstream = %settings.name, lines = removed.lines, "dropped lines older than buffer.max_age");
             }
         }

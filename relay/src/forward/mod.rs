@@ -262,7 +262,7 @@ impl Core {
                 self.upstream
                     .counters
                     .request_seconds
-                    .observe(started.elapsed());
+                    .observe(started.elapsed().as_secs_f64());
                 match attempt {
                     Attempt::Answered {
                         outcome,
@@ -272,7 +272,7 @@ impl Core {
                         body,
                     } => {
                         if let Some(reason) = failure {
-                            self.upstream.counters.failure_reasons.add(reason);
+                            self.upstream.counters.failure_reasons.add(reason, 1);
                         }
                         match outcome {
                             Outcome::Delivered => {
@@ -310,7 +310,7 @@ impl Core {
                         }
                     }
                     Attempt::Failed { reason, message } => {
-                        self.upstream.counters.failure_reasons.add(reason);
+                        self.upstream.counters.failure_reasons.add(reason, 1);
                         self.failed(Outcome::Transient, &message);
                         if !self.pause_until_reachable(stop).await {
                             return false;
@@ -330,13 +330,14 @@ impl Core {
         let cutoff =
             now_ms().saturating_sub(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
         let before: u64 = item.iter().map(|p| u64::from(p.lines)).sum();
+        let records_before = item.len();
         item.retain(|p| p.ingest_ms >= cutoff);
         let after: u64 = item.iter().map(|p| u64::from(p.lines)).sum();
         if before > after {
             self.upstream
                 .counters
-                .expired_lines
-                .fetch_add(before - after, Ordering::Relaxed);
+                .expired
+                .add(before - after, (records_before - item.len()) as u64);
             tracing::warn!(
                 upstream = %self.settings.name,
                 lines = before - after,
@@ -381,10 +382,7 @@ impl Core {
             Some(status),
         ) {
             Ok(()) => {
-                self.upstream
-                    .counters
-                    .dead_lettered_lines
-                    .fetch_add(1, Ordering::Relaxed);
+                self.upstream.counters.dead_lettered.add(reason, 1);
                 tracing::warn!(
                     upstream = %self.settings.name,
                     status,
@@ -400,15 +398,11 @@ impl Core {
 
     fn delivered(&self, item: &[Piece]) {
         let c = &self.upstream.counters;
-        c.sent_batches.fetch_add(1, Ordering::Relaxed);
-        c.sent_lines.fetch_add(
-            item.iter().map(|p| u64::from(p.lines)).sum(),
-            Ordering::Relaxed,
-        );
-        c.sent_bytes.fetch_add(
-            item.iter().map(|p| p.body.len() as u64).sum(),
-            Ordering::Relaxed,
-        );
+        c.sent_batches.inc();
+        c.sent_lines
+            .inc_by(item.iter().map(|p| u64::from(p.lines)).sum());
+        c.sent_bytes
+            .inc_by(item.iter().map(|p| p.body.len() as u64).sum());
         c.last_success_ms.store(now_ms(), Ordering::Relaxed);
         if !c.up.swap(true, Ordering::Relaxed) {
             tracing::info!(upstream = %self.settings.name, "upstream accepts data again");
@@ -460,10 +454,7 @@ impl Core {
             u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        self.upstream
-            .counters
-            .retries
-            .fetch_add(1, Ordering::Relaxed);
+        self.upstream.counters.retries.inc();
         let deadline = tokio::time::Instant::now() + delay;
         let target = self.sink.socket_target();
         loop {
@@ -499,10 +490,7 @@ impl Core {
             u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        self.upstream
-            .counters
-            .retries
-            .fetch_add(1, Ordering::Relaxed);
+        self.upstream.counters.retries.inc();
         tokio::select! {
             () = stop.cancelled() => false,
             () = tokio::time::sleep(delay) => true,

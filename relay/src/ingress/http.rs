@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use super::auth::{Auth, authenticate};
 use super::text;
 use crate::config::ContentEncoding;
+use crate::metrics::{IngressLabels, ReasonLabels, RequestLabels};
 use crate::runtime::{Accepted, Batch, Refused, RuleGroup, Runtime};
 
 /// Settings of one HTTP listener.
@@ -136,6 +137,7 @@ struct Listener {
 pub fn router(settings: ListenerSettings, runtime: Arc<Runtime>) -> Router {
     let paths = settings.paths.clone();
     let max_body = settings.max_body_bytes;
+    runtime.counters.add_source(&settings.name);
     let state = Arc::new(Listener {
         permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
         settings,
@@ -191,9 +193,17 @@ async fn handle(State(l): State<Arc<Listener>>, req: Request, success: StatusCod
         Err(e) => e.into_response(),
     };
     let c = &l.runtime.counters;
-    let key = (Arc::clone(&l.settings.name), response.status().as_u16());
-    *c.requests.lock().entry(key).or_insert(0) += 1;
-    c.ack_seconds.observe(started.elapsed());
+    let request = RequestLabels {
+        ingress: Arc::clone(&l.settings.name),
+        code: response.status().as_u16(),
+    };
+    c.requests.get_or_create(&request).inc();
+    let ingress = IngressLabels {
+        ingress: request.ingress,
+    };
+    c.ack_seconds
+        .get_or_create(&ingress)
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -205,12 +215,15 @@ async fn handle_inner(
     let s = &l.settings;
     let params = WriteParams::parse(req.uri().query().unwrap_or(""))?;
     if let Err(failure) = authenticate(&s.auth, req.headers(), params.user.as_ref()) {
-        *l.runtime
+        let labels = ReasonLabels {
+            ingress: Arc::clone(&s.name),
+            reason: failure.reason,
+        };
+        l.runtime
             .counters
             .auth_failures
-            .lock()
-            .entry((Arc::clone(&s.name), failure.reason))
-            .or_insert(0) += 1;
+            .get_or_create(&labels)
+            .inc();
         return Ok(*failure.response);
     }
     l.runtime.check()?;

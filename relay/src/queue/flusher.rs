@@ -9,9 +9,9 @@
 //! flush that *started after* the caller registered — hence after its inserts — returned
 //! `Ok`.
 //!
-//! Flush count, latency (count, total, max, buckets) and waiters per flush are kept in
-//! [`FlushStats`] (atomics) for `/metrics` (`ccrelay_sled_flush_seconds`,
-//! `ccrelay_sled_flush_waiters`).
+//! Flush count, latency (count, total, max) and waiters per flush are kept in
+//! [`FlushStats`] (atomics), with a latency and a waiters-per-flush histogram for
+//! `/metrics` (`ccrelay_sled_flush_seconds`, `ccrelay_sled_flush_waiters`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
 use super::{Queue, QueueError};
@@ -47,15 +48,17 @@ impl FlushTarget for Queue {
     }
 }
 
-/// Upper bounds (µs) of the flush latency buckets; a last bucket counts the rest.
-pub const FLUSH_LATENCY_BUCKETS_US: [u64; 12] = [
-    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+/// Upper bounds (seconds) of the flush latency histogram
+/// (`ccrelay_sled_flush_seconds`).
+pub const FLUSH_LATENCY_BUCKETS: [f64; 12] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
-/// Upper bounds of the waiters-per-flush buckets; a last bucket counts the rest.
-pub const FLUSH_WAITER_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+/// Upper bounds of the waiters-per-flush histogram (`ccrelay_sled_flush_waiters`).
+pub const FLUSH_WAITER_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
-/// Flush counters shared with the admin endpoint (all relaxed atomics).
-#[derive(Debug, Default)]
+/// Flush counters shared with the admin endpoint (relaxed atomics) and the
+/// two histograms of `/metrics`.
+#[derive(Debug)]
 pub struct FlushStats {
     flushes: AtomicU64,
     failures: AtomicU64,
@@ -63,8 +66,23 @@ pub struct FlushStats {
     max_us: AtomicU64,
     waiters: AtomicU64,
     max_waiters: AtomicU64,
-    latency_buckets: [AtomicU64; FLUSH_LATENCY_BUCKETS_US.len() + 1],
-    waiter_buckets: [AtomicU64; FLUSH_WAITER_BUCKETS.len() + 1],
+    latency: Histogram,
+    waiters_per_flush: Histogram,
+}
+
+impl Default for FlushStats {
+    fn default() -> Self {
+        FlushStats {
+            flushes: AtomicU64::default(),
+            failures: AtomicU64::default(),
+            total_us: AtomicU64::default(),
+            max_us: AtomicU64::default(),
+            waiters: AtomicU64::default(),
+            max_waiters: AtomicU64::default(),
+            latency: Histogram::new(FLUSH_LATENCY_BUCKETS),
+            waiters_per_flush: Histogram::new(FLUSH_WAITER_BUCKETS),
+        }
+    }
 }
 
 /// A copy of [`FlushStats`] at one moment.
@@ -82,15 +100,13 @@ pub struct FlushStatsSnapshot {
     pub waiters: u64,
     /// Most waiters served by one flush.
     pub max_waiters: u64,
-    /// Flushes per latency bucket ([`FLUSH_LATENCY_BUCKETS_US`], then overflow);
-    /// not cumulative.
-    pub latency_buckets: Vec<u64>,
-    /// Flushes per waiter-count bucket ([`FLUSH_WAITER_BUCKETS`], then overflow);
-    /// not cumulative.
-    pub waiter_buckets: Vec<u64>,
 }
 
 impl FlushStats {
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a waiter count as a histogram observation"
+    )]
     fn record(&self, elapsed: Duration, waiters: usize, ok: bool) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let waiters = waiters as u64;
@@ -102,8 +118,8 @@ impl FlushStats {
         self.max_us.fetch_max(us, Ordering::Relaxed);
         self.waiters.fetch_add(waiters, Ordering::Relaxed);
         self.max_waiters.fetch_max(waiters, Ordering::Relaxed);
-        bump(&self.latency_buckets, &FLUSH_LATENCY_BUCKETS_US, us);
-        bump(&self.waiter_buckets, &FLUSH_WAITER_BUCKETS, waiters);
+        self.latency.observe(elapsed.as_secs_f64());
+        self.waiters_per_flush.observe(waiters as f64);
     }
 
     /// Reads all counters.
@@ -117,19 +133,21 @@ impl FlushStats {
             max_us: load(&self.max_us),
             waiters: load(&self.waiters),
             max_waiters: load(&self.max_waiters),
-            latency_buckets: self.latency_buckets.iter().map(load).collect(),
-            waiter_buckets: self.waiter_buckets.iter().map(load).collect(),
         }
     }
-}
 
-fn bump(buckets: &[AtomicU64], bounds: &[u64], value: u64) {
-    let i = bounds
-        .iter()
-        .position(|&b| value <= b)
-        .unwrap_or(bounds.len());
-    if let Some(b) = buckets.get(i) {
-        b.fetch_add(1, Ordering::Relaxed);
+    /// Duration of every flush in seconds ([`FLUSH_LATENCY_BUCKETS`]); a
+    /// handle on the live histogram.
+    #[must_use]
+    pub fn latency(&self) -> Histogram {
+        self.latency.clone()
+    }
+
+    /// Waiters served by every flush ([`FLUSH_WAITER_BUCKETS`]); a handle on
+    /// the live histogram.
+    #[must_use]
+    pub fn waiters_per_flush(&self) -> Histogram {
+        self.waiters_per_flush.clone()
     }
 }
 

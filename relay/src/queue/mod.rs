@@ -188,6 +188,14 @@ impl std::error::Error for EngineError {
     }
 }
 
+/// The `op` label of `ccrelay_sled_errors_total`: the engine call that failed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct EngineOp {
+    /// `insert`, `read`, `remove`, `flush`, `generate_id`, `drop_tree` or
+    /// `size_on_disk` (the `op` of [`QueueError::Storage`]).
+    pub op: &'static str,
+}
+
 /// Errors of the durable queue.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

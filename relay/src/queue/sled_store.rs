@@ -26,7 +26,7 @@ mod recovery;
 #[cfg(test)]
 mod test_hooks;
 
-use accounting::{Poison, Sizes, sizes_of};
+use accounting::{EngineErrors, Poison, Sizes, sizes_of};
 
 use recovery::{
     META_CLEAN_SHUTDOWN, OLDEST_SCAN_LIMIT, find_orphans, init_meta, scan_dlq, scan_queue,
@@ -66,6 +66,7 @@ pub struct Queue {
     /// Serialises appends: ids are generated and inserted in one critical section.
     append_lock: Mutex<()>,
     poison: Poison,
+    errors: EngineErrors,
     instance_id: String,
     created_ms: u64,
     previous_clean_shutdown: Option<bool>,
@@ -208,6 +209,7 @@ impl Queue {
             lanes,
             append_lock: Mutex::new(()),
             poison: Poison::default(),
+            errors: EngineErrors::default(),
             instance_id: info.instance_id,
             created_ms: info.created_ms,
             previous_clean_shutdown: info.previous_clean_shutdown,
@@ -440,9 +442,12 @@ impl Queue {
     ///
     /// [`QueueError::Storage`].
     pub fn size_on_disk(&self) -> Result<u64, QueueError> {
-        self.db.size_on_disk().map_err(|e| QueueError::Storage {
-            op: "size_on_disk",
-            source: EngineError::new(e),
+        self.db.size_on_disk().map_err(|e| {
+            self.errors.count("size_on_disk");
+            QueueError::Storage {
+                op: "size_on_disk",
+                source: EngineError::new(e),
+            }
         })
     }
 
@@ -516,6 +521,7 @@ impl Queue {
     /// Maps an engine result; an error poisons the queue.
     fn engine<T>(&self, op: &'static str, r: sled::Result<T>) -> Result<T, QueueError> {
         r.map_err(|e| {
+            self.errors.count(op);
             self.poison.set(format!("{op}: {e}"));
             QueueError::Storage {
                 op,

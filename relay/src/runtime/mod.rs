@@ -35,6 +35,8 @@ use cc_common::lineproto::Precision;
 
 pub use self::upstream::{QueueLimit, Upstream, UpstreamCounters};
 use crate::housekeeper::DiskState;
+pub use crate::metrics::IngestCounters;
+use crate::metrics::ReasonLabels;
 use crate::process::{Context, Invalid, Rules, process};
 use crate::queue::{Flusher, Queue, Record, RecordMeta, SplitLimits};
 
@@ -120,29 +122,6 @@ impl Refused {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         !matches!(self, Refused::Invalid { .. })
-    }
-}
-
-/// Counters of the sources, by source name; read by the admin endpoints.
-#[derive(Debug, Default)]
-pub struct IngestCounters {
-    /// Requests by status code.
-    pub requests: parking_lot::Mutex<BTreeMap<(Arc<str>, u16), u64>>,
-    /// Lines and decoded bytes received.
-    pub volume: parking_lot::Mutex<BTreeMap<Arc<str>, (u64, u64)>>,
-    /// Invalid lines by reason.
-    pub invalid: parking_lot::Mutex<BTreeMap<(Arc<str>, &'static str), u64>>,
-    /// Authentication failures by reason (`missing`, `jwt`, `claims`, `basic`).
-    pub auth_failures: parking_lot::Mutex<BTreeMap<(Arc<str>, &'static str), u64>>,
-    /// Time from receive to answer.
-    pub ack_seconds: crate::metrics::Histogram,
-}
-
-impl IngestCounters {
-    /// Lines received by all sources.
-    #[must_use]
-    pub fn total_lines(&self) -> u64 {
-        self.volume.lock().values().map(|(lines, _)| lines).sum()
     }
 }
 
@@ -390,22 +369,13 @@ impl Runtime {
 
     fn count(&self, batch: &Batch, lines: u64, invalid: &BTreeMap<Invalid, u64>) {
         let c = &self.counters;
-        {
-            let mut volume = c.volume.lock();
-            let entry = match volume.get_mut(&batch.source) {
-                Some(entry) => entry,
-                None => volume.entry(Arc::clone(&batch.source)).or_insert((0, 0)),
+        c.received(&batch.source, lines, batch.body.len() as u64);
+        for (why, n) in invalid {
+            let labels = ReasonLabels {
+                ingress: Arc::clone(&batch.source),
+                reason: why.as_str(),
             };
-            entry.0 += lines;
-            entry.1 += batch.body.len() as u64;
-        }
-        if !invalid.is_empty() {
-            let mut counted = c.invalid.lock();
-            for (why, n) in invalid {
-                *counted
-                    .entry((Arc::clone(&batch.source), why.as_str()))
-                    .or_insert(0) += n;
-            }
+            c.invalid.get_or_create(&labels).inc_by(*n);
         }
     }
 }

@@ -4,8 +4,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Notify;
 
+use crate::metrics::{
+    DEAD_LETTER_REASONS, Dropped, FAILURE_REASONS, ReasonCounts, latency_histogram,
+};
 use crate::process::{Route, Target};
 use crate::queue::Queue;
 
@@ -45,31 +50,32 @@ pub struct QueueLimit {
     pub reject_new: bool,
 }
 
-/// Counters of one upstream, read by the admin endpoints.
-#[derive(Debug, Default)]
+/// Counters of one upstream, read by the admin endpoints. The counts and
+/// the request histogram are `prometheus-client` metrics, unlabelled: the
+/// metrics collector adds the `upstream` label. The flags and times are the
+/// worker's view of the upstream's state, read at scrape time.
+#[derive(Debug)]
 pub struct UpstreamCounters {
-    /// Failed attempts per reason.
-    pub failure_reasons: crate::metrics::FailureCounts,
-    /// Duration of every request.
-    pub request_seconds: crate::metrics::Histogram,
+    /// Failed attempts per reason ([`FAILURE_REASONS`]).
+    pub failure_reasons: ReasonCounts<{ FAILURE_REASONS.len() }>,
+    /// Duration of every request, in seconds.
+    pub request_seconds: Histogram,
     /// Batches delivered.
-    pub sent_batches: AtomicU64,
+    pub sent_batches: Counter,
     /// Lines delivered.
-    pub sent_lines: AtomicU64,
+    pub sent_lines: Counter,
     /// Bytes delivered.
-    pub sent_bytes: AtomicU64,
+    pub sent_bytes: Counter,
     /// Failed attempts.
     pub failures: AtomicU64,
     /// Attempts that were retries.
-    pub retries: AtomicU64,
-    /// Lines moved to the dead-letter tree.
-    pub dead_lettered_lines: AtomicU64,
-    /// Lines dropped because they were older than `max_age`.
-    pub expired_lines: AtomicU64,
-    /// Lines dropped from the full queue (`drop_oldest`).
-    pub dropped_full_lines: AtomicU64,
-    /// Records dropped from the full queue (`drop_oldest`).
-    pub dropped_full_records: AtomicU64,
+    pub retries: Counter,
+    /// Lines moved to the dead-letter tree, per reason ([`DEAD_LETTER_REASONS`]).
+    pub dead_lettered: ReasonCounts<{ DEAD_LETTER_REASONS.len() }>,
+    /// Lines (and their records) dropped because they were older than `max_age`.
+    pub expired: Dropped,
+    /// Lines (and their records) dropped from the full queue (`drop_oldest`).
+    pub dropped_full: Dropped,
     /// 1 after the last success, 0 after the last failure.
     pub up: AtomicBool,
     /// 401/403 seen on the last attempt.
@@ -82,6 +88,29 @@ pub struct UpstreamCounters {
     pub last_success_ms: AtomicU64,
     /// Text of the last error.
     pub last_error: parking_lot::Mutex<String>,
+}
+
+impl Default for UpstreamCounters {
+    fn default() -> Self {
+        UpstreamCounters {
+            failure_reasons: ReasonCounts::new(FAILURE_REASONS),
+            request_seconds: latency_histogram(),
+            sent_batches: Counter::default(),
+            sent_lines: Counter::default(),
+            sent_bytes: Counter::default(),
+            failures: AtomicU64::default(),
+            retries: Counter::default(),
+            dead_lettered: ReasonCounts::new(DEAD_LETTER_REASONS),
+            expired: Dropped::default(),
+            dropped_full: Dropped::default(),
+            up: AtomicBool::default(),
+            auth_failing: AtomicBool::default(),
+            misconfigured: AtomicBool::default(),
+            backoff_ms: AtomicU64::default(),
+            last_success_ms: AtomicU64::default(),
+            last_error: parking_lot::Mutex::default(),
+        }
+    }
 }
 
 impl Upstream {
@@ -131,11 +160,9 @@ impl Upstream {
         drop(window);
         match evicted {
             Ok(removed) if removed.records > 0 => {
-                let c = &self.counters;
-                c.dropped_full_lines
-                    .fetch_add(removed.lines, Ordering::Relaxed);
-                c.dropped_full_records
-                    .fetch_add(removed.records, Ordering::Relaxed);
+                self.counters
+                    .dropped_full
+                    .add(removed.lines, removed.records);
                 tracing::warn!(
                     upstream = %self.name,
                     lines = removed.lines,

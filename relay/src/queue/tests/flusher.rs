@@ -93,8 +93,10 @@ async fn concurrent_waiters_share_flushes() {
     assert_eq!(s.flushes as usize, target.started.load(Ordering::SeqCst));
     assert!(s.max_waiters > 1);
     assert!(s.max_us >= 20_000 && s.total_us >= s.max_us, "{s:?}");
-    assert_eq!(s.latency_buckets.iter().sum::<u64>(), s.flushes);
-    assert_eq!(s.waiter_buckets.iter().sum::<u64>(), s.flushes);
+    let stats = flusher.stats();
+    assert_eq!(stats.latency().count(), s.flushes);
+    assert_eq!(stats.waiters_per_flush().count(), s.flushes);
+    assert!((stats.waiters_per_flush().sum() - n as f64).abs() < 1e-9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
