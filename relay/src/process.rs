@@ -249,22 +249,19 @@ pub fn process<'t, R: Route>(
         let renamed = rules.set.rename_measurements.get(name).map(String::as_str);
         // Step 7: tag rules.
         let tags = apply_tag_rules(&line, rules);
-        let host = match &tags {
-            Some(t) => t
-                .iter()
-                .rev()
-                .find(|(k, _)| k == "hostname" || k == "host")
-                .map(|(_, v)| v.clone()),
-            None => line.tag("hostname").or_else(|| line.tag("host")),
-        };
-        // Step 8: cluster.
         // Borrowed from the line or the request: no allocation per line.
-        let line_cluster: Option<Cow<'_, str>> = match &tags {
-            Some(t) => t
-                .iter()
-                .find(|(k, _)| k == "cluster")
-                .map(|(_, v)| v.clone()),
-            None => line.tag("cluster"),
+        let (host, line_cluster): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) = match &tags {
+            Some(t) => (
+                t.iter()
+                    .rev()
+                    .find(|(k, _)| k == "hostname" || k == "host")
+                    .map(|(_, v)| v.clone()),
+                // Step 8: cluster.
+                t.iter()
+                    .find(|(k, _)| k == "cluster")
+                    .map(|(_, v)| v.clone()),
+            ),
+            None => host_and_cluster(&line),
         };
         let materialize =
             rules.materialize_cluster && line_cluster.is_none() && ctx.default_cluster.is_some();
@@ -450,6 +447,21 @@ fn ccms_check(
         ));
     }
     None
+}
+
+/// The line's host (`hostname`, else `host`) and `cluster` tags, in one pass
+/// over its tags; the last of each key wins, as with [`Line::tag`].
+fn host_and_cluster<'a>(line: &Line<'a>) -> (Option<Cow<'a, str>>, Option<Cow<'a, str>>) {
+    let (mut hostname, mut host, mut cluster) = (None, None, None);
+    for (key, value) in line.tags() {
+        match &*key {
+            "hostname" => hostname = Some(value),
+            "host" => host = Some(value),
+            "cluster" => cluster = Some(value),
+            _ => {}
+        }
+    }
+    (hostname.or(host), cluster)
 }
 
 fn has_path_chars(s: &str) -> bool {

@@ -256,3 +256,38 @@ fn tag_rules_that_change_nothing_keep_the_line_byte_identical() {
     let body = "m,type=node,cluster=c,hostname=h value=1 1732870000\n";
     assert_eq!(text(&run(body, &rules, &ctx(None)), 0), body);
 }
+
+#[test]
+fn host_and_cluster_come_from_one_pass_with_the_last_of_each_key() {
+    let body = b"m,cluster=a,host=h1,hostname=h2,cluster=b value=1 1732870000\n\
+                 m,host=only value=1 1732870000\n\
+                 m,type=node value=1 1732870000\n";
+    let lines: Vec<_> = cc_common::lineproto::parse_lines(body)
+        .map(Result::unwrap)
+        .collect();
+    let got: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            let (h, c) = host_and_cluster(l);
+            (h.map(Cow::into_owned), c.map(Cow::into_owned))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some("h2".to_owned()), Some("b".to_owned())),
+            (Some("only".to_owned()), None),
+            (None, None),
+        ]
+    );
+    // The same as looking the tags up one by one.
+    for l in &lines {
+        assert_eq!(
+            host_and_cluster(l),
+            (
+                l.tag("hostname").or_else(|| l.tag("host")),
+                l.tag("cluster")
+            )
+        );
+    }
+}
