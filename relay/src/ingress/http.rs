@@ -213,6 +213,7 @@ async fn handle_inner(
     success: StatusCode,
 ) -> Result<Response, IngressError> {
     let s = &l.settings;
+    let writing = l.runtime.writing();
     let params = WriteParams::parse(req.uri().query().unwrap_or(""))?;
     if let Err(failure) = authenticate(&s.auth, req.headers(), params.user.as_ref()) {
         let labels = ReasonLabels {
@@ -262,7 +263,7 @@ async fn handle_inner(
     };
     let accepted = l
         .runtime
-        .accept(&s.rule_groups, batch, s.ack_timeout)
+        .accept(writing, &s.rule_groups, batch, s.ack_timeout)
         .await?;
     Ok(answer(&accepted, success))
 }

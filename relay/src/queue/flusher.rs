@@ -159,8 +159,9 @@ struct Pending {
     /// Writers between [`Flusher::writing`] and their registration as waiters,
     /// announced since the last flush began gathering.
     writing: usize,
-    /// Writers announced before that, still not registered: the flush in the
-    /// making waits for these (a bounded time) but not for later ones.
+    /// Writers announced in the epoch before, still not registered: the flush
+    /// in the making waits for these (a bounded time), not for later ones, and
+    /// not again for these once it ran.
     earlier: usize,
     /// Advances each time a flush begins gathering.
     epoch: u64,
@@ -169,14 +170,17 @@ struct Pending {
 
 impl Pending {
     /// A writer announced in `epoch` registered or gave up; true if it was the
-    /// last one a gathering flush waits for.
+    /// last one a gathering flush waits for. Writers older than the flush
+    /// before are no longer counted: each holds back at most one flush.
     fn retire(&mut self, epoch: u64) -> bool {
         if epoch == self.epoch {
             self.writing = self.writing.saturating_sub(1);
             false
-        } else {
+        } else if epoch + 1 == self.epoch {
             self.earlier = self.earlier.saturating_sub(1);
             self.earlier == 0
+        } else {
+            false
         }
     }
 }
@@ -415,7 +419,8 @@ fn run(shared: &Shared) {
             }
             // Writers already appending would otherwise need a flush of their own.
             p.epoch += 1;
-            p.earlier += std::mem::take(&mut p.writing);
+            // Writers of older epochs had their flush; only these count now.
+            p.earlier = std::mem::take(&mut p.writing);
             if p.earlier > 0 {
                 let deadline = Instant::now() + shared.gather;
                 while p.earlier > 0

@@ -11,7 +11,9 @@
 //! 1. ask [`Runtime::check`] whether data is accepted at all (not shutting
 //!    down, storage healthy, no disk pressure, no `reject_new` queue full),
 //!    and refuse early if not (HTTP: 503; JetStream: nak with a delay);
-//! 2. hand the body with its context (source name, default cluster,
+//! 2. announce the batch with [`Runtime::writing`] as soon as it is known to
+//!    come (a group commit about to start then waits a moment for it), and
+//!    hand the body with its context (source name, default cluster,
 //!    timestamp unit, hop count, rule groups) to [`Runtime::accept`], which
 //!    processes the lines per rule group, appends them to every matching
 //!    upstream's queue and waits for the group commit;
@@ -38,7 +40,7 @@ use crate::housekeeper::DiskState;
 pub use crate::metrics::IngestCounters;
 use crate::metrics::ReasonLabels;
 use crate::process::{Context, Invalid, Rules, process};
-use crate::queue::{Flusher, Queue, Record, RecordMeta, SplitLimits};
+use crate::queue::{Flusher, Queue, Record, RecordMeta, SplitLimits, Writing};
 
 /// Decoded bodies up to this size are processed on the calling task; larger
 /// ones on the blocking pool, so that a big batch never stalls the runtime's
@@ -212,6 +214,16 @@ impl Runtime {
             .sum()
     }
 
+    /// Announces a batch on its way in (step 0 of the source contract): a
+    /// group commit about to start waits a moment for batches announced
+    /// before it, so that senders arriving together share one fsync. Take it
+    /// as soon as a batch is known to come (before reading its body) and
+    /// hand it to [`Runtime::accept`]; dropping it withdraws the announcement.
+    #[must_use]
+    pub fn writing(&self) -> Writing<'_> {
+        self.flusher.writing()
+    }
+
     /// Whether a batch would be accepted now (step 1 of the source contract).
     ///
     /// # Errors
@@ -244,11 +256,11 @@ impl Runtime {
     /// retries and the upstream gets them twice, which the store tolerates.
     pub async fn accept(
         self: &Arc<Self>,
+        writing: Writing<'_>,
         groups: &Arc<[RuleGroup]>,
         batch: Batch,
         ack_timeout: Duration,
     ) -> Result<Accepted, Refused> {
-        let writing = self.flusher.writing();
         let stored = if batch.body.len() <= INLINE_BODY_BYTES {
             self.store(groups, &batch)?
         } else {

@@ -95,3 +95,23 @@ async fn later_writers_do_not_hold_back_a_flush() {
     late.durable().await.unwrap();
     assert_eq!(target.flushes.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_never_arrives_holds_back_one_flush_only() {
+    let gather = Duration::from_secs(2);
+    let target = Arc::new(Counting::default());
+    let flusher = Arc::new(Flusher::start(target.clone(), Duration::ZERO, gather));
+    // A sender whose body never comes (announced, never registered).
+    let _stuck = flusher.writing();
+    let first = Instant::now();
+    flusher.wait_durable().await.unwrap();
+    assert!(first.elapsed() >= gather, "the first flush waits for it");
+    let second = Instant::now();
+    flusher.wait_durable().await.unwrap();
+    assert!(
+        second.elapsed() < gather / 2,
+        "later flushes do not wait for it again ({:?})",
+        second.elapsed()
+    );
+    assert_eq!(target.flushes.load(Ordering::SeqCst), 2);
+}
