@@ -12,7 +12,9 @@
 //!   (`"64MiB"`);
 //! - [`metrics`]: the `prometheus-client` registry served at `/metrics`
 //!   (format negotiation, build information, scrape-time families);
+//! - [`secret`]: credentials read from files and never printed;
 //! - [`telemetry`]: `tracing` set-up (`RUST_LOG`, text or JSON output);
+//! - [`time`]: the wall clock in seconds and milliseconds;
 //! - [`tls`]: rustls server and client configurations from PEM files, with
 //!   `ring` as the one crypto provider;
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token, plus a
