@@ -139,7 +139,24 @@ pub struct Processed<'t, R> {
     pub first_error: Option<String>,
 }
 
-impl<R> Processed<'_, R> {
+impl<'t, R> Processed<'t, R> {
+    fn new(targets: &'t [R]) -> Self {
+        Processed {
+            routed: targets
+                .iter()
+                .map(|to| Routed {
+                    to,
+                    lines: Vec::new(),
+                    count: 0,
+                })
+                .collect(),
+            accepted: 0,
+            filtered: 0,
+            invalid: BTreeMap::new(),
+            first_error: None,
+        }
+    }
+
     /// Invalid lines in total.
     #[must_use]
     pub fn invalid_total(&self) -> u64 {
@@ -162,20 +179,7 @@ pub fn process<'t, R: Route>(
     ctx: &Context,
     targets: &'t [R],
 ) -> Processed<'t, R> {
-    let mut out = Processed {
-        routed: targets
-            .iter()
-            .map(|to| Routed {
-                to,
-                lines: Vec::new(),
-                count: 0,
-            })
-            .collect(),
-        accepted: 0,
-        filtered: 0,
-        invalid: BTreeMap::new(),
-        first_error: None,
-    };
+    let mut out = Processed::new(targets);
     let out_unit = rules.timestamp.output_precision;
     let now_out = now_in(ctx.now_ns, out_unit);
     let forced = ctx.precision.or(rules.timestamp.input_precision.fixed());
@@ -199,47 +203,13 @@ pub fn process<'t, R: Route>(
             continue;
         }
         // Steps 2-5: timestamp.
-        let timestamp = match line.timestamp() {
-            Some(ts) => {
-                let unit = match forced {
-                    Some(p) => Some(p),
-                    None => Precision::detect(ts).ok(),
-                };
-                match unit.and_then(|u| u.convert(ts, out_unit)) {
-                    Some(t) => Some(t),
-                    None => {
-                        out.reject(Invalid::Timestamp, || {
-                            format!(
-                                "line {}: timestamp {ts} has no recognisable unit",
-                                line.number()
-                            )
-                        });
-                        continue;
-                    }
-                }
+        let timestamp = match normalized_timestamp(&line, rules, forced, now_out) {
+            Ok(ts) => ts,
+            Err((why, message)) => {
+                out.reject(why, || message);
+                continue;
             }
-            None => match rules.timestamp.missing {
-                MissingTimestamp::StampIngest => Some(now_out),
-                MissingTimestamp::Keep => None,
-                MissingTimestamp::Drop => {
-                    out.reject(Invalid::Timestamp, || {
-                        format!("line {}: no timestamp", line.number())
-                    });
-                    continue;
-                }
-            },
         };
-        if let Some(ts) = timestamp
-            && !within_window(ts, now_out, out_unit, rules)
-        {
-            out.reject(Invalid::TimestampRange, || {
-                format!(
-                    "line {}: timestamp {ts} is outside the accepted window",
-                    line.number()
-                )
-            });
-            continue;
-        }
         // Step 6: measurement rules.
         let name = line.measurement();
         if !rules.set.keeps_measurement(name) {
@@ -249,18 +219,9 @@ pub fn process<'t, R: Route>(
         let renamed = rules.set.rename_measurements.get(name).map(String::as_str);
         // Step 7: tag rules.
         let tags = apply_tag_rules(&line, rules);
-        // Borrowed from the line or the request: no allocation per line.
-        let (host, line_cluster): (Option<Cow<'_, str>>, Option<Cow<'_, str>>) = match &tags {
-            Some(t) => (
-                t.iter()
-                    .rev()
-                    .find(|(k, _)| k == "hostname" || k == "host")
-                    .map(|(_, v)| v.clone()),
-                // Step 8: cluster.
-                t.iter()
-                    .find(|(k, _)| k == "cluster")
-                    .map(|(_, v)| v.clone()),
-            ),
+        // Step 8: cluster (and the host, for validation).
+        let (host, line_cluster) = match &tags {
+            Some(t) => host_and_cluster_of(t),
             None => host_and_cluster(&line),
         };
         let materialize =
@@ -268,37 +229,8 @@ pub fn process<'t, R: Route>(
         let effective_cluster: Option<&str> =
             line_cluster.as_deref().or(ctx.default_cluster.as_deref());
         // Output text of the line.
-        line_buf.clear();
-        let ts_changed = timestamp != line.timestamp();
-        if renamed.is_none() && tags.is_none() && !materialize {
-            if ts_changed {
-                line_buf.push_str(line.raw_without_timestamp());
-                if let Some(ts) = timestamp {
-                    let _ = write!(line_buf, " {ts}");
-                }
-            } else {
-                line_buf.push_str(line.raw());
-            }
-        } else {
-            let mut tags = tags.unwrap_or_else(|| line.tags().collect());
-            if materialize && let Some(c) = &ctx.default_cluster {
-                tags.push((Cow::Borrowed("cluster"), Cow::Owned(c.clone())));
-                tags.sort_by(|a, b| a.0.cmp(&b.0));
-            }
-            escape_measurement(&mut line_buf, renamed.unwrap_or(name));
-            for (k, v) in &tags {
-                line_buf.push(',');
-                escape_key(&mut line_buf, k);
-                line_buf.push('=');
-                escape_key(&mut line_buf, v);
-            }
-            line_buf.push(' ');
-            line_buf.push_str(line.raw_fields());
-            if let Some(ts) = timestamp {
-                let _ = write!(line_buf, " {ts}");
-            }
-        }
-        line_buf.push('\n');
+        let materialized = ctx.default_cluster.as_deref().filter(|_| materialize);
+        write_line(&mut line_buf, &line, timestamp, renamed, tags, materialized);
         // Step 9: validation; step 10: routing.
         let measurement = renamed.unwrap_or(name);
         let ccms_problem = ccms_check(&line, effective_cluster, host);
@@ -333,6 +265,97 @@ pub fn process<'t, R: Route>(
         }
     }
     out
+}
+
+/// Steps 2–5: the line's timestamp in the output unit (`None`: kept without
+/// one), or why the line is invalid.
+fn normalized_timestamp(
+    line: &Line<'_>,
+    rules: &Rules,
+    forced: Option<Precision>,
+    now_out: i64,
+) -> Result<Option<i64>, (Invalid, String)> {
+    let out_unit = rules.timestamp.output_precision;
+    let timestamp = match line.timestamp() {
+        Some(ts) => {
+            let unit = forced.or_else(|| Precision::detect(ts).ok());
+            let Some(t) = unit.and_then(|u| u.convert(ts, out_unit)) else {
+                return Err((
+                    Invalid::Timestamp,
+                    format!(
+                        "line {}: timestamp {ts} has no recognisable unit",
+                        line.number()
+                    ),
+                ));
+            };
+            Some(t)
+        }
+        None => match rules.timestamp.missing {
+            MissingTimestamp::StampIngest => Some(now_out),
+            MissingTimestamp::Keep => None,
+            MissingTimestamp::Drop => {
+                return Err((
+                    Invalid::Timestamp,
+                    format!("line {}: no timestamp", line.number()),
+                ));
+            }
+        },
+    };
+    if let Some(ts) = timestamp
+        && !within_window(ts, now_out, out_unit, rules)
+    {
+        return Err((
+            Invalid::TimestampRange,
+            format!(
+                "line {}: timestamp {ts} is outside the accepted window",
+                line.number()
+            ),
+        ));
+    }
+    Ok(timestamp)
+}
+
+/// The text a line is forwarded as, `\n`-terminated, into `buf`: the bytes
+/// received when nothing changed, else the new timestamp, the renamed
+/// measurement, the rewritten tags and the cluster tag `materialized` adds.
+fn write_line(
+    buf: &mut String,
+    line: &Line<'_>,
+    timestamp: Option<i64>,
+    renamed: Option<&str>,
+    tags: Option<Vec<(Cow<'_, str>, Cow<'_, str>)>>,
+    materialized: Option<&str>,
+) {
+    buf.clear();
+    if renamed.is_none() && tags.is_none() && materialized.is_none() {
+        if timestamp == line.timestamp() {
+            buf.push_str(line.raw());
+        } else {
+            buf.push_str(line.raw_without_timestamp());
+            if let Some(ts) = timestamp {
+                let _ = write!(buf, " {ts}");
+            }
+        }
+    } else {
+        let mut tags = tags.unwrap_or_else(|| line.tags().collect());
+        if let Some(c) = materialized {
+            tags.push((Cow::Borrowed("cluster"), Cow::Owned(c.to_owned())));
+            tags.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        escape_measurement(buf, renamed.unwrap_or(line.measurement()));
+        for (k, v) in &tags {
+            buf.push(',');
+            escape_key(buf, k);
+            buf.push('=');
+            escape_key(buf, v);
+        }
+        buf.push(' ');
+        buf.push_str(line.raw_fields());
+        if let Some(ts) = timestamp {
+            let _ = write!(buf, " {ts}");
+        }
+    }
+    buf.push('\n');
 }
 
 fn now_in(now_ns: i128, unit: Precision) -> i64 {
@@ -447,6 +470,22 @@ fn ccms_check(
         ));
     }
     None
+}
+
+/// The host (the last `hostname` or `host`) and the first `cluster` of tags
+/// the rules rewrote (sorted, so one of each).
+fn host_and_cluster_of<'a>(
+    tags: &[(Cow<'a, str>, Cow<'a, str>)],
+) -> (Option<Cow<'a, str>>, Option<Cow<'a, str>>) {
+    (
+        tags.iter()
+            .rev()
+            .find(|(k, _)| k == "hostname" || k == "host")
+            .map(|(_, v)| v.clone()),
+        tags.iter()
+            .find(|(k, _)| k == "cluster")
+            .map(|(_, v)| v.clone()),
+    )
 }
 
 /// The line's host (`hostname`, else `host`) and `cluster` tags, in one pass
