@@ -654,10 +654,11 @@ fn https_when_certificate_and_key_are_configured() {
 
 #[test]
 fn drops_privileges_after_binding() {
-    // Only root can switch users; CI runs as root, so there it always runs.
-    if !running_as_root() {
-        return;
-    }
+    // Only root can switch users; CI runs as root.
+    assert!(
+        running_as_root(),
+        "this test switches users and needs root (CI runs as root)"
+    );
     let mut config = store_config();
     config["main"] = json!({"user": "nobody", "group": "nogroup"});
     // A checkpoint directory the service user may write.
@@ -699,9 +700,10 @@ fn drops_privileges_after_binding() {
 
 #[test]
 fn a_checkpoint_directory_the_service_user_cannot_write_stops_the_start() {
-    if !running_as_root() {
-        return;
-    }
+    assert!(
+        running_as_root(),
+        "this test switches users and needs root (CI runs as root)"
+    );
     let base = tempfile::tempdir().unwrap();
     let mut config = store_config();
     config["main"] = json!({"user": "nobody", "group": "nogroup", "addr": "127.0.0.1:0"});
