@@ -24,11 +24,24 @@ fn stdout(out: &Output) -> String {
 #[test]
 fn both_binaries_print_their_version() {
     let version = env!("CARGO_PKG_VERSION");
-    for bin in ["cc-store", "cc-relay"] {
-        let out = run(bin, &["--version"]);
-        assert!(out.status.success(), "{bin} --version failed");
-        assert_eq!(stdout(&out).trim(), format!("{bin} {version}"));
-    }
+    let out = run("cc-store", &["--version"]);
+    assert!(out.status.success(), "cc-store --version failed");
+    assert_eq!(stdout(&out).trim(), format!("cc-store {version}"));
+    // The relay also names its commit and the sled version of its queue.
+    let out = run("cc-relay", &["--version"]);
+    assert!(out.status.success(), "cc-relay --version failed");
+    let text = stdout(&out);
+    let rest = text
+        .trim()
+        .strip_prefix(&format!("cc-relay {version} (commit "))
+        .unwrap_or_else(|| panic!("unexpected --version: {text}"));
+    let (commit, sled) = rest.split_once(", ").unwrap();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
+    );
+    assert_eq!(sled, "sled 0.34.7)");
 }
 
 #[test]

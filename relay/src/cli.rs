@@ -5,6 +5,28 @@ use std::path::PathBuf;
 use cc_common::telemetry::LogFormat;
 use clap::{Parser, Subcommand};
 
+/// The sled version the queue's on-disk format belongs to (pinned in the
+/// workspace's `Cargo.toml`).
+macro_rules! sled_version {
+    () => {
+        "0.34.7"
+    };
+}
+
+/// The sled version the queue's on-disk format belongs to.
+pub const SLED_VERSION: &str = sled_version!();
+
+/// What `--version` prints after the program name: the version, the git
+/// commit it was built from and the sled version of its queue.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CC_RELAY_COMMIT"),
+    ", sled ",
+    sled_version!(),
+    ")"
+);
+
 /// Per-rack relay for ClusterCockpit metrics.
 ///
 /// Accepts InfluxDB line protocol from cc-metric-collector (HTTP POST to
@@ -20,7 +42,7 @@ use clap::{Parser, Subcommand};
 /// `log.level` (unless --log-level or RUST_LOG set it); other changed keys
 /// are logged and take effect at the next start.
 #[derive(Debug, Parser)]
-#[command(name = "cc-relay", version, about, long_about)]
+#[command(name = "cc-relay", version = VERSION, about, long_about)]
 pub struct Cli {
     /// Configuration file (JSON). Without it the relay runs on built-in
     /// defaults: HTTP ingress on 127.0.0.1:8080, data under ./var/relay,

@@ -37,8 +37,7 @@ pub const PREFIX: &str = "ccrelay";
 /// The git commit this binary was built from (`unknown` without git).
 pub const COMMIT: &str = env!("CC_RELAY_COMMIT");
 
-/// The storage engine's version (pinned in `Cargo.toml`).
-pub const SLED_VERSION: &str = "0.34.7";
+pub use crate::cli::SLED_VERSION;
 
 /// Upper bounds (seconds) for request and acknowledgement latencies.
 pub const LATENCY_BUCKETS: [f64; 12] = [
