@@ -1,11 +1,12 @@
 //! Start-up and shutdown of the relay, in the order of spec `relay.md`
-//! §4.12: configuration → queue → runtime (upstreams and their workers) →
-//! admin → sources; the reverse on SIGTERM.
+//! §4.12: configuration → queue → runtime (upstream handles) → admin →
+//! upstream workers → sources; the reverse on SIGTERM.
 //!
-//! Shutdown: sources answer 503 to new requests while requests in flight
-//! still get their acknowledgement; workers keep forwarding for
-//! `shutdown_grace` (or until their queues are empty); whatever is left
-//! stays queued on disk for the next start.
+//! Shutdown: `/readyz` and the write paths answer 503 and the listeners stop
+//! taking connections, while requests in flight still get their
+//! acknowledgement; workers keep forwarding for `shutdown_grace` (or until
+//! their queues are empty); whatever is left stays queued on disk for the
+//! next start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,8 +137,8 @@ pub async fn run_with(
         clients: Vec::new(),
         server_tls: Vec::new(),
     };
-    let worker_tasks = start_workers(upstreams, &mut secrets, &worker_stop, &shutdown);
     let admin_task = start_admin(&config, &runtime, admin_socket, &shutdown, &mut secrets)?;
+    let worker_tasks = start_workers(upstreams, &mut secrets, &worker_stop, &shutdown);
     let groups = rule_sets(&config, runtime.upstreams());
     let mut source_tasks = Vec::new();
     for (socket, l) in ingress_sockets {

@@ -330,14 +330,20 @@ impl Core {
         let cutoff =
             now_ms().saturating_sub(u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX));
         let before: u64 = item.iter().map(|p| u64::from(p.lines)).sum();
-        let records_before = item.len();
+        // Halves of a bisected record share its id: count each record once.
+        let mut dropped_ids: Vec<u64> = item
+            .iter()
+            .filter(|p| p.ingest_ms < cutoff)
+            .map(|p| p.id)
+            .collect();
+        dropped_ids.dedup();
         item.retain(|p| p.ingest_ms >= cutoff);
         let after: u64 = item.iter().map(|p| u64::from(p.lines)).sum();
         if before > after {
             self.upstream
                 .counters
                 .expired
-                .add(before - after, (records_before - item.len()) as u64);
+                .add(before - after, dropped_ids.len() as u64);
             tracing::warn!(
                 upstream = %self.settings.name,
                 lines = before - after,

@@ -2,14 +2,18 @@
 //!
 //! Request handling, in order: route and method (404/405) → authentication
 //! (401, 403 for a valid token without a required role) → overload, storage
-//! or shutdown refusal (503 with `Retry-After`) → hop limit (508) → body
-//! within `max_body_bytes` (413) → `Content-Encoding` (415 if not accepted,
-//! 413 beyond `max_decompressed_bytes`) → line processing → records into
-//! every matching upstream queue → group commit → answer.
+//! or shutdown refusal (503 with `Retry-After`) → hop limit (508) → query
+//! parameters (400) → `Content-Encoding` (415 if not accepted) → concurrency
+//! limit (503) → body within `max_body_bytes` (413, 408 if too slow) →
+//! decoding (400, 413 beyond `max_decompressed_bytes`) → line processing →
+//! records into every matching upstream queue → group commit → answer.
 //!
-//! The answer is 200 (or the configured 204) **only after the batch is on
-//! disk**: an fsync that started after the last insert has returned. It
-//! carries `X-CC-Relay-Accepted` and `X-CC-Relay-Rejected` line counts.
+//! The answer is 2xx **only after the batch is on disk**: an fsync that
+//! started after the last insert has returned. Which 2xx depends on the path
+//! ([`default_success`]: 200 for the collectors' `/api/write`, 204 for
+//! InfluxDB's `/write` and `/api/v2/write`) unless `success_status` fixes
+//! one. It carries `X-CC-Relay-Accepted` and `X-CC-Relay-Rejected` line
+//! counts.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -213,8 +217,7 @@ async fn handle_inner(
     success: StatusCode,
 ) -> Result<Response, IngressError> {
     let s = &l.settings;
-    let writing = l.runtime.writing();
-    let params = WriteParams::parse(req.uri().query().unwrap_or(""))?;
+    let params = WriteParams::parse(req.uri().query().unwrap_or(""));
     if let Err(failure) = authenticate(&s.auth, req.headers(), params.user.as_ref()) {
         let labels = ReasonLabels {
             ingress: Arc::clone(&s.name),
@@ -229,6 +232,7 @@ async fn handle_inner(
     }
     l.runtime.check()?;
     let hops = check_hops(req.headers(), s.max_hops)?;
+    let precision = params.precision.map_err(IngressError::BadParameter)?;
     let named = req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -242,6 +246,9 @@ async fn handle_inner(
     let _permit = tokio::time::timeout(s.ack_timeout, l.permits.acquire())
         .await
         .map_err(|_| IngressError::Busy)?;
+    // From here the batch is on its way: a group commit about to start may
+    // wait a moment for it.
+    let writing = l.runtime.writing();
     let body = tokio::time::timeout(
         s.body_read_timeout,
         axum::body::to_bytes(req.into_body(), s.max_body_bytes),
@@ -254,10 +261,11 @@ async fn handle_inner(
         .cluster
         .filter(|c| s.trust_query_cluster && !c.is_empty());
     let batch = Batch {
+        protocol: "http",
         source: Arc::clone(&s.name),
         body,
         cluster: query_cluster.or_else(|| s.default_cluster.clone()),
-        precision: params.precision.or(s.input_precision),
+        precision: precision.or(s.input_precision),
         hops,
         reject_invalid: s.reject_invalid,
     };
@@ -351,36 +359,28 @@ fn decode(encoding: ContentEncoding, body: Bytes, limit: usize) -> Result<Bytes,
 /// InfluxDB 1's `u`/`p` credentials; InfluxDB's `db`, `rp`, `org`,
 /// `bucket` and `consistency` are accepted and ignored (the lines carry
 /// their cluster, and the relay has one destination per upstream).
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct WriteParams {
-    precision: Option<Precision>,
+    /// The unit, or why `precision` is not understood (reported after
+    /// authentication and the admission checks, like every other refusal of
+    /// the request's content).
+    precision: Result<Option<Precision>, String>,
     cluster: Option<String>,
     /// `u` and `p`: user and password for basic authentication.
     user: Option<(String, String)>,
 }
 
 impl WriteParams {
-    fn parse(query: &str) -> Result<WriteParams, IngressError> {
-        let mut params = WriteParams::default();
+    fn parse(query: &str) -> WriteParams {
+        let mut params = WriteParams {
+            precision: Ok(None),
+            cluster: None,
+            user: None,
+        };
         let (mut user, mut password) = (None, None);
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match &*key {
-                "precision" => {
-                    let unit = match &*value {
-                        "n" => "ns",
-                        "u" => "us",
-                        "m" | "h" => {
-                            return Err(IngressError::BadParameter(format!(
-                                "precision={value}: timestamps in minutes or hours are not supported; use s, ms, us or ns"
-                            )));
-                        }
-                        other => other,
-                    };
-                    params.precision = Some(
-                        unit.parse::<Precision>()
-                            .map_err(|e| IngressError::BadParameter(e.to_string()))?,
-                    );
-                }
+                "precision" => params.precision = precision_param(&value).map(Some),
                 "cluster" => params.cluster = Some(value.into_owned()),
                 "u" => user = Some(value.into_owned()),
                 "p" => password = Some(value.into_owned()),
@@ -388,8 +388,23 @@ impl WriteParams {
             }
         }
         params.user = user.zip(password);
-        Ok(params)
+        params
     }
+}
+
+/// `precision`: `s`, `ms`, `us`, `ns`, and InfluxDB 1's `u` and `n`.
+fn precision_param(value: &str) -> Result<Precision, String> {
+    let unit = match value {
+        "n" => "ns",
+        "u" => "us",
+        "m" | "h" => {
+            return Err(format!(
+                "precision={value}: timestamps in minutes or hours are not supported; use s, ms, us or ns"
+            ));
+        }
+        other => other,
+    };
+    unit.parse::<Precision>().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -398,28 +413,26 @@ mod tests {
 
     #[test]
     fn write_parameters_of_every_influxdb_dialect() {
-        let p = WriteParams::parse("cluster=a%20b&precision=ms&x&db=metrics&rp=autogen").unwrap();
+        let p = WriteParams::parse("cluster=a%20b&precision=ms&x&db=metrics&rp=autogen");
         assert_eq!(p.cluster.as_deref(), Some("a b"));
-        assert_eq!(p.precision, Some(Precision::Millis));
+        assert_eq!(p.precision, Ok(Some(Precision::Millis)));
         assert_eq!(p.user, None);
-        let v1 = WriteParams::parse("db=x&u=alice&p=s%3Acret&precision=n").unwrap();
-        assert_eq!(v1.precision, Some(Precision::Nanos));
+        let v1 = WriteParams::parse("db=x&u=alice&p=s%3Acret&precision=n");
+        assert_eq!(v1.precision, Ok(Some(Precision::Nanos)));
         assert_eq!(v1.user, Some(("alice".into(), "s:cret".into())));
-        let v2 = WriteParams::parse("org=o&bucket=b&precision=us").unwrap();
-        assert_eq!(v2.precision, Some(Precision::Micros));
+        let v2 = WriteParams::parse("org=o&bucket=b&precision=us");
+        assert_eq!(v2.precision, Ok(Some(Precision::Micros)));
         assert_eq!(
-            WriteParams::parse("precision=u").unwrap().precision,
-            Some(Precision::Micros)
+            WriteParams::parse("precision=u").precision,
+            Ok(Some(Precision::Micros))
         );
-        assert!(
-            WriteParams::parse("precision=h")
-                .unwrap_err()
-                .to_string()
-                .contains("hours")
-        );
-        assert!(WriteParams::parse("precision=fortnight").is_err());
+        assert_eq!(WriteParams::parse("db=x").precision, Ok(None));
+        let hours = WriteParams::parse("precision=h&u=alice&p=x");
+        assert!(hours.precision.unwrap_err().contains("hours"));
+        assert!(hours.user.is_some(), "credentials are read all the same");
+        assert!(WriteParams::parse("precision=fortnight").precision.is_err());
         assert_eq!(
-            WriteParams::parse("u=alice").unwrap().user,
+            WriteParams::parse("u=alice").user,
             None,
             "a user needs a password"
         );

@@ -219,8 +219,9 @@ impl fmt::Debug for Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher thread for `queue` (flush as soon as a waiter is pending and
-    /// no flush is running).
+    /// Starts the flusher thread for `queue`: a flush starts once a waiter is pending
+    /// and no flush is running, after waiting up to 2 ms for writers already
+    /// announced (see [`Flusher::writing`]).
     ///
     /// # Panics
     ///
@@ -230,8 +231,8 @@ impl Flusher {
         Flusher::with_delay(queue, Duration::ZERO)
     }
 
-    /// Like [`Flusher::new`], waiting `group_commit_delay` after the first pending waiter
-    /// to gather more writers into the same flush (`storage.group_commit_delay`).
+    /// Like [`Flusher::new`], waiting `group_commit_delay` more before every flush to
+    /// gather more writers into it (`storage.group_commit_delay`).
     ///
     /// # Panics
     ///
@@ -436,7 +437,12 @@ fn run(shared: &Shared) {
             std::mem::take(&mut p.waiters)
         };
         let started = Instant::now();
-        let result = shared.target.flush_blocking();
+        // A panic inside the engine fails this flush's waiters (as an error
+        // does) instead of ending the thread that every later writer needs.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.target.flush_blocking()
+        }))
+        .unwrap_or_else(|_| Err("the flush panicked".to_owned()));
         shared
             .stats
             .record(started.elapsed(), waiters.len(), result.is_ok());

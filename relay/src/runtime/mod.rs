@@ -62,6 +62,9 @@ pub struct RuleGroup {
 /// A batch of lines from a source.
 #[derive(Debug)]
 pub struct Batch {
+    /// The kind of source (`http`): with `source`, the label each record
+    /// keeps of where its lines came from (`http:collectors`).
+    pub protocol: &'static str,
     /// The source's name (the `ingress` label of the metrics).
     pub source: Arc<str>,
     /// The lines, decoded.
@@ -340,7 +343,7 @@ impl Runtime {
                 ingest_time_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
                 hops: u8::try_from(batch.hops).unwrap_or(u8::MAX),
                 cluster: cluster.clone().unwrap_or_default(),
-                source: format!("http:{}", batch.source),
+                source: format!("{}:{}", batch.protocol, batch.source),
             };
             // Upstreams that receive the very same lines share records (same ids).
             let mut same: Vec<(&[u8], Vec<&Arc<Upstream>>)> = Vec::new();

@@ -115,3 +115,36 @@ async fn a_writer_that_never_arrives_holds_back_one_flush_only() {
     );
     assert_eq!(target.flushes.load(Ordering::SeqCst), 2);
 }
+
+/// Panics on its first flush, then succeeds.
+#[derive(Default)]
+struct PanicsOnce {
+    flushes: AtomicUsize,
+}
+
+impl FlushTarget for PanicsOnce {
+    fn flush_blocking(&self) -> Result<(), String> {
+        assert!(
+            self.flushes.fetch_add(1, Ordering::SeqCst) > 0,
+            "the first flush panics (on purpose)"
+        );
+        Ok(())
+    }
+
+    fn check_healthy(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_flush_fails_its_waiters_and_the_next_flush_runs() {
+    let target = Arc::new(PanicsOnce::default());
+    let flusher = Flusher::start(target.clone(), Duration::ZERO, LONG);
+    let first = flusher.wait_durable().await;
+    assert!(
+        matches!(&first, Err(QueueError::Poisoned { reason }) if reason.contains("panicked")),
+        "{first:?}"
+    );
+    flusher.wait_durable().await.unwrap();
+    assert_eq!(target.flushes.load(Ordering::SeqCst), 2);
+}
