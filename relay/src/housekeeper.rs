@@ -61,6 +61,17 @@ impl DiskState {
             .unwrap_or_default()
     }
 
+    /// Every queue with evictions for disk pressure, configured (and
+    /// enabled) or not: name, lines, records.
+    #[must_use]
+    pub fn evicted_all(&self) -> Vec<(String, u64, u64)> {
+        self.evicted
+            .lock()
+            .iter()
+            .map(|(name, (lines, records))| (name.clone(), *lines, *records))
+            .collect()
+    }
+
     fn count_eviction(&self, upstream: &str, lines: u64, records: u64) {
         let mut evicted = self.evicted.lock();
         let entry = match evicted.get_mut(upstream) {
@@ -185,6 +196,50 @@ fn evict_oldest(queue: &Queue, bytes: u64, state: &DiskState) {
         tracing::warn!(
             freed_bytes = freed,
             "disk limits: dropped the oldest queued data"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::tests::{open, record};
+
+    fn limits(dir: &std::path::Path, max_disk_bytes: u64) -> DiskLimits {
+        DiskLimits {
+            data_dir: dir.to_path_buf(),
+            max_disk_bytes,
+            min_free_bytes: 0,
+            min_free_percent: 0.0,
+            interval: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn over_the_cap_the_oldest_records_go_first_and_are_counted_per_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(dir.path(), &["a", "b"]);
+        // "b" holds the oldest records, "a" the newest.
+        queue.append(&["b"], &[record(1_000, 20, 1)]).unwrap();
+        queue.append(&["a"], &[record(2_000, 20, 2)]).unwrap();
+        queue.append(&["a"], &[record(3_000, 20, 3)]).unwrap();
+        queue.flush().unwrap();
+        let state = DiskState::default();
+        // Within a generous cap nothing happens.
+        check(&queue, &limits(dir.path(), u64::MAX / 2), &state);
+        assert!(state.evicted_all().is_empty());
+        assert!(!state.pressure.load(Ordering::Relaxed));
+        // A cap far below the database's size evicts everything, oldest first.
+        check(&queue, &limits(dir.path(), 1), &state);
+        assert_eq!(state.evicted("b"), (20, 1));
+        assert_eq!(state.evicted("a"), (40, 2));
+        assert_eq!(
+            state.evicted_all(),
+            [("a".to_owned(), 40, 2), ("b".to_owned(), 20, 1)]
+        );
+        assert!(
+            state.pressure.load(Ordering::Relaxed),
+            "sled frees space lazily: new data is refused meanwhile"
         );
     }
 }

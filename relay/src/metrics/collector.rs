@@ -107,8 +107,20 @@ impl RelayCollector {
     fn drops(&self, enc: &mut DescriptorEncoder, ups: &[Arc<Upstream>]) -> fmt::Result {
         let queue = self.runtime.queue();
         let disk = self.runtime.disk();
+        // Disk pressure evicts from every queue, also those of disabled
+        // upstreams, which have no handle: their drops are counted all the same.
+        let evicted_elsewhere: Vec<(String, u64, u64)> = disk
+            .evicted_all()
+            .into_iter()
+            .filter(|(name, _, _)| !ups.iter().any(|u| &u.name == name))
+            .collect();
         let mut lines: Vec<(ReasonLabel<'_>, ConstCounter)> = Vec::new();
         let mut records: Vec<(ReasonLabel<'_>, ConstCounter)> = Vec::new();
+        for (name, n_lines, n_records) in &evicted_elsewhere {
+            let labels = [("upstream", name.as_str()), ("reason", "disk_pressure")];
+            lines.push((labels, ConstCounter::new(*n_lines)));
+            records.push((labels, ConstCounter::new(*n_records)));
+        }
         for u in ups {
             let name = u.name.as_str();
             let c = &u.counters;

@@ -71,7 +71,7 @@ pub mod record;
 pub mod sled_store;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 use std::path::PathBuf;
