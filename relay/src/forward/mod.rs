@@ -426,7 +426,6 @@ impl Core {
 
     fn failed(&self, outcome: Outcome, message: &str) {
         let c = &self.upstream.counters;
-        c.failures.fetch_add(1, Ordering::Relaxed);
         c.auth_failing
             .store(matches!(outcome, Outcome::Auth(_)), Ordering::Relaxed);
         c.misconfigured.store(

@@ -66,8 +66,6 @@ pub struct UpstreamCounters {
     pub sent_lines: Counter,
     /// Bytes delivered.
     pub sent_bytes: Counter,
-    /// Failed attempts.
-    pub failures: AtomicU64,
     /// Attempts that were retries.
     pub retries: Counter,
     /// Lines moved to the dead-letter tree, per reason ([`DEAD_LETTER_REASONS`]).
@@ -98,7 +96,6 @@ impl Default for UpstreamCounters {
             sent_batches: Counter::default(),
             sent_lines: Counter::default(),
             sent_bytes: Counter::default(),
-            failures: AtomicU64::default(),
             retries: Counter::default(),
             dead_lettered: ReasonCounts::new(DEAD_LETTER_REASONS),
             expired: Dropped::default(),
