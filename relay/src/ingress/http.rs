@@ -116,6 +116,9 @@ pub enum IngressError {
 
 impl IntoResponse for IngressError {
     fn into_response(self) -> Response {
+        if let IngressError::Refused(refused) = self {
+            return refused.into_response();
+        }
         let status = match &self {
             IngressError::BadParameter(_) | IngressError::Decode { .. } => StatusCode::BAD_REQUEST,
             IngressError::Loop { .. } => StatusCode::LOOP_DETECTED,
@@ -125,7 +128,7 @@ impl IntoResponse for IngressError {
             }
             IngressError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             IngressError::Busy => return unavailable(&self.to_string()),
-            IngressError::Refused(refused) => return refused.clone().into_response(),
+            IngressError::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         text(status, format!("{self}\n"))
     }

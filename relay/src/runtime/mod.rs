@@ -122,14 +122,6 @@ pub enum Refused {
     Internal,
 }
 
-impl Refused {
-    /// Whether the sender should retry the same batch later.
-    #[must_use]
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, Refused::Invalid { .. })
-    }
-}
-
 /// The queue, the group commit and the upstreams; shared by sources,
 /// workers and the admin endpoints.
 #[derive(Debug)]
