@@ -12,6 +12,9 @@
 //!   (`"64MiB"`);
 //! - [`metrics`]: the `prometheus-client` registry served at `/metrics`
 //!   (format negotiation, build information, scrape-time families);
+//! - [`nats`]: NATS client connections (servers, credentials, TLS), their
+//!   state for metrics and readiness, and subscriptions drained without
+//!   unseen losses;
 //! - [`secret`]: credentials read from files and never printed;
 //! - [`telemetry`]: `tracing` set-up (`RUST_LOG`, text or JSON output);
 //! - [`time`]: the wall clock in seconds and milliseconds;
@@ -24,6 +27,7 @@ pub mod auth;
 pub mod config;
 pub mod lineproto;
 pub mod metrics;
+pub mod nats;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

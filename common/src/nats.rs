@@ -1,0 +1,438 @@
+//! NATS connections shared by both binaries: how to connect (servers,
+//! credentials, TLS), what the connection is doing ([`Status`]), and how to
+//! read a subscription without losing messages unseen ([`Inbox`]).
+//!
+//! # Connecting
+//!
+//! [`connect`] never waits for a server: the client keeps trying every
+//! server of the list, forever, with a backoff of up to 4 s between rounds
+//! (also for the first connection), so a relay or store started before its
+//! NATS server, or while the server refuses its credentials, comes up and
+//! connects as soon as it can. Until then [`Status::is_connected`] is false,
+//! and every change of state and every error is logged (the same error at
+//! most once a minute). Only options that can never work (an unreadable
+//! `.creds` file, a server address that is no URL) are errors of
+//! [`connect`].
+//!
+//! # Slow consumers
+//!
+//! The client hands a subscription's messages to the program through a
+//! buffer of `subscription_capacity` messages and **drops** messages when
+//! that buffer is full, telling only through a lossy event. [`Inbox::drain`]
+//! therefore empties the client's buffer at once into a queue bounded in
+//! bytes and messages; when the program falls behind by more than that, the
+//! inbox drops the newest messages itself and counts each one
+//! ([`Status::dropped`]), and logs it. The client's own drops are counted
+//! from its events ([`Status::slow_consumer_events`]), which under a flood
+//! undercount: they are a signal, never an exact figure.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::{ConnectOptions, Event, ServerAddr};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::secret::Secret;
+
+/// Credentials for a NATS server. Several may be set at once (a server
+/// asking for user and password ignores the rest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Auth {
+    /// User name and password.
+    pub user_password: Option<(String, Secret)>,
+    /// Authentication token.
+    pub token: Option<Secret>,
+    /// Bare nkey seed (`SU…`).
+    pub nkey_seed: Option<Secret>,
+    /// `.creds` file (user JWT and nkey seed).
+    pub creds_file: Option<PathBuf>,
+}
+
+/// Client TLS towards a NATS server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (mutual TLS), with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// Client key, with `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Refuse a server that does not offer TLS.
+    pub require: bool,
+    /// Start TLS before the NATS `INFO` exchange (servers configured with
+    /// `handshake_first`, nats-server 2.10.4 and later).
+    pub handshake_first: bool,
+}
+
+/// How to reach one NATS deployment.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Server URLs (`nats://host:4222`, `tls://host:4222`); the client fails
+    /// over between them, and learns further cluster members from them.
+    pub servers: Vec<String>,
+    /// Credentials.
+    pub auth: Auth,
+    /// Client TLS.
+    pub tls: Tls,
+    /// The name the connection shows in the server's monitoring
+    /// (`cc-relay ingress:collectors`).
+    pub client_name: String,
+    /// Messages the client buffers per subscription before it drops.
+    pub subscription_capacity: usize,
+}
+
+/// Options that can never connect.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// No server is configured.
+    #[error("no NATS server configured")]
+    NoServers,
+    /// A server address is not a NATS URL.
+    #[error("NATS server address {address:?} is invalid: {message}")]
+    Address {
+        /// The address as configured.
+        address: String,
+        /// Why it is invalid.
+        message: String,
+    },
+    /// The `.creds` file cannot be used.
+    #[error("cannot use NATS credentials file {}", path.display())]
+    Creds {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client refused the options.
+    #[error("cannot start the NATS client")]
+    Connect(#[source] async_nats::ConnectError),
+}
+
+/// What a NATS connection is doing, for `/metrics`, `/status`, readiness
+/// and the log. Shared by the connection's event handler and the program.
+#[derive(Debug)]
+pub struct Status {
+    role: String,
+    connected: AtomicBool,
+    connects: AtomicU64,
+    disconnects: AtomicU64,
+    slow_consumer_events: AtomicU64,
+    dropped: AtomicU64,
+    last_error: parking_lot::Mutex<Option<String>>,
+    error_log: parking_lot::Mutex<Option<(String, Instant)>>,
+}
+
+/// The same error is logged at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+
+impl Status {
+    /// A fresh, not yet connected status for `role` (`ingress:collectors`,
+    /// `upstream:head`, `store`), the label of the metrics and logs.
+    #[must_use]
+    pub fn new(role: impl Into<String>) -> Self {
+        Status {
+            role: role.into(),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
+            slow_consumer_events: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            last_error: parking_lot::Mutex::new(None),
+            error_log: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// The role label.
+    #[must_use]
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// True while a server connection is up.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Connections made after the first one.
+    #[must_use]
+    pub fn reconnects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
+    /// Connections lost.
+    #[must_use]
+    pub fn disconnects(&self) -> u64 {
+        self.disconnects.load(Ordering::Relaxed)
+    }
+
+    /// Slow-consumer events of the client: each stands for at least one
+    /// message the client dropped; under a flood they undercount.
+    #[must_use]
+    pub fn slow_consumer_events(&self) -> u64 {
+        self.slow_consumer_events.load(Ordering::Relaxed)
+    }
+
+    /// Messages an [`Inbox`] dropped because the program fell behind.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The last error the client or server reported (no credentials in it).
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    fn on_event(&self, event: &Event) {
+        match event {
+            Event::Connected => {
+                self.connected.store(true, Ordering::Relaxed);
+                let n = self.connects.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock() = None;
+                *self.error_log.lock() = None;
+                if n == 0 {
+                    tracing::info!(role = %self.role, "NATS connected");
+                } else {
+                    tracing::info!(role = %self.role, reconnects = n, "NATS reconnected");
+                }
+            }
+            Event::Disconnected => {
+                self.connected.store(false, Ordering::Relaxed);
+                self.disconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(role = %self.role, "NATS connection lost; reconnecting");
+            }
+            Event::Closed => {
+                self.connected.store(false, Ordering::Relaxed);
+                tracing::info!(role = %self.role, "NATS connection closed");
+            }
+            Event::LameDuckMode => {
+                tracing::warn!(role = %self.role, "NATS server is entering lame duck mode; it will close the connection soon");
+            }
+            Event::Draining => {}
+            Event::SlowConsumer(sid) => {
+                self.slow_consumer_events.fetch_add(1, Ordering::Relaxed);
+                self.error(format!(
+                    "slow consumer: the NATS client dropped messages of subscription {sid}"
+                ));
+            }
+            Event::ServerError(e) => self.error(format!("NATS server error: {e}")),
+            Event::ClientError(e) => self.error(format!("NATS client error: {e}")),
+        }
+    }
+
+    /// Records and logs an error, the same text at most once a minute.
+    fn error(&self, text: String) {
+        *self.last_error.lock() = Some(text.clone());
+        let mut log = self.error_log.lock();
+        let due = match &*log {
+            Some((last, at)) => *last != text || at.elapsed() >= ERROR_LOG_EVERY,
+            None => true,
+        };
+        if due {
+            tracing::error!(role = %self.role, error = %text, "NATS");
+            *log = Some((text, Instant::now()));
+        }
+    }
+
+    fn count_dropped(&self, n: u64) {
+        let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
+        self.error(format!(
+            "messages arrive faster than they are processed; dropping ({total} dropped so far)"
+        ));
+    }
+}
+
+/// Starts a NATS client for `options`; it connects in the background and
+/// reports to `status`.
+///
+/// # Errors
+///
+/// [`NatsError`] for options that can never work.
+pub async fn connect(
+    options: &Options,
+    status: Arc<Status>,
+) -> Result<async_nats::Client, NatsError> {
+    let addrs = server_addrs(&options.servers)?;
+    let mut opts = ConnectOptions::new()
+        .name(&options.client_name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .subscription_capacity(options.subscription_capacity.max(1))
+        .event_callback(move |event| {
+            let status = Arc::clone(&status);
+            async move { status.on_event(&event) }
+        });
+    let auth = &options.auth;
+    let from_url = url_credentials(&addrs);
+    if let Some((user, password)) = auth.user_password.as_ref().or(from_url.as_ref()) {
+        opts = opts.user_and_password(user.clone(), password.expose().to_owned());
+    }
+    if let Some(token) = &auth.token {
+        opts = opts.token(token.expose().to_owned());
+    }
+    if let Some(seed) = &auth.nkey_seed {
+        opts = opts.nkey(seed.expose().to_owned());
+    }
+    if let Some(path) = &auth.creds_file {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|source| NatsError::Creds {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    let tls = &options.tls;
+    if let Some(ca) = &tls.ca_file {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    let wants_tls = tls.require
+        || tls.ca_file.is_some()
+        || options.servers.iter().any(|s| s.starts_with("tls://"));
+    if wants_tls {
+        opts = opts.require_tls(true);
+    }
+    if tls.handshake_first {
+        opts = opts.tls_first();
+    }
+    opts.connect(addrs).await.map_err(NatsError::Connect)
+}
+
+fn server_addrs(servers: &[String]) -> Result<Vec<ServerAddr>, NatsError> {
+    if servers.is_empty() {
+        return Err(NatsError::NoServers);
+    }
+    servers
+        .iter()
+        .map(|s| {
+            s.parse().map_err(|e: std::io::Error| NatsError::Address {
+                address: redact_server(s),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// User and password written into a server URL (`nats://user:pass@host`),
+/// which the client would not send by itself.
+fn url_credentials(addrs: &[ServerAddr]) -> Option<(String, Secret)> {
+    addrs.iter().find_map(|a| {
+        let user = a.username()?;
+        Some((user.to_owned(), Secret::new(a.password().unwrap_or(""))))
+    })
+}
+
+/// `s` without any user information, for messages.
+#[must_use]
+pub fn redact_server(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!(
+                "{}://***@{}",
+                s.get(..scheme).unwrap_or(""),
+                s.get(at + 1..).unwrap_or("")
+            )
+        }
+        _ => s.to_owned(),
+    }
+}
+
+/// Limits of an [`Inbox`].
+#[derive(Debug, Clone, Copy)]
+pub struct InboxLimits {
+    /// Messages waiting at most.
+    pub messages: usize,
+    /// Payload bytes waiting at most.
+    pub bytes: usize,
+}
+
+/// A message taken from an [`Inbox`]; its room in the inbox is given back
+/// when it is dropped.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The message.
+    pub message: async_nats::Message,
+    _room: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+}
+
+/// The receiving end of a drained subscription: messages wait here, bounded
+/// in bytes and count, until the program takes them.
+pub struct Inbox {
+    rx: mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox").finish_non_exhaustive()
+    }
+}
+
+impl Inbox {
+    /// Spawns a task that moves every message of `subscriber` (a
+    /// subscription, or any stream of messages) into a new
+    /// inbox at once; beyond `limits` it drops messages and counts them in
+    /// `status`. The task ends when the subscription ends (unsubscribed,
+    /// drained, client closed) or the inbox is dropped.
+    #[must_use]
+    pub fn drain<S>(mut subscriber: S, limits: InboxLimits, status: Arc<Status>) -> Inbox
+    where
+        S: futures_util::Stream<Item = async_nats::Message> + Unpin + Send + 'static,
+    {
+        use futures_util::StreamExt as _;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = limits.bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let room = Arc::new(Semaphore::new(budget));
+        let count = Arc::new(Semaphore::new(limits.messages.max(1)));
+        tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                let Ok(one) = Arc::clone(&count).try_acquire_owned() else {
+                    status.count_dropped(1);
+                    continue;
+                };
+                let size = u32::try_from(message.payload.len().max(1)).unwrap_or(u32::MAX);
+                let bytes = match Arc::clone(&room).try_acquire_many_owned(size) {
+                    Ok(bytes) => Some(bytes),
+                    // A message larger than the whole budget still passes when
+                    // nothing else waits, so that the program can refuse it by
+                    // its own size limit and say so.
+                    Err(_) if room.available_permits() == budget => None,
+                    Err(_) => {
+                        status.count_dropped(1);
+                        continue;
+                    }
+                };
+                let delivery = Delivery {
+                    message,
+                    _room: (one, bytes),
+                };
+                if tx.send(delivery).is_err() {
+                    break;
+                }
+            }
+        });
+        Inbox { rx }
+    }
+
+    /// The next message; `None` once the subscription ended and every
+    /// message was taken.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+
+    /// The next message if one waits.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        self.rx.try_recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;
