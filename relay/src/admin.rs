@@ -89,6 +89,11 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
     if s.runtime.disk().pressure.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "disk limits reached\n").into_response();
     }
+    let down = s.runtime.nats.sources_down();
+    if !down.is_empty() {
+        let text = format!("not connected to NATS: {}\n", down.join(", "));
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
     (StatusCode::OK, "ready\n").into_response()
 }
 
@@ -121,6 +126,7 @@ async fn status(State(s): State<Arc<AdminState>>) -> Response {
         "accepting": s.runtime.is_accepting(),
         "received_lines": s.runtime.counters.total_lines(),
         "upstreams": upstreams,
+        "nats": nats_status(&s.runtime),
     });
     let mut r = (StatusCode::OK, format!("{body}\n")).into_response();
     r.headers_mut().insert(
@@ -128,6 +134,33 @@ async fn status(State(s): State<Arc<AdminState>>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// The NATS connections: state, reconnects, the last error, and for
+/// sources their message counts.
+fn nats_status(runtime: &Runtime) -> Vec<serde_json::Value> {
+    runtime
+        .nats
+        .all()
+        .iter()
+        .map(|l| {
+            let st = &l.status;
+            let source = l.source.as_ref().map(|(_, c)| {
+                serde_json::json!({
+                    "messages": c.messages.get(),
+                    "dropped_messages": c.dropped.total(),
+                    "slow_consumer_dropped": st.dropped() + st.slow_consumer_events(),
+                })
+            });
+            serde_json::json!({
+                "role": st.role(),
+                "connected": st.is_connected(),
+                "reconnects": st.reconnects(),
+                "last_error": st.last_error(),
+                "source": source,
+            })
+        })
+        .collect()
 }
 
 /// `/metrics`: the registry, in the format the scraper asks for.

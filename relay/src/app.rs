@@ -26,10 +26,14 @@ use self::listeners::listener_settings;
 use self::upstreams::{Prepared, build_upstreams, rule_sets, rules_for};
 pub(crate) use self::upstreams::{auth_header, upstream_client};
 use crate::admin::{self, AdminState};
-use crate::config::{Config, HttpIngress, RecordCompression, RuleSet, UpstreamType};
+use cc_common::nats::Status;
+
+use crate::config::{Config, HttpIngress, NatsIngress, RecordCompression, RuleSet};
 use crate::housekeeper::{DiskLimits, DiskState};
 use crate::ingress;
+use crate::ingress::nats::NatsSource;
 use crate::listen::{Bound, bind, serve};
+use crate::nats::{NatsLink, NatsLinks, SourceCounters, client_options};
 use crate::queue::{Flusher, Queue, QueueConfig, SplitLimits};
 use crate::reload::Secrets;
 use crate::runtime::{RuleGroup, Runtime, Upstream};
@@ -66,6 +70,9 @@ pub enum StartError {
     /// Something the configuration asks for that this build cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// A NATS client could not be started.
+    #[error("NATS client for {0}")]
+    Nats(String, #[source] Box<cc_common::nats::NatsError>),
 }
 
 /// Where the configuration came from, for SIGHUP.
@@ -102,17 +109,18 @@ pub async fn run_with(
     // Listen for SIGHUP from the start: its default action would end the
     // process while the queue is still being opened.
     let hup = cc_common::shutdown::sighup_stream().ok();
-    refuse_what_is_not_built(&config)?;
     let queue = open_queue(&config).await?;
     let disk_limits = disk_limits(&config);
     let disk = first_disk_check(&queue, &disk_limits).await;
-    let upstreams = build_upstreams(&config, &queue)?;
+    let nats_links = Arc::new(NatsLinks::default());
+    let upstreams = build_upstreams(&config, &queue, &nats_links).await?;
     let runtime = Arc::new(Runtime::new(
         Arc::clone(&queue),
         Flusher::with_delay(Arc::clone(&queue), config.storage.group_commit_delay),
         upstreams.iter().map(|u| Arc::clone(&u.handle)).collect(),
         split_limits(&config),
         Arc::clone(&disk),
+        nats_links,
     ));
     let housekeeping = tokio::spawn(crate::housekeeper::run(
         Arc::clone(&queue),
@@ -152,6 +160,11 @@ pub async fn run_with(
             &mut secrets,
         )?);
     }
+    let nats_stop = CancellationToken::new();
+    let mut nats_tasks = Vec::new();
+    for input in &config.ingress.nats {
+        nats_tasks.push(start_nats_source(&config, input, &groups, &runtime, &nats_stop).await?);
+    }
     tracing::info!(
         instance = %config.instance_id,
         admin = %config.admin.address,
@@ -166,6 +179,12 @@ pub async fn run_with(
         "shutting down: no new data accepted; forwarding for up to {:?}",
         config.shutdown_grace
     );
+    // NATS inputs first: they unsubscribe and store what they already
+    // received before the runtime refuses data.
+    nats_stop.cancel();
+    for task in nats_tasks {
+        let _ = task.await;
+    }
     runtime.stop_accepting();
     for task in source_tasks {
         let _ = task.await;
@@ -182,21 +201,6 @@ pub async fn run_with(
     if storage_failed.load(Ordering::Relaxed) {
         return Err(StartError::StorageFailed(
             queue.poison_reason().unwrap_or_default(),
-        ));
-    }
-    Ok(())
-}
-
-/// NATS sources and sinks are not built yet: say so instead of ignoring them.
-fn refuse_what_is_not_built(config: &Config) -> Result<(), StartError> {
-    if !config.ingress.nats.is_empty()
-        || config
-            .upstreams
-            .iter()
-            .any(|u| u.kind == UpstreamType::Nats)
-    {
-        return Err(StartError::Unsupported(
-            "NATS ingress and upstreams are not supported by this version".into(),
         ));
     }
     Ok(())
@@ -276,8 +280,10 @@ fn start_workers(
     let mut tasks = Vec::new();
     for p in upstreams {
         let name = p.handle.name.clone();
-        secrets.upstreams.push((name.clone(), p.auth));
-        secrets.clients.push((name, p.client.0, p.client.1));
+        if let Some(http) = p.http {
+            secrets.upstreams.push((name.clone(), http.auth));
+            secrets.clients.push((name, http.client.0, http.client.1));
+        }
         tasks.push(tokio::spawn(
             p.worker.run(worker_stop.clone(), shutdown.token()),
         ));
@@ -326,7 +332,12 @@ fn start_http_source(
     let groups: Arc<[RuleGroup]> = sets
         .iter()
         .map(|(set, members)| RuleGroup {
-            rules: rules_for(config, set, Some(l)),
+            rules: rules_for(
+                config,
+                set,
+                l.input_precision,
+                Some(l.max_line_bytes.as_u64()),
+            ),
             default_cluster: set.default_cluster.clone(),
             members: members.clone(),
         })
@@ -356,6 +367,63 @@ fn start_http_source(
     let task = serve(bound, app, shutdown.token(), &mut secrets.server_tls)?;
     tracing::info!(ingress = %l.name, address = %addr, tls = l.tls.is_some(), "accepting collector data");
     Ok(task)
+}
+
+/// Starts a NATS input: its client (connecting in the background) and the
+/// task taking its messages until `stop` fires.
+async fn start_nats_source(
+    config: &Config,
+    input: &NatsIngress,
+    sets: &[(RuleSet, Vec<Arc<Upstream>>)],
+    runtime: &Arc<Runtime>,
+    stop: &CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    let role = format!("ingress:{}", input.name);
+    let Some(connection) = &input.connection else {
+        return Err(StartError::Unsupported(format!(
+            "{role} has no NATS servers"
+        )));
+    };
+    let groups: Arc<[RuleGroup]> = sets
+        .iter()
+        .map(|(set, members)| RuleGroup {
+            rules: rules_for(config, set, input.input_precision, None),
+            default_cluster: set.default_cluster.clone(),
+            members: members.clone(),
+        })
+        .collect();
+    let status = Arc::new(Status::new(role.clone()));
+    let options = client_options(
+        connection,
+        &config.instance_id,
+        &role,
+        input.subscription_capacity,
+    );
+    let client = cc_common::nats::connect(&options, Arc::clone(&status))
+        .await
+        .map_err(|e| StartError::Nats(role.clone(), Box::new(e)))?;
+    let name: Arc<str> = Arc::from(input.name.as_str());
+    runtime.counters.add_source(&name);
+    let counters = Arc::new(SourceCounters::default());
+    runtime.nats.add(NatsLink {
+        status: Arc::clone(&status),
+        source: Some((name, Arc::clone(&counters))),
+    });
+    let source = NatsSource {
+        config: input.clone(),
+        groups,
+        runtime: Arc::clone(runtime),
+        status,
+        counters,
+        client,
+    };
+    tracing::info!(
+        ingress = %input.name,
+        servers = %connection.servers.iter().map(|s| cc_common::nats::redact_server(s)).collect::<Vec<_>>().join(","),
+        mode = if input.mode == crate::config::NatsMode::Jetstream { "jetstream" } else { "core" },
+        "taking collector data from NATS"
+    );
+    Ok(tokio::spawn(source.run(stop.clone())))
 }
 
 /// A storage error is sticky: stop taking data and exit non-zero so that

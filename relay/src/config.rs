@@ -32,9 +32,8 @@
 //! files through [`Config::reload_secrets`] (and the application re-reads the
 //! TLS files of listeners and upstreams).
 //!
-//! NATS (ingress and upstream type `nats`) is parsed so that files written for a later
-//! release load with precise key errors, but validation refuses it: this version of
-//! cc-relay does not speak NATS yet.
+//! NATS inputs and upstreams of type `nats` get their credential files read at load
+//! ([`NatsConnection`]), like the HTTP credentials.
 
 mod general;
 mod ingress;
@@ -55,8 +54,8 @@ use serde::{Deserialize, Serialize};
 pub use general::{AdminConfig, LogConfig, RecordCompression, StorageConfig};
 pub use ingress::{AuthMode, BasicUsers, ContentEncoding, HttpAuth, HttpIngress, InvalidLines};
 pub use nats::{
-    JetStreamIngress, NatsAuth, NatsIngress, NatsMode, NatsSubject, NatsTls, StreamConfig,
-    StreamStorage,
+    JetStreamIngress, NatsAuth, NatsConnection, NatsIngress, NatsMode, NatsSubject, NatsTls,
+    StreamConfig, StreamStorage,
 };
 pub use processing::{
     MissingTimestamp, Processing, RuleSet, TimestampConfig, UpstreamProcessing, ValidateProfile,
@@ -162,7 +161,7 @@ impl fmt::Display for ConfigWarning {
 pub struct IngressConfig {
     /// `http`: HTTP listeners (§4.3).
     pub http: Vec<HttpIngress>,
-    /// `nats`: NATS inputs (§4.4). Parsed, but refused by this version.
+    /// `nats`: NATS inputs (§4.4).
     pub nats: Vec<NatsIngress>,
 }
 
@@ -326,7 +325,7 @@ impl Config {
         for (i, listener) in self.ingress.http.iter_mut().enumerate() {
             listener.validate(ctx, &format!("ingress.http[{i}]"), record_max_raw)?;
         }
-        for (i, input) in self.ingress.nats.iter().enumerate() {
+        for (i, input) in self.ingress.nats.iter_mut().enumerate() {
             input.validate(ctx, &format!("ingress.nats[{i}]"))?;
         }
         if self.ingress.http.is_empty() && self.ingress.nats.is_empty() {

@@ -1,22 +1,24 @@
 //! cc-relay: the per-rack relay between ClusterCockpit collectors and the metric store.
 //!
-//! Collectors post InfluxDB line protocol to the relay over HTTP (NATS is not
-//! built yet); the relay stores every accepted batch durably before it
-//! acknowledges it and forwards it upward to cc-store (or another relay),
-//! retrying until the upstream has it. This crate holds the program; `main.rs` only parses the
+//! Collectors send InfluxDB line protocol to the relay over HTTP or NATS
+//! (core subscriptions or a JetStream durable consumer); the relay stores
+//! every accepted batch durably before it acknowledges it and forwards it
+//! upward to cc-store, another relay, or a NATS subject, retrying until the
+//! upstream has it. This crate holds the program; `main.rs` only parses the
 //! command line and calls into it.
 //!
 //! Layout, in the order data flows:
-//! - [`ingress`]: HTTP sources: auth, limits, decoding, status codes.
+//! - [`ingress`]: the sources: HTTP (auth, limits, decoding, status codes)
+//!   and NATS (core and JetStream).
 //! - [`runtime`]: the runtime every source hands its batches to
 //!   ([`runtime::Runtime::accept`]), with one [`runtime::Upstream`] handle
-//!   per destination; its module doc is the source seam (how a NATS source
-//!   plugs in).
+//!   per destination; its module doc is the source seam.
 //! - [`process`]: per-line timestamp normalisation, rules, validation and routing.
 //! - [`queue`]: the durable per-upstream queues in sled (record format, group-commit
 //!   flusher).
 //! - [`forward`]: one worker per upstream: batching, retries, bisection;
-//!   [`forward::sink`] is the sink seam (how a NATS sink plugs in).
+//!   [`forward::sink`] is the sink seam (HTTP and NATS sinks).
+//! - [`nats`]: the NATS connections, for metrics and readiness.
 //! - [`app`]: start-up and shutdown, step by step; [`listen`] binds and serves
 //!   sockets; [`reload`] handles SIGHUP.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
@@ -34,6 +36,7 @@ pub mod housekeeper;
 pub mod ingress;
 pub mod listen;
 pub mod metrics;
+pub mod nats;
 pub mod offline;
 pub mod process;
 pub mod queue;

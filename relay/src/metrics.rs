@@ -109,8 +109,9 @@ impl<const N: usize> ReasonCounts<N> {
 
 /// Why an attempt to send failed (the `reason` label of
 /// `ccrelay_upstream_failures_total`).
-pub const FAILURE_REASONS: [&str; 6] =
-    ["connect", "timeout", "tls", "http_4xx", "http_5xx", "auth"];
+pub const FAILURE_REASONS: [&str; 7] = [
+    "connect", "timeout", "tls", "http_4xx", "http_5xx", "auth", "nats",
+];
 
 /// Why lines went to the dead-letter queue (the `reason` label of
 /// `ccrelay_deadletter_lines_total`): the upstream refused them (4xx) or

@@ -3,15 +3,21 @@
 //! rules they share.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_nats::jetstream;
+use cc_common::nats::Status;
 use parking_lot::RwLock;
 
 use super::StartError;
-use crate::config::{self, Config, HttpIngress, RuleSet, UpstreamCredentials, UpstreamType};
+use crate::config::{
+    self, Config, InputPrecision, NatsMode, RuleSet, UpstreamCredentials, UpstreamType,
+};
 use crate::forward::http::{Compress, HttpUpstream, Kind};
 use crate::forward::retry::RetryPolicy;
-use crate::forward::sink::Sink;
+use crate::forward::sink::{NatsUpstream, Sink};
 use crate::forward::{Worker, WorkerSettings};
+use crate::nats::{NatsLink, NatsLinks, client_options};
 use crate::process::{Rules, Target};
 use crate::queue::Queue;
 use crate::runtime::{QueueLimit, Upstream};
@@ -21,38 +27,114 @@ use crate::runtime::{QueueLimit, Upstream};
 pub(super) struct Prepared {
     pub(super) handle: Arc<Upstream>,
     pub(super) worker: Worker,
+    /// HTTP upstreams: the `Authorization` value and the client, which
+    /// SIGHUP may replace.
+    pub(super) http: Option<HttpParts>,
+}
+
+/// What SIGHUP may replace of an HTTP upstream.
+pub(super) struct HttpParts {
     pub(super) auth: Arc<RwLock<Option<String>>>,
     pub(super) client: (reqwest::Url, Arc<RwLock<reqwest::Client>>),
 }
 
-/// The enabled upstreams: handles, sinks and workers.
-pub(super) fn build_upstreams(
+/// The enabled upstreams: handles, sinks and workers. NATS upstreams are
+/// registered with `links` (their clients connect in the background).
+pub(super) async fn build_upstreams(
     config: &Config,
     queue: &Arc<Queue>,
+    links: &NatsLinks,
 ) -> Result<Vec<Prepared>, StartError> {
-    config
-        .upstreams
-        .iter()
-        .filter(|u| u.enabled)
-        .map(|u| prepare_upstream(config, u, queue))
-        .collect()
+    let mut out = Vec::new();
+    for u in config.upstreams.iter().filter(|u| u.enabled) {
+        let handle = Arc::new(Upstream::new(
+            u.name.clone(),
+            Target {
+                name: u.name.clone(),
+                ccms: u.kind.is_ccms(),
+                filter: u.filter.clone(),
+            },
+            QueueLimit {
+                max_bytes: u.buffer.max_bytes.as_u64(),
+                reject_new: u.buffer.when_full == config::WhenFull::RejectNew,
+            },
+        ));
+        let (sink, http) = match u.kind {
+            UpstreamType::CcmsHttp => http_sink(config, u, Kind::Ccms)?,
+            UpstreamType::RelayHttp => http_sink(config, u, Kind::Relay)?,
+            UpstreamType::Nats => (nats_sink(config, u, links).await?, None),
+        };
+        let worker = Worker::new(
+            worker_settings(u),
+            Arc::clone(queue),
+            Arc::clone(&handle),
+            sink,
+        );
+        out.push(Prepared {
+            handle,
+            worker,
+            http,
+        });
+    }
+    Ok(out)
 }
 
-fn prepare_upstream(
+/// The sink of a `nats` upstream, its client started.
+async fn nats_sink(
     config: &Config,
     u: &config::Upstream,
-    queue: &Arc<Queue>,
-) -> Result<Prepared, StartError> {
-    let kind = match u.kind {
-        UpstreamType::CcmsHttp => Kind::Ccms,
-        UpstreamType::RelayHttp => Kind::Relay,
-        UpstreamType::Nats => {
-            return Err(StartError::Unsupported(format!(
-                "upstream {}: NATS upstreams are not supported by this version",
-                u.name
-            )));
-        }
+    links: &NatsLinks,
+) -> Result<Sink, StartError> {
+    let Some(connection) = &u.connection else {
+        return Err(StartError::Unsupported(format!(
+            "upstream {} has no NATS servers",
+            u.name
+        )));
     };
+    let role = format!("upstream:{}", u.name);
+    let status = Arc::new(Status::new(role.clone()));
+    let options = client_options(connection, &config.instance_id, &role, 1024);
+    let client = cc_common::nats::connect(&options, Arc::clone(&status))
+        .await
+        .map_err(|e| StartError::Nats(role.clone(), Box::new(e)))?;
+    links.add(NatsLink {
+        status: Arc::clone(&status),
+        source: None,
+    });
+    let ack_timeout = u
+        .jetstream
+        .as_ref()
+        .map_or(Duration::from_secs(10), |js| js.ack_timeout);
+    let subject = u.subject.clone().unwrap_or_default();
+    let mode = u.mode.unwrap_or_default();
+    let jetstream = (mode == NatsMode::Jetstream).then(|| jetstream::new(client.clone()));
+    let describe = format!(
+        "nats {} subject {subject} ({})",
+        connection.servers.join(","),
+        if jetstream.is_some() {
+            "jetstream"
+        } else {
+            "core"
+        }
+    );
+    Ok(Sink::Nats(Box::new(NatsUpstream {
+        client,
+        jetstream,
+        subject,
+        ack_timeout,
+        max_bytes: usize::try_from(u.batch.max_bytes.as_u64()).unwrap_or(usize::MAX),
+        id_prefix: format!("{}:{}", config.instance_id, u.name),
+        status,
+        describe,
+    })))
+}
+
+/// The sink of an HTTP upstream, with what SIGHUP may replace.
+fn http_sink(
+    config: &Config,
+    u: &config::Upstream,
+    kind: Kind,
+) -> Result<(Sink, Option<HttpParts>), StartError> {
     let Some(url) = u.url.clone() else {
         return Err(StartError::Unsupported(format!(
             "upstream {} has no url",
@@ -79,30 +161,13 @@ fn prepare_upstream(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     });
-    let handle = Arc::new(Upstream::new(
-        u.name.clone(),
-        Target {
-            name: u.name.clone(),
-            ccms: u.kind.is_ccms(),
-            filter: u.filter.clone(),
-        },
-        QueueLimit {
-            max_bytes: u.buffer.max_bytes.as_u64(),
-            reject_new: u.buffer.when_full == config::WhenFull::RejectNew,
-        },
-    ));
-    let worker = Worker::new(
-        worker_settings(u),
-        Arc::clone(queue),
-        Arc::clone(&handle),
+    Ok((
         sink,
-    );
-    Ok(Prepared {
-        handle,
-        worker,
-        auth,
-        client: (url, client),
-    })
+        Some(HttpParts {
+            auth,
+            client: (url, client),
+        }),
+    ))
 }
 
 fn worker_settings(u: &config::Upstream) -> WorkerSettings {
@@ -143,11 +208,16 @@ pub(super) fn rule_sets(
 }
 
 /// The line rules of one processing pass: the configuration's timestamp
-/// settings (with the listener's input unit, if it sets one), one rule set,
-/// and the listener's line limit.
-pub(super) fn rules_for(config: &Config, set: &RuleSet, listener: Option<&HttpIngress>) -> Rules {
+/// settings (with the source's input unit, if it sets one), one rule set,
+/// and the source's line limit (64 KiB if it sets none).
+pub(super) fn rules_for(
+    config: &Config,
+    set: &RuleSet,
+    input_precision: Option<InputPrecision>,
+    max_line_bytes: Option<u64>,
+) -> Rules {
     let mut timestamp = config.processing.timestamp.clone();
-    if let Some(input) = listener.and_then(|l| l.input_precision) {
+    if let Some(input) = input_precision {
         timestamp.input_precision = input;
     }
     Rules {
@@ -155,9 +225,8 @@ pub(super) fn rules_for(config: &Config, set: &RuleSet, listener: Option<&HttpIn
         set: set.clone(),
         materialize_cluster: config.processing.materialize_cluster,
         validate: config.processing.validate,
-        max_line_bytes: listener.map_or(64 * 1024, |l| {
-            usize::try_from(l.max_line_bytes.as_u64()).unwrap_or(usize::MAX)
-        }),
+        max_line_bytes: max_line_bytes
+            .map_or(64 * 1024, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     }
 }
 

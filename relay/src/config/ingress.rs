@@ -568,7 +568,7 @@ impl HttpAuth {
     }
 }
 
-fn check_ingress_name(ctx: &Ctx<'_>, key: &str, name: &str) -> Result<(), ConfigError> {
+pub(super) fn check_ingress_name(ctx: &Ctx<'_>, key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = (1..=64).contains(&name.len())
         && !name
             .chars()

@@ -1,6 +1,6 @@
-//! Section `ingress.nats[]` (§4.4) and the NATS pieces of `upstreams[]`: parsed so
-//! that files written for a later release load with precise key errors, refused at
-//! validation because this version of cc-relay does not speak NATS.
+//! Section `ingress.nats[]` (§4.4) and the NATS pieces of `upstreams[]`: servers,
+//! credentials (read from their files at load), TLS, subjects, and the JetStream
+//! settings of a durable consumer.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,13 +8,14 @@ use std::time::Duration;
 use cc_common::config::{ByteSize, ConfigError};
 use serde::{Deserialize, Serialize};
 
-use super::Ctx;
-use super::ingress::InvalidLines;
+use super::ingress::{InvalidLines, check_ingress_name};
 use super::values::InputPrecision;
+use super::values::permission_warning;
+use super::{Ctx, check_cluster, positive_duration, positive_size};
 use super::{GIB, MIB};
 
-/// One NATS input (`ingress.nats[]`, §4.4). Parsed so that files written for a
-/// later release give precise errors; this version refuses NATS at validation.
+/// One NATS input (`ingress.nats[]`, §4.4): core subscriptions (with a queue
+/// group) or a JetStream durable pull consumer.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsIngress {
@@ -55,6 +56,22 @@ pub struct NatsIngress {
     /// `input_precision`: `None` uses the global setting.
     #[serde(default)]
     pub input_precision: Option<InputPrecision>,
+    /// Servers, credentials and TLS as the client needs them (not a config
+    /// key; filled at load, with the secrets read from their files).
+    #[serde(skip)]
+    pub connection: Option<NatsConnection>,
+}
+
+/// Where and how to connect, with the credentials read (from
+/// `ingress.nats[]` or a `nats` upstream).
+#[derive(Debug, Clone)]
+pub struct NatsConnection {
+    /// Server URLs.
+    pub servers: Vec<String>,
+    /// Credentials.
+    pub auth: cc_common::nats::Auth,
+    /// Client TLS.
+    pub tls: cc_common::nats::Tls,
 }
 
 /// NATS credentials (`ingress.nats[].auth`).
@@ -197,14 +214,326 @@ fn default_subscription_capacity() -> usize {
 }
 
 impl NatsIngress {
-    pub(super) fn validate(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+    pub(super) fn validate(&mut self, ctx: &mut Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        check_ingress_name(ctx, &format!("{key}.name"), &self.name)?;
+        let auth = ConnectionAuth {
+            user: self.auth.user.as_deref(),
+            password_file: &mut self.auth.password_file,
+            token_file: &mut self.auth.token_file,
+            nkey_seed_file: &mut self.auth.nkey_seed_file,
+            creds_file: &mut self.auth.creds_file,
+        };
+        let tls = ConnectionTls {
+            ca_file: &mut self.tls.ca_file,
+            cert_file: &mut self.tls.cert_file,
+            key_file: &mut self.tls.key_file,
+            require: self.tls.require,
+            handshake_first: self.tls.handshake_first,
+        };
+        self.connection = Some(connection(ctx, key, &self.servers, auth, tls)?);
+        if self.subjects.is_empty() {
+            return Err(ctx.invalid(format!("{key}.subjects"), "needs at least one subject"));
+        }
+        for (i, s) in self.subjects.iter().enumerate() {
+            check_subject(
+                ctx,
+                &format!("{key}.subjects[{i}].subject"),
+                &s.subject,
+                true,
+            )?;
+            if let Some(cluster) = &s.cluster {
+                check_cluster(ctx, &format!("{key}.subjects[{i}].cluster"), cluster)?;
+            }
+            if self.subjects.iter().take(i).any(|e| e.subject == s.subject) {
+                return Err(ctx.invalid(
+                    format!("{key}.subjects[{i}].subject"),
+                    format!("{:?} is listed twice", s.subject),
+                ));
+            }
+        }
+        if let Some(group) = &self.queue_group {
+            check_token(ctx, &format!("{key}.queue_group"), group)?;
+        }
+        positive_size(
+            ctx,
+            &format!("{key}.max_message_bytes"),
+            self.max_message_bytes,
+        )?;
+        if self.subscription_capacity == 0 {
+            return Err(ctx.invalid(format!("{key}.subscription_capacity"), "must be at least 1"));
+        }
+        match (self.mode, &mut self.jetstream) {
+            (NatsMode::Core, Some(_)) => ctx.warn(
+                format!("{key}.jetstream"),
+                "is ignored: mode is core (set \"mode\": \"jetstream\" to use it)",
+            ),
+            (NatsMode::Core, None) => {}
+            (NatsMode::Jetstream, js) => {
+                let js = js.get_or_insert_with(JetStreamIngress::default);
+                js.validate(ctx, &format!("{key}.jetstream"), &self.name)?;
+                if self.subjects.len() > 1 {
+                    ctx.warn(
+                        format!("{key}.subjects"),
+                        "several subjects in JetStream mode: the consumer takes every subject \
+                         of the stream (no filter); the clusters of the subjects still apply",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The durable consumer's name (`jetstream.durable`, default
+    /// `cc-relay-<name>`).
+    #[must_use]
+    pub fn durable(&self) -> String {
+        self.jetstream
+            .as_ref()
+            .and_then(|js| js.durable.clone())
+            .unwrap_or_else(|| format!("cc-relay-{}", self.name))
+    }
+}
+
+impl JetStreamIngress {
+    fn validate(&mut self, ctx: &mut Ctx<'_>, key: &str, name: &str) -> Result<(), ConfigError> {
+        match &self.stream {
+            None => {
+                return Err(ctx.invalid(
+                    format!("{key}.stream"),
+                    "is required in JetStream mode (the stream that captures the collectors' subjects)",
+                ));
+            }
+            Some(stream) => check_js_name(ctx, &format!("{key}.stream"), stream)?,
+        }
+        let durable = self
+            .durable
+            .clone()
+            .unwrap_or_else(|| format!("cc-relay-{name}"));
+        check_js_name(ctx, &format!("{key}.durable"), &durable)?;
+        positive_duration(ctx, &format!("{key}.ack_wait"), self.ack_wait)?;
+        if self.max_ack_pending == 0 {
+            return Err(ctx.invalid(format!("{key}.max_ack_pending"), "must be at least 1"));
+        }
+        if self.fetch_batch == 0 {
+            return Err(ctx.invalid(format!("{key}.fetch_batch"), "must be at least 1"));
+        }
+        let sc = &self.stream_config;
+        positive_duration(ctx, &format!("{key}.stream_config.max_age"), sc.max_age)?;
+        positive_size(ctx, &format!("{key}.stream_config.max_bytes"), sc.max_bytes)?;
+        if !(1..=5).contains(&sc.replicas) {
+            return Err(ctx.invalid(
+                format!("{key}.stream_config.replicas"),
+                "must be between 1 and 5",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The credential keys of a NATS connection, wherever they are written.
+pub(super) struct ConnectionAuth<'a> {
+    pub(super) user: Option<&'a str>,
+    pub(super) password_file: &'a mut Option<PathBuf>,
+    pub(super) token_file: &'a mut Option<PathBuf>,
+    pub(super) nkey_seed_file: &'a mut Option<PathBuf>,
+    pub(super) creds_file: &'a mut Option<PathBuf>,
+}
+
+/// The TLS keys of a NATS connection.
+pub(super) struct ConnectionTls<'a> {
+    pub(super) ca_file: &'a mut Option<PathBuf>,
+    pub(super) cert_file: &'a mut Option<PathBuf>,
+    pub(super) key_file: &'a mut Option<PathBuf>,
+    pub(super) require: bool,
+    pub(super) handshake_first: bool,
+}
+
+/// Checks servers, credentials and TLS of a NATS connection at `key` and
+/// reads its secret files.
+pub(super) fn connection(
+    ctx: &mut Ctx<'_>,
+    key: &str,
+    servers: &[String],
+    auth: ConnectionAuth<'_>,
+    tls: ConnectionTls<'_>,
+) -> Result<NatsConnection, ConfigError> {
+    if servers.is_empty() {
+        return Err(ctx.invalid(
+            format!("{key}.servers"),
+            "needs at least one server (nats://host:4222)",
+        ));
+    }
+    for (i, server) in servers.iter().enumerate() {
+        check_server(ctx, &format!("{key}.servers[{i}]"), server)?;
+    }
+    let mut out = cc_common::nats::Auth::default();
+    match (auth.user, auth.password_file.as_mut()) {
+        (Some(user), Some(path)) => {
+            if user.is_empty() {
+                return Err(ctx.invalid(format!("{key}.auth.user"), "must not be empty"));
+            }
+            ctx.resolve(path);
+            let password = ctx.secret_file(&format!("{key}.auth.password_file"), path)?;
+            out.user_password = Some((user.to_owned(), password));
+        }
+        (Some(_), None) => {
+            return Err(ctx.invalid(
+                format!("{key}.auth.password_file"),
+                "auth.user needs auth.password_file",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ctx.invalid(
+                format!("{key}.auth.user"),
+                "auth.password_file needs auth.user",
+            ));
+        }
+        (None, None) => {}
+    }
+    if let Some(path) = auth.token_file.as_mut() {
+        ctx.resolve(path);
+        out.token = Some(ctx.secret_file(&format!("{key}.auth.token_file"), path)?);
+    }
+    if let Some(path) = auth.nkey_seed_file.as_mut() {
+        ctx.resolve(path);
+        let field = format!("{key}.auth.nkey_seed_file");
+        let seed = ctx.secret_file(&field, path)?;
+        if !seed.expose().starts_with('S') {
+            return Err(ctx.invalid(
+                field,
+                format!(
+                    "{} does not hold an nkey seed (a line starting with \"SU\")",
+                    path.display()
+                ),
+            ));
+        }
+        out.nkey_seed = Some(seed);
+    }
+    if let Some(path) = auth.creds_file.as_mut() {
+        ctx.resolve(path);
+        let field = format!("{key}.auth.creds_file");
+        ctx.readable(&field, path)?;
+        if let Some(warning) = permission_warning(path) {
+            ctx.warn(field, warning);
+        }
+        out.creds_file = Some(path.clone());
+    }
+    let mut files = Vec::new();
+    for (name, path) in [
+        ("ca_file", tls.ca_file),
+        ("cert_file", tls.cert_file),
+        ("key_file", tls.key_file),
+    ] {
+        ctx.resolve_opt(path);
+        if let Some(p) = path.as_ref() {
+            ctx.readable(&format!("{key}.tls.{name}"), p)?;
+        }
+        files.push(path.clone());
+    }
+    let (ca_file, cert_file, key_file) = match <[Option<PathBuf>; 3]>::try_from(files) {
+        Ok([ca, cert, key]) => (ca, cert, key),
+        Err(_) => (None, None, None),
+    };
+    match (&cert_file, &key_file) {
+        (Some(_), None) => {
+            return Err(ctx.invalid(
+                format!("{key}.tls.key_file"),
+                "tls.cert_file needs tls.key_file",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ctx.invalid(
+                format!("{key}.tls.cert_file"),
+                "tls.key_file needs tls.cert_file",
+            ));
+        }
+        _ => {}
+    }
+    Ok(NatsConnection {
+        servers: servers.to_vec(),
+        auth: out,
+        tls: cc_common::nats::Tls {
+            ca_file,
+            cert_file,
+            key_file,
+            require: tls.require,
+            handshake_first: tls.handshake_first,
+        },
+    })
+}
+
+fn check_server(ctx: &Ctx<'_>, key: &str, server: &str) -> Result<(), ConfigError> {
+    let parsed = url::Url::parse(server).ok().filter(|u| {
+        matches!(u.scheme(), "nats" | "tls") && u.host_str().is_some_and(|h| !h.is_empty())
+    });
+    let Some(url) = parsed else {
+        return Err(ctx.invalid(
+            key,
+            format!(
+                "{:?} is not a NATS server URL (nats://host:4222 or tls://host:4222)",
+                cc_common::nats::redact_server(server)
+            ),
+        ));
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ctx.invalid(
+            key,
+            "must not carry credentials; use auth.user and auth.password_file",
+        ));
+    }
+    Ok(())
+}
+
+/// A subject: dot-separated tokens, no spaces; wildcards (`*`, a final `>`)
+/// only where `wildcards`.
+pub(super) fn check_subject(
+    ctx: &Ctx<'_>,
+    key: &str,
+    subject: &str,
+    wildcards: bool,
+) -> Result<(), ConfigError> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let last = tokens.len().saturating_sub(1);
+    let ok = !subject.is_empty()
+        && tokens.iter().enumerate().all(|(i, t)| {
+            !t.is_empty()
+                && !t.chars().any(|c| c.is_whitespace() || c.is_control())
+                && (wildcards && (*t == "*" || (*t == ">" && i == last)) || !t.contains(['*', '>']))
+        });
+    if ok {
+        Ok(())
+    } else {
+        let what = if wildcards {
+            "a NATS subject (tokens separated by '.', no spaces; '*' and a final '>' as wildcards)"
+        } else {
+            "a NATS subject without wildcards (tokens separated by '.', no spaces)"
+        };
+        Err(ctx.invalid(key, format!("{subject:?} is not {what}")))
+    }
+}
+
+/// A queue group name: one token.
+fn check_token(ctx: &Ctx<'_>, key: &str, token: &str) -> Result<(), ConfigError> {
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ctx.invalid(key, format!("{token:?} must be one word without spaces")));
+    }
+    Ok(())
+}
+
+/// Stream and consumer names: no spaces, dots, wildcards or path separators.
+fn check_js_name(ctx: &Ctx<'_>, key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
+        });
+    if ok {
+        Ok(())
+    } else {
         Err(ctx.invalid(
             key,
             format!(
-                "NATS ingress is not supported by this version of cc-relay ({key}); \
-                 it comes with a later release. Remove it, or let the collectors use an HTTP \
-                 ingress (input {:?})",
-                self.name
+                "{name:?} is not usable as a JetStream name (no spaces, '.', '*', '>', '/', '\\')"
             ),
         ))
     }

@@ -169,19 +169,20 @@ fn has_warning(config: &Config, key: &str) -> bool {
 }
 
 #[test]
-fn spec_example_fails_only_for_its_nats_ingress() {
+fn spec_example_loads_with_its_nats_ingress() {
     let fx = Fixture::new();
     let text = fx.rewrite_etc(SPEC_EXAMPLE);
-    let err = fx.load_text(&text).unwrap_err().to_string();
-    assert_invalid(
-        &err,
-        "ingress.nats[0]",
-        "NATS ingress is not supported by this version of cc-relay (ingress.nats[0])",
+    let config = fx.load_text(&text).unwrap();
+    let nats = &config.ingress.nats[0];
+    assert_eq!(nats.name, "rack-bus");
+    assert_eq!(nats.queue_group.as_deref(), Some("cc-relay"));
+    assert_eq!(nats.subjects[0].cluster.as_deref(), Some("fritz"));
+    let connection = nats.connection.as_ref().unwrap();
+    assert_eq!(connection.servers, ["nats://127.0.0.1:4222"]);
+    assert_eq!(
+        connection.auth.creds_file.as_deref(),
+        Some(fx.path().join("relay.creds").as_path())
     );
-
-    let mut doc: Value = serde_json::from_str(&text).unwrap();
-    doc["ingress"].as_object_mut().unwrap().remove("nats");
-    let config = fx.load(&doc).unwrap();
 
     assert_eq!(config.instance_id, "rack17-relay");
     assert_eq!(config.data_dir, Path::new("/var/lib/cc-relay"));

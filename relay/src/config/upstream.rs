@@ -9,7 +9,9 @@ use cc_common::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::nats::NatsMode;
+use super::nats::{
+    ConnectionAuth, ConnectionTls, NatsConnection, NatsMode, check_subject, connection,
+};
 use super::processing::{Processing, RuleSet, UpstreamProcessing};
 use super::values::{self, REDACTED, Secret, SecretError};
 use super::{Ctx, StorageConfig, check_cluster, check_name, positive_duration, positive_size};
@@ -110,6 +112,10 @@ pub struct Upstream {
     /// `jetstream` (type `nats`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jetstream: Option<UpstreamJetStream>,
+    /// Servers, credentials and TLS of a `nats` upstream, the secrets read
+    /// (not a config key; filled at load).
+    #[serde(skip)]
+    pub connection: Option<NatsConnection>,
     /// Credentials read from `auth` (not a config key); re-read with
     /// [`Upstream::read_credentials`] on SIGHUP.
     #[serde(skip)]
@@ -151,6 +157,7 @@ impl fmt::Debug for Upstream {
             .field("subject", &self.subject)
             .field("mode", &self.mode)
             .field("jetstream", &self.jetstream)
+            .field("connection", &self.connection)
             .field("credentials", &self.credentials)
             .field("rules", &self.rules)
             .finish()
@@ -214,16 +221,10 @@ impl Upstream {
             ));
         }
         if self.kind == UpstreamType::Nats {
-            return Err(ctx.invalid(
-                format!("{key}.type"),
-                format!(
-                    "NATS upstreams are not supported by this version of cc-relay ({key}); \
-                     use type ccms-http or relay-http (upstream {:?})",
-                    self.name
-                ),
-            ));
+            self.validate_nats(ctx, key)?;
+        } else {
+            self.check_nats_keys_absent(ctx, key)?;
         }
-        self.check_nats_keys_absent(ctx, key)?;
         self.validate_filter(ctx, key)?;
         positive_size(ctx, &format!("{key}.batch.max_bytes"), self.batch.max_bytes)?;
         if self.batch.max_lines == 0 {
@@ -254,12 +255,14 @@ impl Upstream {
                 ),
             );
         }
-        self.validate_url(ctx, key)?;
+        if self.kind != UpstreamType::Nats {
+            self.validate_url(ctx, key)?;
+            self.validate_auth(ctx, key)?;
+            self.validate_tls(ctx, key)?;
+        }
         if let Some(cluster) = &self.cluster {
             check_cluster(ctx, &format!("{key}.cluster"), cluster)?;
         }
-        self.validate_auth(ctx, key)?;
-        self.validate_tls(ctx, key)?;
         positive_duration(ctx, &format!("{key}.timeout"), self.timeout)?;
         positive_duration(ctx, &format!("{key}.connect_timeout"), self.connect_timeout)?;
         if self.kind.is_ccms() && self.compress != Compression::None {
@@ -277,6 +280,67 @@ impl Upstream {
             }
             None => processing.rules(),
         };
+        Ok(())
+    }
+
+    /// The keys of a `nats` upstream: servers, subject, credentials, TLS; and
+    /// none of the HTTP-only keys.
+    fn validate_nats(&mut self, ctx: &mut Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        let http_only = [
+            ("url", self.url.is_some()),
+            ("auth.jwt", self.auth.jwt.is_some()),
+            ("auth.jwt_file", self.auth.jwt_file.is_some()),
+            ("auth.username", self.auth.username.is_some()),
+            ("tls.server_name", self.tls.server_name.is_some()),
+            ("tls.insecure_skip_verify", self.tls.insecure_skip_verify),
+            ("compress", self.compress != Compression::None),
+            ("headers", !self.headers.is_empty()),
+        ];
+        if let Some((name, _)) = http_only.into_iter().find(|(_, set)| *set) {
+            let hint = match name {
+                "url" => " (a nats upstream uses servers and subject)",
+                "auth.username" => " (NATS uses auth.user)",
+                _ => "",
+            };
+            return Err(ctx.invalid(
+                format!("{key}.{name}"),
+                format!("is not used by type nats{hint}"),
+            ));
+        }
+        match &self.subject {
+            Some(subject) => check_subject(ctx, &format!("{key}.subject"), subject, false)?,
+            None => {
+                return Err(ctx.invalid(
+                    format!("{key}.subject"),
+                    "is required for type nats (the subject to publish to)",
+                ));
+            }
+        }
+        let mode = self.mode.unwrap_or_default();
+        if mode == NatsMode::Core && self.jetstream.is_some() {
+            ctx.warn(
+                format!("{key}.jetstream"),
+                "is ignored: mode is core (set \"mode\": \"jetstream\" to use it)",
+            );
+        }
+        if let Some(js) = &self.jetstream {
+            positive_duration(ctx, &format!("{key}.jetstream.ack_timeout"), js.ack_timeout)?;
+        }
+        let auth = ConnectionAuth {
+            user: self.auth.user.as_deref(),
+            password_file: &mut self.auth.password_file,
+            token_file: &mut self.auth.token_file,
+            nkey_seed_file: &mut self.auth.nkey_seed_file,
+            creds_file: &mut self.auth.creds_file,
+        };
+        let tls = ConnectionTls {
+            ca_file: &mut self.tls.ca_file,
+            cert_file: &mut self.tls.cert_file,
+            key_file: &mut self.tls.key_file,
+            require: self.tls.require,
+            handshake_first: self.tls.handshake_first,
+        };
+        self.connection = Some(connection(ctx, key, &self.servers, auth, tls)?);
         Ok(())
     }
 

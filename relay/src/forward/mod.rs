@@ -22,6 +22,7 @@
 
 mod batch;
 pub mod http;
+pub mod nats;
 pub mod retry;
 pub mod sink;
 

@@ -8,17 +8,18 @@
 //! the dead-letter queue, acknowledging the queue after a delivery. So a
 //! sink only speaks its protocol.
 //!
-//! Sinks today: HTTP ([`HttpUpstream`]: `ccms-http` to a store,
-//! `relay-http` to another relay). A NATS sink becomes another variant of
-//! [`Sink`]: core NATS reports `Delivered` once `flush()` returned (the
-//! bytes reached the server, nothing more) and `Failed` with reason `nats`
-//! otherwise; JetStream reports `Delivered` only after every PubAck of the
-//! batch (published with a `Nats-Msg-Id` so that a retry is de-duplicated).
+//! Sinks: HTTP ([`HttpUpstream`]: `ccms-http` to a store, `relay-http` to
+//! another relay) and NATS ([`NatsUpstream`]): core NATS reports
+//! `Delivered` once `flush()` returned (the bytes reached the server,
+//! nothing more) and `Failed` with reason `nats` otherwise; JetStream
+//! reports `Delivered` only after every PubAck of the batch (published with
+//! a `Nats-Msg-Id` so that a retry is de-duplicated).
 
 use std::time::Duration;
 
 pub use super::http::HttpUpstream;
 pub use super::http::Piece;
+pub use super::nats::NatsUpstream;
 use super::retry::Outcome;
 
 /// The result of one delivery attempt.
@@ -41,7 +42,7 @@ pub enum Attempt {
     },
     /// No answer: connection, TLS or timeout error.
     Failed {
-        /// `connect`, `timeout`, `tls` (the failure reason label).
+        /// `connect`, `timeout`, `tls`, `nats` (the failure reason label).
         reason: &'static str,
         /// The error with its causes.
         message: String,
@@ -53,6 +54,8 @@ pub enum Attempt {
 pub enum Sink {
     /// `ccms-http` or `relay-http`.
     Http(HttpUpstream),
+    /// `nats`.
+    Nats(Box<NatsUpstream>),
 }
 
 impl Sink {
@@ -61,6 +64,7 @@ impl Sink {
     pub fn describe(&self) -> String {
         match self {
             Sink::Http(h) => h.display_url(),
+            Sink::Nats(n) => n.describe.clone(),
         }
     }
 
@@ -68,6 +72,7 @@ impl Sink {
     pub async fn send(&self, pieces: &[Piece]) -> Attempt {
         match self {
             Sink::Http(h) => h.send(pieces).await,
+            Sink::Nats(n) => n.send(pieces).await,
         }
     }
 
@@ -77,6 +82,8 @@ impl Sink {
     pub fn socket_target(&self) -> Option<String> {
         match self {
             Sink::Http(h) => h.socket_target(),
+            // The client reconnects by itself; the backoff is slept out.
+            Sink::Nats(_) => None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Sources over HTTP: the listeners collectors and InfluxDB clients post
-//! line protocol to (spec `relay.md` §4.3).
+//! The sources: HTTP listeners collectors and InfluxDB clients post line
+//! protocol to (spec `relay.md` §4.3), and NATS inputs ([`nats`], §4.4).
 //!
 //! A listener is one [source](crate::runtime#the-source-seam): it
 //! authenticates the sender, reads and decodes the body within its limits,
@@ -7,10 +7,12 @@
 //! 2xx only once that returned, that is once the lines are on disk.
 //!
 //! Layout: [`http`] (routes, limits, decoding, status codes), [`auth`]
-//! (JWT and basic authentication).
+//! (JWT and basic authentication), [`nats`] (core subscriptions and
+//! JetStream consumers).
 
 pub mod auth;
 pub mod http;
+pub mod nats;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -13,6 +13,9 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use cc_common::nats::Status;
+
+use crate::nats::{NatsLink, SourceCounters};
 use crate::queue::QueueStats;
 use crate::runtime::{Runtime, Upstream};
 
@@ -43,7 +46,8 @@ impl Collector for RelayCollector {
         upstream_counters(&mut encoder, ups)?;
         upstream_state(&mut encoder, ups)?;
         self.drops(&mut encoder, ups)?;
-        self.storage(&mut encoder)
+        self.storage(&mut encoder)?;
+        self.nats(&mut encoder)
     }
 }
 
@@ -160,6 +164,99 @@ impl RelayCollector {
             "dropped_records",
             "Queue records dropped by limits or found corrupt, per upstream and reason",
             records,
+        )
+    }
+
+    /// The NATS connections (by `role`) and the NATS sources' message
+    /// counts (by `ingress`).
+    fn nats(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let links = self.runtime.nats.all();
+        let role = |l: &NatsLink| [("role", l.status.role().to_owned())];
+        encode_family(
+            enc,
+            "nats_connected",
+            "1 while the NATS connection is up, by role (ingress:<name>, upstream:<name>)",
+            links
+                .iter()
+                .map(|l| (role(l), bool_gauge(l.status.is_connected()))),
+        )?;
+        encode_family(
+            enc,
+            "nats_reconnects",
+            "NATS connections made again after the first, by role",
+            links
+                .iter()
+                .map(|l| (role(l), ConstCounter::new(l.status.reconnects()))),
+        )?;
+        let sources: Vec<(&str, &Arc<Status>, &SourceCounters)> = links
+            .iter()
+            .filter_map(|l| {
+                l.source
+                    .as_ref()
+                    .map(|(name, c)| (&**name, &l.status, &**c))
+            })
+            .collect();
+        let ingress = |name: &str| [("ingress", name.to_owned())];
+        encode_family(
+            enc,
+            "nats_messages",
+            "NATS messages received, by input",
+            sources
+                .iter()
+                .map(|(n, _, c)| (ingress(n), ConstCounter::new(c.messages.get()))),
+        )?;
+        encode_family(
+            enc,
+            "nats_slow_consumer",
+            "NATS messages lost because the relay fell behind, by input (those the relay's \
+             inbox dropped, plus one per slow-consumer event of the client, which undercounts)",
+            sources.iter().map(|(n, st, _)| {
+                let lost = st.dropped() + st.slow_consumer_events();
+                (ingress(n), ConstCounter::new(lost))
+            }),
+        )?;
+        let mut dropped = Vec::new();
+        let mut acks = Vec::new();
+        for (n, _, c) in &sources {
+            for (reason, count) in c.dropped.iter() {
+                let labels = [("ingress", (*n).to_owned()), ("reason", reason.to_owned())];
+                dropped.push((labels, ConstCounter::new(count.get())));
+            }
+            for (kind, count) in c.acks.iter() {
+                let labels = [("ingress", (*n).to_owned()), ("kind", kind.to_owned())];
+                acks.push((labels, ConstCounter::new(count.get())));
+            }
+        }
+        encode_family(
+            enc,
+            "nats_dropped_messages",
+            "NATS messages not stored, by input and reason (too_large, refused, invalid)",
+            dropped,
+        )?;
+        encode_family(
+            enc,
+            "nats_acks",
+            "Answers to JetStream messages, by input and kind (ack, nak, term)",
+            acks,
+        )?;
+        encode_family(
+            enc,
+            "nats_redelivered",
+            "JetStream messages received more than once, by input",
+            sources
+                .iter()
+                .map(|(n, _, c)| (ingress(n), ConstCounter::new(c.redelivered.get()))),
+        )?;
+        encode_family(
+            enc,
+            "nats_unacked_messages",
+            "JetStream messages received and not answered yet, by input",
+            sources.iter().map(|(n, _, c)| {
+                (
+                    ingress(n),
+                    ConstGauge::new(c.unacked.load(Ordering::Relaxed)),
+                )
+            }),
         )
     }
 

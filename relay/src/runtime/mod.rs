@@ -5,8 +5,9 @@
 //! # The source seam
 //!
 //! A *source* is whatever brings lines in: the HTTP listeners today
-//! ([`crate::ingress`]); NATS core subscriptions and JetStream consumers
-//! later. Every source follows the same contract:
+//! ([`crate::ingress::http`]), NATS core subscriptions and JetStream
+//! consumers ([`crate::ingress::nats`]). Every source follows the same
+//! contract:
 //!
 //! 1. ask [`Runtime::check`] whether data is accepted at all (not shutting
 //!    down, storage healthy, no disk pressure, no `reject_new` queue full),
@@ -134,6 +135,8 @@ pub struct Runtime {
     disk: Arc<DiskState>,
     /// Source counters.
     pub counters: IngestCounters,
+    /// The NATS connections of sources and upstreams.
+    pub nats: Arc<crate::nats::NatsLinks>,
 }
 
 /// What a batch did before the group commit.
@@ -144,7 +147,8 @@ struct Stored {
 }
 
 impl Runtime {
-    /// A runtime over an open queue.
+    /// A runtime over an open queue; `nats` holds the NATS connections of
+    /// the upstreams (the sources add theirs when they start).
     #[must_use]
     pub fn new(
         queue: Arc<Queue>,
@@ -152,6 +156,7 @@ impl Runtime {
         upstreams: Vec<Arc<Upstream>>,
         split: SplitLimits,
         disk: Arc<DiskState>,
+        nats: Arc<crate::nats::NatsLinks>,
     ) -> Runtime {
         Runtime {
             queue,
@@ -161,6 +166,7 @@ impl Runtime {
             accepting: AtomicBool::new(true),
             disk,
             counters: IngestCounters::default(),
+            nats,
         }
     }
 

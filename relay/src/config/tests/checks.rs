@@ -323,8 +323,53 @@ fn upstream_url_compression_and_type_rules() {
     });
     assert_invalid(
         &fx.error(&doc),
-        "upstreams[0].type",
-        "NATS upstreams are not supported by this version of cc-relay",
+        "upstreams[0].auth.creds_file",
+        "cannot read /nonexistent/relay.creds",
+    );
+    let creds = fx.file("relay.creds", "placeholder\n");
+    doc["upstreams"][0]["auth"]["creds_file"] = json!(creds);
+    let config = fx.load(&doc).unwrap();
+    let bus = &config.upstreams[0];
+    assert_eq!(bus.mode, Some(NatsMode::Jetstream));
+    assert_eq!(
+        bus.connection.as_ref().unwrap().auth.creds_file.as_deref(),
+        Some(creds.as_path())
+    );
+    for (key, value, expected) in [
+        (
+            "url",
+            json!("http://x/api/write"),
+            "is not used by type nats",
+        ),
+        ("compress", json!("gzip"), "is not used by type nats"),
+        ("subject", json!("metrics.*"), "without wildcards"),
+        ("servers", json!([]), "needs at least one server"),
+        (
+            "servers",
+            json!(["http://x:4222"]),
+            "is not a NATS server URL",
+        ),
+        (
+            "servers",
+            json!(["nats://u:p@x:4222"]),
+            "must not carry credentials",
+        ),
+    ] {
+        let mut bad = doc.clone();
+        bad["upstreams"][0][key] = value;
+        let err = fx.error(&bad);
+        assert!(err.contains(expected), "{key}: {err}");
+        assert!(!err.contains("u:p@"), "{err}");
+    }
+    let mut bad = doc.clone();
+    bad["upstreams"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("subject");
+    assert_invalid(
+        &fx.error(&bad),
+        "upstreams[0].subject",
+        "is required for type nats",
     );
 
     let mut doc = minimal();
@@ -400,7 +445,7 @@ fn drop_regexes_are_anchored() {
 }
 
 #[test]
-fn nats_ingress_keys_parse_then_fail_validation() {
+fn nats_ingress_keys_are_checked_and_their_files_read() {
     let fx = Fixture::new();
     let mut doc = minimal();
     doc["ingress"]["nats"] = json!([{
@@ -421,10 +466,83 @@ fn nats_ingress_keys_parse_then_fail_validation() {
         "invalid_lines": "reject",
         "input_precision": "ns"
     }]);
+    // Every file is checked, in order, and named with its key.
     assert_invalid(
         &fx.error(&doc),
-        "ingress.nats[0]",
-        "NATS ingress is not supported by this version of cc-relay (ingress.nats[0])",
+        "ingress.nats[0].auth.password_file",
+        "cannot read secret file /x",
+    );
+    let password = fx.file("password", "s3cret\n");
+    let token = fx.file("token", "tok\n");
+    let seed = fx.file("seed", "SUAEXAMPLE\n");
+    let creds = fx.file("creds", "placeholder\n");
+    let pem = fx.file("pem", "placeholder\n");
+    doc["ingress"]["nats"][0]["auth"] = json!({
+        "user": "relay", "password_file": password, "token_file": token,
+        "nkey_seed_file": seed, "creds_file": creds
+    });
+    for key in ["ca_file", "cert_file", "key_file"] {
+        doc["ingress"]["nats"][0]["tls"][key] = json!(pem);
+    }
+    let config = fx.load(&doc).unwrap();
+    let nats = &config.ingress.nats[0];
+    assert_eq!(nats.durable(), "cc-relay-bus");
+    let c = nats.connection.as_ref().unwrap();
+    let (user, pass) = c.auth.user_password.as_ref().unwrap();
+    assert_eq!((user.as_str(), pass.expose()), ("relay", "s3cret"));
+    assert_eq!(c.auth.token.as_ref().unwrap().expose(), "tok");
+    assert_eq!(c.auth.nkey_seed.as_ref().unwrap().expose(), "SUAEXAMPLE");
+    assert!(c.tls.require && c.tls.handshake_first);
+    assert!(!format!("{config:?}").contains("s3cret"));
+
+    let mut bad = doc.clone();
+    bad["ingress"]["nats"][0]["auth"]["nkey_seed_file"] = json!(token);
+    assert_invalid(
+        &fx.error(&bad),
+        "ingress.nats[0].auth.nkey_seed_file",
+        "does not hold an nkey seed",
+    );
+    let mut bad = doc.clone();
+    bad["ingress"]["nats"][0]["jetstream"]
+        .as_object_mut()
+        .unwrap()
+        .remove("stream");
+    assert_invalid(
+        &fx.error(&bad),
+        "ingress.nats[0].jetstream.stream",
+        "is required in JetStream mode",
+    );
+    for (key, value, expected) in [
+        ("subjects", json!([]), "needs at least one subject"),
+        (
+            "subjects",
+            json!([{"subject": "a.>.b"}]),
+            "is not a NATS subject",
+        ),
+        (
+            "subjects",
+            json!([{"subject": "a b"}]),
+            "is not a NATS subject",
+        ),
+        (
+            "subjects",
+            json!([{"subject": "a"}, {"subject": "a"}]),
+            "listed twice",
+        ),
+        ("queue_group", json!("two words"), "one word"),
+        ("subscription_capacity", json!(0), "at least 1"),
+    ] {
+        let mut bad = doc.clone();
+        bad["ingress"]["nats"][0][key] = value;
+        let err = fx.error(&bad);
+        assert!(err.contains(expected), "{key}: {err}");
+    }
+    let mut bad = doc.clone();
+    bad["ingress"]["nats"][0]["jetstream"]["durable"] = json!("a.b");
+    assert_invalid(
+        &fx.error(&bad),
+        "ingress.nats[0].jetstream.durable",
+        "not usable as a JetStream name",
     );
     doc["ingress"]["nats"][0]["jetstream"]["ack_wiat"] = json!("1s");
     assert!(

@@ -1,0 +1,456 @@
+//! Sources over NATS (spec `relay.md` §4.4): core subscriptions and
+//! JetStream durable pull consumers, each a
+//! [source](crate::runtime#the-source-seam).
+//!
+//! **Core mode.** One subscription per configured subject, in the queue
+//! group (`queue_group`, default `cc-relay`: relays sharing it each get a
+//! share of the messages; `null`: every relay gets every message). Messages
+//! are drained at once into an [`Inbox`] so that the client never drops
+//! silently, then handed to the runtime in batches: every message waiting
+//! for a subject is joined into one batch with that subject's default
+//! cluster. Nobody can be told about a refusal, so a message refused by the
+//! runtime (disk limits, a full `reject_new` queue) or larger than
+//! `max_message_bytes` is dropped and counted. Delivery into the relay is
+//! at most once.
+//!
+//! **JetStream mode.** The relay binds to (or creates) the durable pull
+//! consumer on the stream and pulls messages; each message is acknowledged
+//! only after its lines are on disk, naked with a delay when the runtime
+//! refuses it for now (so the stream keeps it), and terminated when it can
+//! never be taken (too large, or invalid with `invalid_lines: reject`).
+//! Messages not acknowledged within `ack_wait` (a relay killed mid-batch)
+//! are delivered again, to this relay or another one on the same durable:
+//! at least once from the stream, duplicates possible.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use bytes::{Bytes, BytesMut};
+use cc_common::nats::{Inbox, InboxLimits, Status};
+use futures_util::{FutureExt as _, StreamExt as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{JetStreamIngress, NatsIngress, StreamStorage};
+use crate::nats::{SourceCounters, subject_matches};
+use crate::runtime::{Batch, Refused, RuleGroup, Runtime};
+
+/// Messages joined into one batch at most (core mode).
+const BATCH_MAX_BYTES: usize = 4 << 20;
+
+/// How long a core-mode batch may wait for its group commit.
+const CORE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a message the runtime refused waits before JetStream delivers
+/// it again.
+const NAK_DELAY: Duration = Duration::from_secs(5);
+
+/// Waiting before binding the consumer again after an error.
+const REBIND_DELAY: Duration = Duration::from_secs(2);
+
+/// Messages of a core subscription allowed to wait at most.
+const INBOX_MAX_BYTES: usize = 256 << 20;
+
+/// One NATS input, ready to run.
+#[derive(Debug)]
+pub struct NatsSource {
+    /// The input's configuration.
+    pub config: NatsIngress,
+    /// The line rules of its upstreams.
+    pub groups: Arc<[RuleGroup]>,
+    /// The runtime.
+    pub runtime: Arc<Runtime>,
+    /// Its connection's state.
+    pub status: Arc<Status>,
+    /// Its counters.
+    pub counters: Arc<SourceCounters>,
+    /// The connected client.
+    pub client: async_nats::Client,
+}
+
+impl NatsSource {
+    /// Runs until `stop` fires. Core mode then unsubscribes and takes what
+    /// was already received; JetStream mode stops pulling (messages on the
+    /// way are delivered again later).
+    pub async fn run(self, stop: CancellationToken) {
+        let this = Arc::new(self);
+        match this
+            .config
+            .jetstream
+            .clone()
+            .filter(|_| this.is_jetstream())
+        {
+            Some(js) => Arc::clone(&this).run_jetstream(js, stop).await,
+            None => Arc::clone(&this).run_core(stop).await,
+        }
+    }
+
+    fn is_jetstream(&self) -> bool {
+        self.config.mode == crate::config::NatsMode::Jetstream
+    }
+
+    fn name(&self) -> Arc<str> {
+        Arc::from(self.config.name.as_str())
+    }
+
+    async fn run_core(self: Arc<Self>, stop: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        let limits = InboxLimits {
+            messages: self.config.subscription_capacity,
+            bytes: INBOX_MAX_BYTES,
+        };
+        for subject in &self.config.subjects {
+            let subscribed = match &self.config.queue_group {
+                Some(group) => {
+                    self.client
+                        .queue_subscribe(subject.subject.clone(), group.clone())
+                        .await
+                }
+                None => self.client.subscribe(subject.subject.clone()).await,
+            };
+            let subscriber = match subscribed {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(ingress = %self.config.name, subject = %subject.subject, error = %e, "cannot subscribe");
+                    continue;
+                }
+            };
+            tracing::info!(
+                ingress = %self.config.name,
+                subject = %subject.subject,
+                queue_group = self.config.queue_group.as_deref().unwrap_or("(none)"),
+                "subscribed"
+            );
+            let inbox = Inbox::drain(subscriber, limits, Arc::clone(&self.status));
+            let cluster = subject.cluster.clone();
+            tasks.spawn(Arc::clone(&self).take_core(inbox, cluster));
+        }
+        stop.cancelled().await;
+        // Unsubscribe everywhere and let the inboxes empty: every message the
+        // server already sent is still taken.
+        if let Err(e) = self.client.drain().await {
+            tracing::warn!(ingress = %self.config.name, error = %e, "NATS drain failed");
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(ingress = %self.config.name, "NATS input stopped");
+    }
+
+    /// Takes the messages of one subscription until it ends.
+    async fn take_core(self: Arc<Self>, mut inbox: Inbox, cluster: Option<String>) {
+        let max_message = self.max_message_bytes();
+        let reject = self.config.invalid_lines == crate::config::InvalidLines::Reject;
+        while let Some(first) = inbox.recv().await {
+            let mut body = BytesMut::new();
+            let mut messages = 0_u64;
+            let mut next = Some(first);
+            while let Some(delivery) = next.take() {
+                let payload = &delivery.message.payload;
+                self.counters.messages.inc();
+                if payload.len() > max_message {
+                    self.too_large(payload.len());
+                } else {
+                    append_lines(&mut body, payload);
+                    messages += 1;
+                }
+                drop(delivery);
+                // With `reject`, every message is judged on its own.
+                if !reject && body.len() < BATCH_MAX_BYTES {
+                    next = inbox.try_recv();
+                }
+            }
+            if body.is_empty() {
+                continue;
+            }
+            match self
+                .accept(body.freeze(), cluster.clone(), CORE_ACK_TIMEOUT)
+                .await
+            {
+                Ok(()) => {}
+                Err(Refused::Invalid { rejected, first }) => {
+                    self.counters.dropped.add("invalid", messages);
+                    tracing::warn!(ingress = %self.config.name, rejected, first = %first, "message with invalid lines dropped (invalid_lines: reject)");
+                }
+                Err(why) => {
+                    self.counters.dropped.add("refused", messages);
+                    tracing::warn!(ingress = %self.config.name, messages, reason = %why, "messages dropped: the relay does not take data now");
+                }
+            }
+        }
+    }
+
+    async fn accept(
+        &self,
+        body: Bytes,
+        cluster: Option<String>,
+        ack_timeout: Duration,
+    ) -> Result<(), Refused> {
+        self.runtime.check()?;
+        let writing = self.runtime.writing();
+        let batch = Batch {
+            protocol: "nats",
+            source: self.name(),
+            body,
+            cluster,
+            precision: None,
+            hops: 0,
+            reject_invalid: self.config.invalid_lines == crate::config::InvalidLines::Reject,
+        };
+        let accepted = self
+            .runtime
+            .accept(writing, &self.groups, batch, ack_timeout)
+            .await?;
+        if let Some(first) = &accepted.first_error {
+            tracing::debug!(ingress = %self.config.name, rejected = accepted.rejected, first = %first, "invalid lines dropped");
+        }
+        Ok(())
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        usize::try_from(self.config.max_message_bytes.as_u64()).unwrap_or(usize::MAX)
+    }
+
+    fn too_large(&self, len: usize) {
+        self.counters.dropped.add("too_large", 1);
+        tracing::warn!(
+            ingress = %self.config.name,
+            bytes = len,
+            max_message_bytes = %self.config.max_message_bytes,
+            "message larger than max_message_bytes dropped"
+        );
+    }
+
+    /// The default cluster of a message on `subject`: that of the first
+    /// configured subject it matches.
+    fn cluster_of(&self, subject: &str) -> Option<String> {
+        self.config
+            .subjects
+            .iter()
+            .find(|s| subject_matches(&s.subject, subject))
+            .and_then(|s| s.cluster.clone())
+    }
+
+    async fn run_jetstream(self: Arc<Self>, js: JetStreamIngress, stop: CancellationToken) {
+        let context = jetstream::new(self.client.clone());
+        let durable = self.config.durable();
+        while !stop.is_cancelled() {
+            let consumer = tokio::select! {
+                () = stop.cancelled() => break,
+                c = self.bind(&context, &js, &durable) => c,
+            };
+            let consumer = match consumer {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(ingress = %self.config.name, durable = %durable, error = %e, "cannot bind the JetStream consumer; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(REBIND_DELAY) => continue,
+                    }
+                }
+            };
+            tracing::info!(ingress = %self.config.name, stream = js.stream.as_deref().unwrap_or(""), durable = %durable, "pulling from JetStream");
+            if let Err(e) = self.pull(&consumer, &js, &stop).await {
+                tracing::warn!(ingress = %self.config.name, error = %e, "JetStream pull failed; binding again");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(REBIND_DELAY) => {}
+                }
+            }
+        }
+        tracing::info!(ingress = %self.config.name, "NATS input stopped");
+    }
+
+    /// The durable consumer: bound if it exists, else created (and the
+    /// stream too with `create_stream`).
+    async fn bind(
+        &self,
+        context: &jetstream::Context,
+        js: &JetStreamIngress,
+        durable: &str,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, async_nats::Error> {
+        let name = js.stream.clone().unwrap_or_default();
+        let stream = if js.create_stream {
+            let sc = &js.stream_config;
+            context
+                .get_or_create_stream(stream::Config {
+                    name,
+                    subjects: self
+                        .config
+                        .subjects
+                        .iter()
+                        .map(|s| s.subject.clone())
+                        .collect(),
+                    max_age: sc.max_age,
+                    max_bytes: i64::try_from(sc.max_bytes.as_u64()).unwrap_or(i64::MAX),
+                    storage: match sc.storage {
+                        StreamStorage::File => stream::StorageType::File,
+                        StreamStorage::Memory => stream::StorageType::Memory,
+                    },
+                    num_replicas: usize::try_from(sc.replicas).unwrap_or(1),
+                    ..Default::default()
+                })
+                .await?
+        } else {
+            context.get_stream(name).await?
+        };
+        // One subject: it filters; several: no filter (nats-server 2.9 has
+        // no filter with several subjects).
+        let filter_subject = match self.config.subjects.as_slice() {
+            [only] => only.subject.clone(),
+            _ => String::new(),
+        };
+        let config = consumer::pull::Config {
+            durable_name: Some(durable.to_owned()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait: js.ack_wait,
+            max_ack_pending: i64::from(js.max_ack_pending),
+            filter_subject,
+            ..Default::default()
+        };
+        Ok(stream.get_or_create_consumer(durable, config).await?)
+    }
+
+    /// Pulls and takes messages until `stop` fires (`Ok`) or the pull fails.
+    async fn pull(
+        &self,
+        consumer: &consumer::Consumer<consumer::pull::Config>,
+        js: &JetStreamIngress,
+        stop: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(js.fetch_batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await?;
+        // A batch must be on disk well before the server delivers it again.
+        let ack_timeout = js.ack_wait.mul_f64(0.8);
+        loop {
+            let first = tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                m = messages.next() => m,
+            };
+            let mut batch = Vec::with_capacity(js.fetch_batch);
+            let mut next = first;
+            loop {
+                match next {
+                    Some(Ok(m)) => batch.push(m),
+                    Some(Err(e)) => {
+                        self.take_jetstream(batch, ack_timeout).await;
+                        return Err(e.into());
+                    }
+                    None => {
+                        self.take_jetstream(batch, ack_timeout).await;
+                        return Err("the message stream ended".into());
+                    }
+                }
+                if batch.len() >= js.fetch_batch {
+                    break;
+                }
+                match messages.next().now_or_never() {
+                    Some(m) => next = m,
+                    None => break,
+                }
+            }
+            self.take_jetstream(batch, ack_timeout).await;
+        }
+    }
+
+    /// Stores a pulled batch and answers every message of it.
+    async fn take_jetstream(&self, batch: Vec<jetstream::Message>, ack_timeout: Duration) {
+        if batch.is_empty() {
+            return;
+        }
+        let c = &self.counters;
+        c.unacked.fetch_add(batch.len() as i64, Ordering::Relaxed);
+        let max_message = self.max_message_bytes();
+        let reject = self.config.invalid_lines == crate::config::InvalidLines::Reject;
+        // Messages with the same default cluster go in together, in order.
+        let mut groups: Vec<(Option<String>, BytesMut, Vec<jetstream::Message>)> = Vec::new();
+        for m in batch {
+            c.messages.inc();
+            if m.info().is_ok_and(|i| i.delivered > 1) {
+                c.redelivered.inc();
+            }
+            if m.payload.len() > max_message {
+                self.too_large(m.payload.len());
+                self.answer(&m, AckKind::Term).await;
+                continue;
+            }
+            let cluster = self.cluster_of(m.subject.as_str());
+            let joined = !reject && groups.last().is_some_and(|(cl, _, _)| *cl == cluster);
+            match groups.last_mut() {
+                Some((_, body, members)) if joined => {
+                    append_lines(body, &m.payload);
+                    members.push(m);
+                }
+                _ => {
+                    let mut body = BytesMut::new();
+                    append_lines(&mut body, &m.payload);
+                    groups.push((cluster, body, vec![m]));
+                }
+            }
+        }
+        for (cluster, body, members) in groups {
+            let kind = match self.accept(body.freeze(), cluster, ack_timeout).await {
+                Ok(()) => AckKind::Ack,
+                Err(Refused::Invalid { rejected, first }) => {
+                    c.dropped.add("invalid", members.len() as u64);
+                    tracing::warn!(ingress = %self.config.name, rejected, first = %first, "message with invalid lines terminated (invalid_lines: reject)");
+                    AckKind::Term
+                }
+                Err(why) => {
+                    tracing::warn!(ingress = %self.config.name, messages = members.len(), reason = %why, "messages not taken now; JetStream delivers them again");
+                    AckKind::Nak(Some(NAK_DELAY))
+                }
+            };
+            for m in &members {
+                self.answer(m, kind).await;
+            }
+        }
+    }
+
+    async fn answer(&self, m: &jetstream::Message, kind: AckKind) {
+        let c = &self.counters;
+        c.unacked.fetch_sub(1, Ordering::Relaxed);
+        c.acks.add(
+            match kind {
+                AckKind::Ack => "ack",
+                AckKind::Term => "term",
+                _ => "nak",
+            },
+            1,
+        );
+        if let Err(e) = m.ack_with(kind).await {
+            tracing::warn!(ingress = %self.config.name, error = %e, "cannot answer a JetStream message; it will be delivered again");
+        }
+    }
+}
+
+/// Appends the lines of `payload` to `body`, ending them with a newline.
+fn append_lines(body: &mut BytesMut, payload: &[u8]) {
+    if payload.is_empty() {
+        return;
+    }
+    body.extend_from_slice(payload);
+    if !payload.ends_with(b"\n") {
+        body.extend_from_slice(b"\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_joined_line_by_line() {
+        let mut body = BytesMut::new();
+        append_lines(&mut body, b"a v=1 1");
+        append_lines(&mut body, b"b v=2 2\n");
+        append_lines(&mut body, b"");
+        append_lines(&mut body, b"c v=3 3\nd v=4 4");
+        assert_eq!(&body[..], b"a v=1 1\nb v=2 2\nc v=3 3\nd v=4 4\n");
+    }
+}
