@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Stub, mint_token, now, relay_config, start_relay, start_relay_in, start_relay_when,
+    Stub, metric, mint_token, now, relay_config, start_relay, start_relay_in, start_relay_when,
     start_store, store_config, wait_for,
 };
 use serde_json::{Value, json};
@@ -38,16 +38,6 @@ fn one_store(stub: &Stub) -> Value {
 
 fn post(relay: &common::Process, query: &str, body: &str) -> common::Response {
     relay.request("POST", &format!("/api/write{query}"), &[], body.as_bytes())
-}
-
-fn metric(admin: &str, name: &str) -> f64 {
-    let text = common::http(admin, "GET", "/metrics", &[], b"")
-        .unwrap()
-        .text();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]

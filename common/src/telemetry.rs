@@ -187,8 +187,18 @@ fn build_filter(
             }
         });
     }
+    // The NATS client logs every failed reconnect attempt itself;
+    // [`crate::nats`] reports the same events once, rate-limited. Its own
+    // lines stay visible when a directive names `async_nats`.
+    let quiet;
+    let directive = if default_directive.contains("async_nats") {
+        default_directive
+    } else {
+        quiet = format!("{default_directive},async_nats=off");
+        &quiet
+    };
     EnvFilter::builder()
-        .parse(default_directive)
+        .parse(directive)
         .map_err(|source| TelemetryError::InvalidDirective {
             directive: default_directive.to_owned(),
             source,

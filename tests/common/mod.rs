@@ -368,14 +368,21 @@ pub fn start_relay_when(
     dir: tempfile::TempDir,
     ready: impl Fn(&str) -> bool,
 ) -> (Process, String) {
-    let ingress = format!("127.0.0.1:{}", free_port());
-    if config["ingress"]["http"][0]["address"].is_null() {
-        config["ingress"]["http"][0]["address"] = serde_json::Value::from(ingress.clone());
+    // A relay with only NATS inputs has no HTTP ingress address.
+    let mut ingress = String::new();
+    if config["ingress"]["http"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        if config["ingress"]["http"][0]["address"].is_null() {
+            config["ingress"]["http"][0]["address"] =
+                serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
+        }
+        ingress = config["ingress"]["http"][0]["address"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     }
-    let ingress = config["ingress"]["http"][0]["address"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     if config["admin"]["address"].is_null() {
         config["admin"]["address"] = serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
     }
@@ -580,6 +587,18 @@ fn serve_stub_connection(
             return;
         }
     }
+}
+
+/// The sum of every series of the relay's `/metrics` whose line starts with
+/// `name` (a metric name, optionally with the start of its labels).
+pub fn metric(admin: &str, name: &str) -> f64 {
+    let text = http(admin, "GET", "/metrics", &[], b"")
+        .expect("scrape /metrics")
+        .text();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Polls `check` until it holds or `timeout` passes; returns whether it held.

@@ -1031,7 +1031,12 @@ impl NatsServer {
             .expect("not a creds server: use NatsAuth::Creds")
     }
 
-    /// The PEM files with TLS on.
+    /// Whether the server serves TLS.
+    pub fn has_tls(&self) -> bool {
+        self.access.tls.is_some()
+    }
+
+    /// The TLS files; panics for a server without TLS.
     pub fn tls_files(&self) -> &TlsFiles {
         self.access
             .tls

@@ -56,9 +56,15 @@ fn every_mapped_level_is_a_valid_directive() {
 #[test]
 fn uses_default_directive_without_rust_log() {
     let filter = build_filter(None, "warn,cc_common=debug").unwrap();
-    assert_eq!(filter.to_string(), "cc_common=debug,warn");
+    assert_eq!(filter.to_string(), "async_nats=off,cc_common=debug,warn");
     let filter = build_filter(Some(OsString::new()), "info").unwrap();
-    assert_eq!(filter.to_string(), "info");
+    assert_eq!(filter.to_string(), "async_nats=off,info");
+}
+
+#[test]
+fn the_nats_client_is_quiet_unless_named() {
+    let filter = build_filter(None, "info,async_nats=debug").unwrap();
+    assert_eq!(filter.to_string(), "async_nats=debug,info");
 }
 
 #[test]

@@ -49,6 +49,10 @@ const NAK_DELAY: Duration = Duration::from_secs(5);
 /// Waiting before binding the consumer again after an error.
 const REBIND_DELAY: Duration = Duration::from_secs(2);
 
+/// How long shutdown waits for a core input to unsubscribe and store what
+/// it received.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Messages of a core subscription allowed to wait at most.
 const INBOX_MAX_BYTES: usize = 256 << 20;
 
@@ -128,11 +132,22 @@ impl NatsSource {
         }
         stop.cancelled().await;
         // Unsubscribe everywhere and let the inboxes empty: every message the
-        // server already sent is still taken.
-        if let Err(e) = self.client.drain().await {
-            tracing::warn!(ingress = %self.config.name, error = %e, "NATS drain failed");
+        // server already sent is still taken. A client that is not
+        // connected cannot drain; its inboxes are emptied all the same.
+        let drained = async {
+            if let Err(e) = self.client.drain().await {
+                tracing::warn!(ingress = %self.config.name, error = %e, "NATS drain failed");
+            }
+            while tasks.join_next().await.is_some() {}
+        };
+        let limit = if self.status.is_connected() {
+            DRAIN_TIMEOUT
+        } else {
+            Duration::from_secs(1)
+        };
+        if tokio::time::timeout(limit, drained).await.is_err() {
+            tracing::warn!(ingress = %self.config.name, "NATS input did not drain in time; messages not yet received are left to the server");
         }
-        while tasks.join_next().await.is_some() {}
         tracing::info!(ingress = %self.config.name, "NATS input stopped");
     }
 

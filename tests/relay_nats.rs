@@ -1,0 +1,534 @@
+//! cc-relay with NATS: inputs (core subscriptions in a queue group,
+//! JetStream durable consumers) and `nats` upstreams, against a real
+//! `nats-server` started by each test on free ports.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use common::nats::{NatsAuth, NatsServer, NatsSetup};
+use common::{Process, Stub, metric, now, start_relay, start_relay_in, start_relay_when, wait_for};
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A relay configuration with one NATS input and one upstream to `stub`.
+fn config(input: Value, stub: &Stub) -> Value {
+    json!({
+        "instance_id": "nats-relay",
+        "ingress": {"nats": [input]},
+        "upstreams": [{
+            "name": "store",
+            "type": "ccms-http",
+            "url": format!("http://{}/api/write", stub.addr),
+            "batch": {"linger": "20ms"},
+            "retry": {"initial_backoff": "50ms", "max_backoff": "200ms"}
+        }],
+        "shutdown_grace": "2s"
+    })
+}
+
+fn input(server: &NatsServer, subject: &str) -> Value {
+    json!({
+        "name": "bus",
+        "servers": [server.url()],
+        "subjects": [{"subject": subject, "cluster": "fritz"}]
+    })
+}
+
+/// `n` distinct lines for hosts `<tag><i>`, all with the same timestamp
+/// (taken once per test process), so that calling it again gives the same lines.
+fn lines(tag: &str, n: usize) -> Vec<String> {
+    static T: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let t = *T.get_or_init(now);
+    (0..n)
+        .map(|i| format!("cpu_load,hostname={tag}{i} value={i} {t}"))
+        .collect()
+}
+
+/// Publishes each body as one message and flushes.
+fn publish(rt: &tokio::runtime::Runtime, server: &NatsServer, subject: &str, bodies: &[String]) {
+    rt.block_on(async {
+        let client = server.connect().await;
+        for b in bodies {
+            client
+                .publish(subject.to_owned(), b.clone().into())
+                .await
+                .unwrap();
+        }
+        client.flush().await.unwrap();
+    });
+}
+
+/// The lines the stub accepted, without the `cluster=…` tag the relay may
+/// have added, as a set; and the total count (duplicates included).
+fn delivered(stub: &Stub) -> (BTreeSet<String>, usize) {
+    let all = stub.delivered_lines();
+    let n = all.len();
+    (all.into_iter().collect(), n)
+}
+
+fn wait_delivered(stub: &Stub, expected: &[String], relay: &Process) {
+    let ok = wait_for(Duration::from_secs(20), || {
+        let (set, _) = delivered(stub);
+        expected.iter().all(|l| set.contains(l))
+    });
+    let (set, _) = delivered(stub);
+    let missing: Vec<&String> = expected.iter().filter(|l| !set.contains(*l)).collect();
+    assert!(
+        ok,
+        "{} of {} lines missing, e.g. {:?}\nrelay log:\n{}",
+        missing.len(),
+        expected.len(),
+        missing.first(),
+        relay.log_text()
+    );
+}
+
+#[test]
+fn core_input_forwards_with_the_subject_cluster() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new());
+    let stub = Stub::start();
+    let (relay, admin) = start_relay(config(input(&server, "metrics.>"), &stub));
+    let sent = lines("n", 50);
+    // Collectors send several lines per message, with or without a final newline.
+    let bodies: Vec<String> = sent.chunks(10).map(|c| c.join("\n")).collect();
+    publish(&rt, &server, "metrics.rack1", &bodies);
+    wait_delivered(&stub, &sent, &relay);
+    let requests = stub.requests();
+    assert!(
+        requests.iter().all(|r| r.target.contains("cluster=fritz")),
+        "{:?}",
+        requests.iter().map(|r| &r.target).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        metric(&admin, "ccrelay_nats_messages_total{ingress=\"bus\"}"),
+        5.0
+    );
+    assert_eq!(
+        metric(&admin, "ccrelay_ingest_lines_total{ingress=\"bus\"}"),
+        50.0
+    );
+    assert_eq!(
+        metric(&admin, "ccrelay_nats_connected{role=\"ingress:bus\"}"),
+        1.0
+    );
+    // A subject outside the pattern is not taken.
+    publish(&rt, &server, "other.rack1", &lines("x", 1));
+    publish(&rt, &server, "metrics.rack2", &lines("y", 1));
+    wait_delivered(&stub, &lines("y", 1), &relay);
+    assert!(!delivered(&stub).0.iter().any(|l| l.contains("hostname=x0")));
+}
+
+#[test]
+fn two_relays_in_one_queue_group_take_each_message_once() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new());
+    let stub = Stub::start();
+    let (relay_a, admin_a) = start_relay(config(input(&server, "metrics.>"), &stub));
+    let (relay_b, admin_b) = start_relay(config(input(&server, "metrics.>"), &stub));
+    let sent = lines("q", 400);
+    publish(&rt, &server, "metrics.rack1", &sent);
+    wait_delivered(&stub, &sent, &relay_a);
+    let (set, total) = delivered(&stub);
+    assert_eq!(set.len(), 400);
+    assert_eq!(total, 400, "a line was delivered twice");
+    let a = metric(&admin_a, "ccrelay_nats_messages_total");
+    let b = metric(&admin_b, "ccrelay_nats_messages_total");
+    assert_eq!(a + b, 400.0);
+    assert!(
+        a > 0.0 && b > 0.0,
+        "one relay got nothing: {a} / {b}\n{}",
+        relay_b.log_text()
+    );
+
+    // Without a queue group, every relay gets every message.
+    let stub2 = Stub::start();
+    let mut solo = input(&server, "solo.>");
+    solo["queue_group"] = Value::Null;
+    let (_r1, _) = start_relay(config(solo.clone(), &stub2));
+    let (_r2, _) = start_relay(config(solo, &stub2));
+    publish(&rt, &server, "solo.x", &lines("s", 10));
+    assert!(wait_for(Duration::from_secs(10), || stub2
+        .delivered_lines()
+        .len()
+        == 20));
+}
+
+/// Starts a relay whose input authenticates with `auth` against `server`
+/// and checks that a message gets through.
+fn relay_gets_through(server: &NatsServer, auth: Value) {
+    let rt = runtime();
+    let stub = Stub::start();
+    let mut i = input(server, "metrics.>");
+    i["auth"] = auth;
+    if server.has_tls() {
+        i["tls"] = json!({"ca_file": server.ca_file()});
+    }
+    let (relay, _admin) = start_relay(config(i, &stub));
+    let sent = lines("a", 3);
+    publish(&rt, server, "metrics.r", &sent);
+    wait_delivered(&stub, &sent, &relay);
+    assert!(!relay.log_text().contains("authorization violation"));
+}
+
+fn secret_file(dir: &Path, name: &str, content: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{content}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn every_auth_mode_connects() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let server = NatsServer::start(NatsSetup::new().user_password("relay", "s3cret"));
+    let password = secret_file(dir.path(), "password", "s3cret");
+    relay_gets_through(&server, json!({"user": "relay", "password_file": password}));
+
+    let server = NatsServer::start(NatsSetup::new().token("t0ken"));
+    let token = secret_file(dir.path(), "token", "t0ken");
+    relay_gets_through(&server, json!({"token_file": token}));
+
+    let server = NatsServer::start(NatsSetup::new().auth(NatsAuth::Nkey));
+    let seed = server.write_nkey_seed_file();
+    relay_gets_through(&server, json!({"nkey_seed_file": seed}));
+
+    let server = NatsServer::start(NatsSetup::new().auth(NatsAuth::Creds));
+    relay_gets_through(&server, json!({"creds_file": server.creds_file()}));
+}
+
+#[test]
+fn tls_with_a_private_ca() {
+    let server = NatsServer::start(NatsSetup::new().tls());
+    assert!(server.url().starts_with("tls://"));
+    relay_gets_through(&server, json!({}));
+}
+
+#[test]
+fn wrong_credentials_are_reported_and_retried() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new().user_password("relay", "s3cret"));
+    let stub = Stub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = secret_file(dir.path(), "password", "wrong");
+    let mut i = input(&server, "metrics.>");
+    i["auth"] = json!({"user": "relay", "password_file": wrong});
+    let relay_dir = tempfile::tempdir().unwrap();
+    let (relay, admin) = start_relay_when(config(i.clone(), &stub), relay_dir, |admin| {
+        common::http(admin, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(wait_for(Duration::from_secs(10), || relay
+        .log_text()
+        .contains("authorization violation")));
+    let ready = common::http(&admin, "GET", "/readyz", &[], b"").unwrap();
+    assert_eq!(ready.status, 503);
+    assert!(ready.text().contains("ingress:bus"), "{}", ready.text());
+    assert_eq!(
+        metric(&admin, "ccrelay_nats_connected{role=\"ingress:bus\"}"),
+        0.0
+    );
+    assert!(
+        !relay.log_text().contains("wrong"),
+        "the password is logged"
+    );
+    let status = common::http(&admin, "GET", "/status", &[], b"")
+        .unwrap()
+        .json();
+    assert!(
+        status["nats"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("authorization"),
+        "{status}"
+    );
+    // Still running, still trying: with the right password (the relay is
+    // restarted in its directory) everything flows.
+    let (status, dir) = relay.stop();
+    assert!(status.success());
+    std::fs::write(&wrong, "s3cret\n").unwrap();
+    let (relay, _) = start_relay_in(config(i, &stub), dir);
+    let sent = lines("w", 2);
+    publish(&rt, &server, "metrics.r", &sent);
+    wait_delivered(&stub, &sent, &relay);
+}
+
+#[test]
+fn core_input_reconnects_after_a_broker_restart() {
+    let rt = runtime();
+    let mut server = NatsServer::start(NatsSetup::new());
+    let stub = Stub::start();
+    let (relay, admin) = start_relay(config(input(&server, "metrics.>"), &stub));
+    let first = lines("b", 5);
+    publish(&rt, &server, "metrics.r", &first);
+    wait_delivered(&stub, &first, &relay);
+    server.stop();
+    assert!(wait_for(Duration::from_secs(10), || metric(
+        &admin,
+        "ccrelay_nats_connected{role=\"ingress:bus\"}"
+    ) == 0.0));
+    assert_eq!(
+        common::http(&admin, "GET", "/readyz", &[], b"")
+            .unwrap()
+            .status,
+        503
+    );
+    server.restart();
+    assert!(
+        wait_for(Duration::from_secs(15), || metric(
+            &admin,
+            "ccrelay_nats_connected{role=\"ingress:bus\"}"
+        ) == 1.0),
+        "{}",
+        relay.log_text()
+    );
+    assert!(
+        metric(
+            &admin,
+            "ccrelay_nats_reconnects_total{role=\"ingress:bus\"}"
+        ) >= 1.0
+    );
+    let second = lines("c", 5);
+    // The subscription is renewed on the new connection.
+    let ok = wait_for(Duration::from_secs(10), || {
+        publish(&rt, &server, "metrics.r", &second);
+        let set = delivered(&stub).0;
+        second.iter().all(|l| set.contains(l))
+    });
+    assert!(ok, "{}", relay.log_text());
+}
+
+fn jetstream_input(server: &NatsServer) -> Value {
+    let mut i = input(server, "metrics.>");
+    i["mode"] = json!("jetstream");
+    i["jetstream"] = json!({
+        "stream": "METRICS",
+        "create_stream": true,
+        "stream_config": {"max_bytes": "64MiB"},
+        "ack_wait": "5s"
+    });
+    i
+}
+
+/// Waits until the relay created the stream and its durable consumer.
+fn wait_consumer(rt: &tokio::runtime::Runtime, server: &NatsServer, relay: &Process) {
+    let ok = wait_for(Duration::from_secs(10), || {
+        rt.block_on(async {
+            let js = jetstream::new(server.connect().await);
+            match js.get_stream("METRICS").await {
+                Ok(stream) => stream
+                    .get_consumer::<jetstream::consumer::pull::Config>("cc-relay-bus")
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            }
+        })
+    });
+    assert!(
+        ok,
+        "the relay did not create the stream and its consumer:\n{}",
+        relay.log_text()
+    );
+}
+
+#[test]
+fn jetstream_input_acks_only_stored_lines_and_survives_kill_9() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new().jetstream(true));
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let (relay, admin) = start_relay(config(jetstream_input(&server), &stub));
+    let sent = lines("j", 300);
+    // The stream exists once the relay bound its consumer.
+    wait_consumer(&rt, &server, &relay);
+    publish(&rt, &server, "metrics.r", &sent);
+    // The store is down, yet the relay takes (and acks) everything: it is on disk.
+    assert!(
+        wait_for(Duration::from_secs(15), || metric(
+            &admin,
+            "ccrelay_nats_acks_total{ingress=\"bus\",kind=\"ack\"}"
+        ) == 300.0),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(metric(&admin, "ccrelay_queue_lines"), 300.0);
+    let dir = relay.kill9();
+    stub.answer(|_| 200);
+    let (relay, _admin) = start_relay_in(config(jetstream_input(&server), &stub), dir);
+    wait_delivered(&stub, &sent, &relay);
+}
+
+#[test]
+fn jetstream_input_loses_nothing_when_killed_mid_stream() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new().jetstream(true));
+    let stub = Stub::start();
+    let (relay, _admin) = start_relay(config(jetstream_input(&server), &stub));
+    wait_consumer(&rt, &server, &relay);
+    let sent = lines("k", 3000);
+    let mut relay = Some(relay);
+    for (round, chunk) in sent.chunks(1000).enumerate() {
+        publish(&rt, &server, "metrics.r", chunk);
+        if round < 2 {
+            // Killed while it works through the chunk, then restarted.
+            let r = relay.take().unwrap();
+            let dir = r.kill9();
+            relay = Some(start_relay_in(config(jetstream_input(&server), &stub), dir).0);
+        }
+    }
+    wait_delivered(&stub, &sent, relay.as_ref().unwrap());
+}
+
+#[test]
+fn nats_upstream_core_publishes_with_the_cluster_as_a_tag() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new());
+    let mut config = common::relay_config(json!([{
+        "name": "bus",
+        "type": "nats",
+        "servers": [server.url()],
+        "subject": "up.metrics",
+        "batch": {"linger": "20ms"}
+    }]));
+    config["ingress"]["http"][0]["default_cluster"] = json!("fritz");
+    let (received, relay, admin) = rt.block_on(async {
+        let client = server.connect().await;
+        let mut sub = client.subscribe("up.metrics").await.unwrap();
+        client.flush().await.unwrap();
+        let (relay, admin) = start_relay(config);
+        let t = now();
+        let body = format!(
+            "cpu_load,hostname=n1 value=1 {t}\nmem_used,cluster=alex,hostname=n2 value=2 {t}\n"
+        );
+        let r = relay.request("POST", "/api/write", &[], body.as_bytes());
+        assert_eq!(r.status, 200);
+        let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("no message")
+            .unwrap();
+        (
+            String::from_utf8(msg.payload.to_vec()).unwrap(),
+            relay,
+            admin,
+        )
+    });
+    assert!(
+        received.contains("cpu_load,hostname=n1,cluster=fritz value=1"),
+        "{received}"
+    );
+    assert!(
+        received.contains("mem_used,cluster=alex,hostname=n2 value=2"),
+        "{received}"
+    );
+    assert!(wait_for(Duration::from_secs(5), || metric(
+        &admin,
+        "ccrelay_queue_lines{upstream=\"bus\"}"
+    ) == 0.0));
+    assert_eq!(
+        metric(&admin, "ccrelay_nats_connected{role=\"upstream:bus\"}"),
+        1.0
+    );
+    drop(relay);
+}
+
+#[test]
+fn nats_upstream_jetstream_waits_for_pubacks_and_survives_a_broker_restart() {
+    let rt = runtime();
+    let mut server = NatsServer::start(NatsSetup::new().jetstream(true));
+    rt.block_on(async {
+        let js = jetstream::new(server.connect().await);
+        js.create_stream(stream::Config {
+            name: "UP".into(),
+            subjects: vec!["up.metrics".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let config = common::relay_config(json!([{
+        "name": "bus",
+        "type": "nats",
+        "servers": [server.url()],
+        "subject": "up.metrics",
+        "mode": "jetstream",
+        "jetstream": {"ack_timeout": "2s"},
+        "batch": {"linger": "20ms"},
+        "retry": {"initial_backoff": "50ms", "max_backoff": "500ms"}
+    }]));
+    let (relay, admin) = start_relay(config);
+    let post = |tag: &str, n: usize| {
+        let body: String = lines(tag, n).iter().map(|l| format!("{l}\n")).collect();
+        assert_eq!(
+            relay
+                .request("POST", "/api/write", &[], body.as_bytes())
+                .status,
+            200
+        );
+    };
+    post("p", 100);
+    assert!(wait_for(Duration::from_secs(10), || metric(
+        &admin,
+        "ccrelay_upstream_sent_lines_total"
+    ) == 100.0));
+    server.stop();
+    post("r", 100);
+    assert!(wait_for(Duration::from_secs(10), || metric(
+        &admin,
+        "ccrelay_upstream_failures_total{upstream=\"bus\",reason=\"nats\"}"
+    ) >= 1.0));
+    assert_eq!(metric(&admin, "ccrelay_queue_lines"), 100.0);
+    server.restart();
+    assert!(
+        wait_for(Duration::from_secs(20), || metric(
+            &admin,
+            "ccrelay_queue_lines"
+        ) == 0.0),
+        "{}",
+        relay.log_text()
+    );
+    // Every line is in the stream once it counts as delivered.
+    let stored: BTreeSet<String> = rt.block_on(async {
+        let js = jetstream::new(server.connect().await);
+        let stream = js.get_stream("UP").await.unwrap();
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config::default())
+            .await
+            .unwrap();
+        let mut out = BTreeSet::new();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .messages()
+            .await
+            .unwrap();
+        while let Some(Ok(m)) = batch.next().await {
+            for l in String::from_utf8(m.payload.to_vec()).unwrap().lines() {
+                out.insert(l.to_owned());
+            }
+        }
+        out
+    });
+    for l in lines("p", 100).iter().chain(lines("r", 100).iter()) {
+        assert!(stored.contains(l), "{l} not in the stream");
+    }
+}
