@@ -2,10 +2,10 @@
 //!
 //! A drop-in replacement for cc-metric-store: the same configuration file, the
 //! same HTTP API (write, query, free, debug, healthcheck) and Ed25519 JWT
-//! authentication, and checkpoints restored at start (NATS ingestion is not
-//! in this version). This
-//! crate holds the program; `main.rs` only parses the command line and calls
-//! into it.
+//! authentication, line protocol over HTTP and from NATS subscriptions (core
+//! NATS: at most once, no acknowledgement), and checkpoints restored at
+//! start. This crate holds the program; `main.rs` only parses the command
+//! line and calls into it.
 //!
 //! Layout:
 //! - [`cli`]: command-line flags, including the single-dash spellings of the
