@@ -23,11 +23,12 @@
 //!   forever, also when the server is down or refuses the credentials at
 //!   start; it logs every change of state and error (the same error at most
 //!   once a minute). The store serves HTTP meanwhile.
-//! - Every entry gets its own subscription, [`Inbox`] and dispatcher task;
-//!   the dispatcher hands each message to a lane together with *its*
-//!   entry's cluster tag, so two entries never mix their tags (upstream
-//!   shares one queue between entries and applies a random one's tag).
-//!   Decoding is the same [`ingest`] as `POST /api/write`: a bad line is
+//! - Every entry gets its own subscription,
+//!   [`Inbox`](cc_common::nats::Inbox) and dispatcher task; the dispatcher
+//!   hands each message to a lane together with *its* entry's cluster tag,
+//!   so two entries never mix their tags (upstream shares one queue between
+//!   entries and applies a random one's tag). Decoding is the same
+//!   [`ingest`](crate::ingest::ingest) as `POST /api/write`: a bad line is
 //!   counted and skipped, the lines around it are stored.
 //! - Concurrency: `num-workers` lanes decode in parallel, each lane one
 //!   message after the other. All messages published on one subject (the
@@ -87,27 +88,20 @@
 //! with what has arrived. Then every queued message is decoded, and only
 //! then may the final checkpoint run.
 
-use std::future::Future as _;
-use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::Message;
-use cc_common::nats::{
-    Auth, Delivery, Inbox, InboxLimits, NatsError, Options, Status, Tls, redact_server,
-};
+use cc_common::nats::{Auth, InboxLimits, NatsError, Options, Status, Tls, redact_server};
 use cc_common::secret::Secret;
-use futures_util::Stream;
-use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, NatsConfig, NatsSubscription};
-use crate::ingest::{IngestReport, ingest};
 use crate::store::MetricStore;
+
+mod decoders;
+mod subscription;
+
+pub use decoders::Decoders;
+pub use subscription::{Counts, Subscription, decode};
 
 /// The name the store's connection shows in the server's monitoring.
 pub const CLIENT_NAME: &str = "cc-store";
@@ -130,15 +124,8 @@ pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
 /// How long shutdown waits for the client to drain before it stops reading.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
-/// Invalid lines are logged at most this often per subscription.
-const INVALID_LOG_EVERY: Duration = Duration::from_secs(60);
-
 /// A connection still down this long after start is reported.
 const NOT_CONNECTED_WARNING: Duration = Duration::from_secs(10);
-
-/// Header carrying the arrival time (Unix seconds) of a message from its
-/// subscription to its decoder. It never leaves the process.
-const RECEIVED_HEADER: &str = "Cc-Store-Received";
 
 /// The client options for the `nats` section: its `address` (several
 /// servers may be given separated by commas, as the Go client accepts),
@@ -186,365 +173,6 @@ pub enum StartError {
     /// No subscription could be made.
     #[error("no NATS subscription could be made")]
     NoSubscriptions,
-}
-
-/// One entry of `metric-store.nats-subscriptions` and what came through it.
-#[derive(Debug)]
-pub struct Subscription {
-    subject: String,
-    cluster_tag: String,
-    received: AtomicU64,
-    messages: AtomicU64,
-    bytes: AtomicU64,
-    lines: AtomicU64,
-    written: AtomicU64,
-    invalid_lines: AtomicU64,
-    invalid_messages: AtomicU64,
-    unknown_metric: AtomicU64,
-    too_old: AtomicU64,
-    wal_errors: AtomicU64,
-    /// When invalid lines were last logged, and how many invalid messages
-    /// went unlogged since.
-    invalid_log: parking_lot::Mutex<(Option<Instant>, u64)>,
-}
-
-/// The counters of a [`Subscription`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Messages taken from NATS (some may still wait, or have been dropped).
-    pub received: u64,
-    /// Messages decoded.
-    pub messages: u64,
-    /// Payload bytes decoded.
-    pub bytes: u64,
-    /// Lines decoded.
-    pub lines: u64,
-    /// Samples stored.
-    pub written: u64,
-    /// Lines rejected as invalid.
-    pub invalid_lines: u64,
-    /// Messages with at least one invalid line.
-    pub invalid_messages: u64,
-    /// Lines of metrics that are not configured.
-    pub unknown_metric: u64,
-    /// Samples older than the newest chunk of their series.
-    pub too_old: u64,
-    /// Messages whose samples could not be written to the WAL.
-    pub wal_errors: u64,
-}
-
-impl Subscription {
-    /// A subscription for `entry`, with zero counts.
-    #[must_use]
-    pub fn new(entry: &NatsSubscription) -> Subscription {
-        Subscription {
-            subject: entry.subscribe_to.clone(),
-            cluster_tag: entry.cluster_tag.clone().unwrap_or_default(),
-            received: AtomicU64::new(0),
-            messages: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            lines: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            invalid_lines: AtomicU64::new(0),
-            invalid_messages: AtomicU64::new(0),
-            unknown_metric: AtomicU64::new(0),
-            too_old: AtomicU64::new(0),
-            wal_errors: AtomicU64::new(0),
-            invalid_log: parking_lot::Mutex::new((None, 0)),
-        }
-    }
-
-    /// `subscribe-to`.
-    #[must_use]
-    pub fn subject(&self) -> &str {
-        &self.subject
-    }
-
-    /// `cluster-tag` ("" when absent): the cluster of lines without a
-    /// `cluster` tag.
-    #[must_use]
-    pub fn cluster_tag(&self) -> &str {
-        &self.cluster_tag
-    }
-
-    /// The counters now.
-    #[must_use]
-    pub fn counts(&self) -> Counts {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Counts {
-            received: get(&self.received),
-            messages: get(&self.messages),
-            bytes: get(&self.bytes),
-            lines: get(&self.lines),
-            written: get(&self.written),
-            invalid_lines: get(&self.invalid_lines),
-            invalid_messages: get(&self.invalid_messages),
-            unknown_metric: get(&self.unknown_metric),
-            too_old: get(&self.too_old),
-            wal_errors: get(&self.wal_errors),
-        }
-    }
-
-    fn record(&self, bytes: usize, report: &IngestReport) {
-        let add = |c: &AtomicU64, n: usize| {
-            c.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
-        };
-        add(&self.messages, 1);
-        add(&self.bytes, bytes);
-        add(&self.lines, report.lines);
-        add(&self.written, report.written);
-        add(&self.invalid_lines, report.invalid);
-        add(&self.unknown_metric, report.unknown_metric);
-        add(&self.too_old, report.too_old);
-        if report.wal_error.is_some() {
-            // `ingest` has logged it.
-            add(&self.wal_errors, 1);
-        }
-        if report.invalid > 0 {
-            add(&self.invalid_messages, 1);
-            self.log_invalid(report);
-        }
-    }
-
-    /// Logs a message's invalid lines, at most once a minute.
-    fn log_invalid(&self, report: &IngestReport) {
-        let mut log = self.invalid_log.lock();
-        if log.0.is_some_and(|at| at.elapsed() < INVALID_LOG_EVERY) {
-            log.1 += 1;
-            return;
-        }
-        let unlogged = std::mem::take(&mut log.1);
-        log.0 = Some(Instant::now());
-        drop(log);
-        tracing::warn!(
-            subject = %self.subject,
-            cluster_tag = %self.cluster_tag,
-            invalid_lines = report.invalid,
-            stored = report.written,
-            error = report.first_error.as_deref().unwrap_or(""),
-            unlogged_invalid_messages = unlogged,
-            "NATS message with invalid lines (its valid lines are stored; \
-             invalid messages are logged at most once a minute)"
-        );
-    }
-}
-
-/// Decodes one message into `store` with the cluster tag of `subscription`.
-/// Lines without a timestamp get the message's arrival time (or now).
-pub fn decode(store: &MetricStore, subscription: &Subscription, message: &Message) -> IngestReport {
-    let now = received_at(message).unwrap_or_else(cc_common::time::now_secs);
-    let report = ingest(store, &message.payload, &subscription.cluster_tag, now);
-    subscription.record(message.payload.len(), &report);
-    report
-}
-
-/// The arrival time stamped by [`Arrivals`].
-fn received_at(message: &Message) -> Option<i64> {
-    message
-        .headers
-        .as_ref()?
-        .get(RECEIVED_HEADER)?
-        .as_str()
-        .parse()
-        .ok()
-}
-
-/// A subscription's messages as they arrive: stamped with their arrival
-/// time and counted. Ends when the subscription ends, or, once `stop` is
-/// cancelled, as soon as no message is ready.
-struct Arrivals<S> {
-    inner: S,
-    subscription: Arc<Subscription>,
-    stop: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Dropped with the stream, which tells shutdown that reading ended.
-    _alive: mpsc::Sender<()>,
-}
-
-impl<S> Stream for Arrivals<S>
-where
-    S: Stream<Item = Message> + Unpin,
-{
-    type Item = Message;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(mut message)) => {
-                this.subscription.received.fetch_add(1, Ordering::Relaxed);
-                message
-                    .headers
-                    .get_or_insert_default()
-                    .insert(RECEIVED_HEADER, cc_common::time::now_secs().to_string());
-                Poll::Ready(Some(message))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.stop.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
-/// A message waiting in a lane, with the subscription it came through.
-type Job = (Arc<Subscription>, Delivery);
-
-/// The lane of a message: one per (subscription, subject), so that the
-/// messages of one subject are decoded in the order they arrived.
-fn lane_of(subscription: usize, subject: &str, lanes: usize) -> usize {
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((subscription, subject));
-    let lanes = u64::try_from(lanes.max(1)).unwrap_or(1);
-    usize::try_from(hash % lanes).unwrap_or(0)
-}
-
-/// The decoding side, independent of the client: each subscription's inbox
-/// and dispatcher task, and `num-workers` lanes that decode on the blocking
-/// pool, each one message after the other. Nothing is decoded before
-/// [`Self::open`].
-#[derive(Debug)]
-pub struct Decoders {
-    status: Arc<Status>,
-    limits: InboxLimits,
-    /// The lanes' inputs; emptied by [`Self::finish`] so the lanes end.
-    lanes: Vec<mpsc::Sender<Job>>,
-    /// Cancelled when decoding may begin.
-    opened: CancellationToken,
-    tracker: TaskTracker,
-    /// Cancelled to stop reading the subscriptions.
-    stop_reading: CancellationToken,
-    alive_tx: Option<mpsc::Sender<()>>,
-    alive_rx: mpsc::Receiver<()>,
-    subscriptions: Vec<Arc<Subscription>>,
-}
-
-impl Decoders {
-    /// Decoders for `store` in `workers` lanes, with inboxes of `limits`
-    /// whose drops are counted in `status`.
-    #[must_use]
-    pub fn new(
-        store: Arc<MetricStore>,
-        status: Arc<Status>,
-        limits: InboxLimits,
-        workers: usize,
-    ) -> Decoders {
-        let (alive_tx, alive_rx) = mpsc::channel(1);
-        let opened = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let lanes = (0..workers.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(LANE_BATCH);
-                tracker.spawn(lane(rx, Arc::clone(&store), opened.clone()));
-                tx
-            })
-            .collect();
-        Decoders {
-            status,
-            limits,
-            lanes,
-            opened,
-            tracker,
-            stop_reading: CancellationToken::new(),
-            alive_tx: Some(alive_tx),
-            alive_rx,
-            subscriptions: Vec::new(),
-        }
-    }
-
-    /// Starts reading `messages` (a subscription) into a new inbox, and its
-    /// dispatcher task, which hands each message to the lane of its subject
-    /// together with `subscription` (and so its cluster tag).
-    pub fn add<S>(&mut self, messages: S, subscription: Arc<Subscription>)
-    where
-        S: Stream<Item = Message> + Unpin + Send + 'static,
-    {
-        let Some(alive) = self.alive_tx.clone() else {
-            return;
-        };
-        let arrivals = Arrivals {
-            inner: messages,
-            subscription: Arc::clone(&subscription),
-            stop: Box::pin(self.stop_reading.clone().cancelled_owned()),
-            _alive: alive,
-        };
-        let mut inbox = Inbox::drain(arrivals, self.limits, Arc::clone(&self.status));
-        let index = self.subscriptions.len();
-        self.subscriptions.push(Arc::clone(&subscription));
-        let lanes = self.lanes.clone();
-        self.tracker.spawn(async move {
-            while let Some(delivery) = inbox.recv().await {
-                let i = lane_of(index, &delivery.message.subject, lanes.len());
-                let Some(lane) = lanes.get(i) else { return };
-                if lane
-                    .send((Arc::clone(&subscription), delivery))
-                    .await
-                    .is_err()
-                {
-                    // INVARIANT: lanes end only after every sender is gone.
-                    tracing::error!(subject = %subscription.subject, "NATS decoding stopped");
-                    return;
-                }
-            }
-        });
-    }
-
-    /// The subscriptions added.
-    #[must_use]
-    pub fn subscriptions(&self) -> &[Arc<Subscription>] {
-        &self.subscriptions
-    }
-
-    /// Lets decoding begin. Idempotent.
-    pub fn open(&self) {
-        self.opened.cancel();
-    }
-
-    /// Waits up to `wait` for every subscription stream to end, then stops
-    /// reading them (taking what is ready), and decodes everything queued.
-    /// Returns whether the streams ended by themselves.
-    pub async fn finish(&mut self, wait: Duration) -> bool {
-        self.alive_tx = None;
-        let ended = tokio::time::timeout(wait, self.alive_rx.recv())
-            .await
-            .is_ok();
-        if !ended {
-            self.stop_reading.cancel();
-            let _ = self.alive_rx.recv().await;
-        }
-        self.lanes.clear();
-        self.open();
-        self.tracker.close();
-        self.tracker.wait().await;
-        ended
-    }
-}
-
-/// Messages a lane takes (and decodes in one blocking call) at a time, and
-/// how many wait in it.
-const LANE_BATCH: usize = 64;
-
-/// One lane: from [`Decoders::open`] on, decodes its messages in order,
-/// each batch of waiting ones in one call on the blocking pool.
-async fn lane(mut rx: mpsc::Receiver<Job>, store: Arc<MetricStore>, opened: CancellationToken) {
-    opened.cancelled().await;
-    let mut batch = Vec::with_capacity(LANE_BATCH);
-    while rx.recv_many(&mut batch, LANE_BATCH).await > 0 {
-        let store = Arc::clone(&store);
-        let work = move || {
-            for (subscription, delivery) in batch.drain(..) {
-                decode(&store, &subscription, &delivery.message);
-                // Frees the message's room in its inbox.
-                drop(delivery);
-            }
-            batch
-        };
-        batch = match tokio::task::spawn_blocking(work).await {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(error = %e, "NATS decoding failed");
-                Vec::with_capacity(LANE_BATCH)
-            }
-        };
-    }
 }
 
 /// NATS ingestion of a running store.

@@ -1,9 +1,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::decoders::lane_of;
+use super::subscription::RECEIVED_HEADER;
 use super::*;
 use crate::config::{Aggregation, MetricConfig};
 use crate::registry::Registry;
+use async_nats::Message;
+use futures_util::Stream;
+use tokio::sync::mpsc;
 
 fn store() -> Arc<MetricStore> {
     let mut metrics = BTreeMap::new();
