@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod nats;
+
 /// Path of a workspace binary (`cc-store`, `cc-relay`) built next to the test
 /// executable (`target/<profile>/`). `cargo nextest run --workspace` and
 /// `cargo build --workspace --bins` build them.
