@@ -5,8 +5,8 @@
 //! before a clean shutdown is lost, and a NATS server that is down or
 //! refuses the store's credentials never stops the store from serving HTTP.
 //!
-//! A missing `nats-server` binary fails these tests (install the Debian
-//! package `nats-server`); they are never skipped.
+//! The servers come from the shared harness (`tests/common/nats.rs`); a
+//! missing `nats-server` binary fails these tests, they are never skipped.
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
@@ -16,147 +16,54 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
+use common::nats::{NatsServer, NatsSetup};
 use common::{
-    Process, free_port, http, now, spawn_store_in, start_store, start_store_in, store_config,
-    wait_for, wait_until_up,
+    Process, http, now, spawn_store_in, start_store, start_store_in, store_config, wait_for,
+    wait_until_up,
 };
 use serde_json::{Value, json};
 
-/// A `nats-server` of one test, killed when dropped. (A private starter:
-/// no shared NATS harness was on the branch when these tests were written.)
-struct NatsServer {
-    child: Child,
-    port: u16,
-    monitor: u16,
-    dir: tempfile::TempDir,
-}
-
-/// The Debian package's binary, or one on `PATH`.
-fn nats_server_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    ["/usr/sbin", "/usr/bin"]
+/// The connection named `cc-store`, as the server's monitoring shows it.
+fn store_connection(nats: &NatsServer) -> Option<Value> {
+    nats.monitor("/connz?subs=1")?["connections"]
+        .as_array()?
         .iter()
-        .map(PathBuf::from)
-        .chain(on_path)
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("nats-server not found: install the Debian package nats-server (these tests need it)")
+        .find(|c| c["name"] == "cc-store")
+        .cloned()
+}
+
+/// Waits until the store has subscribed to every one of `subjects`.
+fn wait_for_store_subscriptions(nats: &NatsServer, subjects: &[&str]) {
+    let subscribed = wait_for(Duration::from_secs(20), || {
+        store_connection(nats).is_some_and(|c| {
+            let list = c["subscriptions_list"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            subjects.iter().all(|s| list.iter().any(|l| l == s))
         })
+    });
+    assert!(
+        subscribed,
+        "cc-store did not subscribe to {subjects:?}: {:?}",
+        store_connection(nats)
+    );
 }
 
-impl NatsServer {
-    /// A server on a free port.
-    fn start() -> NatsServer {
-        NatsServer::start_on(free_port(), None)
-    }
-
-    /// A server on `port`, with `authorization { user, password }` if given.
-    fn start_on(port: u16, authorization: Option<(&str, &str)>) -> NatsServer {
-        let dir = tempfile::tempdir().unwrap();
-        let monitor = free_port();
-        let mut conf = format!("listen: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor}\"\n");
-        if let Some((user, password)) = authorization {
-            conf.push_str(&format!(
-                "authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"
-            ));
-        }
-        let conf_path = dir.path().join("nats.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("nats.log")).unwrap();
-        let child = Command::new(nats_server_binary())
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
-        let mut server = NatsServer {
-            child,
-            port,
-            monitor,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err()
-            || TcpStream::connect(("127.0.0.1", monitor)).is_err()
-        {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("nats-server exited ({status}):\n{}", server.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server not up in 10 s:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
-    }
-
-    /// The connection named `cc-store`, as the server's monitoring shows it.
-    fn store_connection(&self) -> Option<Value> {
-        let addr = format!("127.0.0.1:{}", self.monitor);
-        let connz = http(&addr, "GET", "/connz?subs=1", &[], b"").ok()?.json();
-        connz["connections"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == "cc-store")
-            .cloned()
-    }
-
-    /// Waits until the store has subscribed to every one of `subjects`.
-    fn wait_for_store_subscriptions(&self, subjects: &[&str]) {
-        let subscribed = wait_for(Duration::from_secs(20), || {
-            self.store_connection().is_some_and(|c| {
-                let list = c["subscriptions_list"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                subjects.iter().all(|s| list.iter().any(|l| l == s))
-            })
-        });
-        assert!(
-            subscribed,
-            "cc-store did not subscribe to {subjects:?}: {:?}",
-            self.store_connection()
-        );
-    }
-
-    /// Waits until the server has sent `n` messages to the store.
-    fn wait_for_store_to_receive(&self, n: u64) {
-        let received = wait_for(Duration::from_secs(20), || {
-            self.store_connection()
-                .is_some_and(|c| c["out_msgs"].as_u64() == Some(n))
-        });
-        assert!(
-            received,
-            "cc-store did not receive {n} messages: {:?}",
-            self.store_connection()
-        );
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits until the server has sent `n` messages to the store.
+fn wait_for_store_to_receive(nats: &NatsServer, n: u64) {
+    let received = wait_for(Duration::from_secs(20), || {
+        store_connection(nats).is_some_and(|c| c["out_msgs"].as_u64() == Some(n))
+    });
+    assert!(
+        received,
+        "cc-store did not receive {n} messages: {:?}",
+        store_connection(nats)
+    );
 }
 
 /// A NATS client publishing from the test.
@@ -166,13 +73,13 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn connect(url: &str) -> Publisher {
+    fn connect(nats: &NatsServer) -> Publisher {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let client = runtime.block_on(async_nats::connect(url)).unwrap();
+        let client = runtime.block_on(nats.connect());
         Publisher { runtime, client }
     }
 
@@ -226,13 +133,13 @@ fn hours_ago(hours: i64) -> i64 {
 
 #[test]
 fn published_lines_are_stored_under_the_subscription_cluster_tag() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start(NatsSetup::new());
     let store = start_store(nats_store_config(
         &nats.url(),
         json!([{"subscribe-to": "hpc.metrics", "cluster-tag": "alpha"}]),
     ));
-    nats.wait_for_store_subscriptions(&["hpc.metrics"]);
-    let publisher = Publisher::connect(&nats.url());
+    wait_for_store_subscriptions(&nats, &["hpc.metrics"]);
+    let publisher = Publisher::connect(&nats);
     let t0 = hours_ago(1);
     publisher.publish(
         "hpc.metrics",
@@ -258,7 +165,7 @@ fn published_lines_are_stored_under_the_subscription_cluster_tag() {
 
 #[test]
 fn two_subscriptions_keep_their_cluster_tags_apart() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start(NatsSetup::new());
     let mut config = nats_store_config(
         &nats.url(),
         json!([{"subscribe-to": "hpc.a", "cluster-tag": "alpha"},
@@ -266,8 +173,8 @@ fn two_subscriptions_keep_their_cluster_tags_apart() {
     );
     config["metric-store"]["num-workers"] = json!(4);
     let store = start_store(config);
-    nats.wait_for_store_subscriptions(&["hpc.a", "hpc.b"]);
-    let publisher = Publisher::connect(&nats.url());
+    wait_for_store_subscriptions(&nats, &["hpc.a", "hpc.b"]);
+    let publisher = Publisher::connect(&nats);
     let t0 = hours_ago(2);
     // The same untagged lines on both subjects, interleaved; only the value
     // tells which subject a sample came through.
@@ -344,14 +251,14 @@ fn messages_published_during_the_restore_are_all_stored_after_it() {
     let slow = checkpoints.join("slow").join(format!("{t0}.json"));
     mkfifo(&slow);
 
-    let nats = NatsServer::start();
+    let nats = NatsServer::start(NatsSetup::new());
     let mut config = nats_store_config(
         &nats.url(),
         json!([{"subscribe-to": "hpc.metrics", "cluster-tag": "alpha"}]),
     );
     config["metric-store"]["num-workers"] = json!(2);
     let mut store = spawn_store_in(config, dir);
-    nats.wait_for_store_subscriptions(&["hpc.metrics"]);
+    wait_for_store_subscriptions(&nats, &["hpc.metrics"]);
     let restoring =
         || http(&store.addr, "GET", "/api/query/", &[], b"{}").is_ok_and(|r| r.status == 503);
     assert!(
@@ -365,7 +272,7 @@ fn messages_published_during_the_restore_are_all_stored_after_it() {
     // replaced by the restored chunk.
     let t1 = t0 + 60 * 120;
     let messages = 300;
-    let publisher = Publisher::connect(&nats.url());
+    let publisher = Publisher::connect(&nats);
     for i in 0..messages {
         let t = t1 + 60 * i;
         publisher.publish(
@@ -376,7 +283,7 @@ fn messages_published_during_the_restore_are_all_stored_after_it() {
         );
     }
     publisher.flush();
-    nats.wait_for_store_to_receive(messages as u64);
+    wait_for_store_to_receive(&nats, messages as u64);
     assert!(restoring(), "the restore must still be running");
 
     std::fs::write(&slow, snapshot_json("mem_used", t0, &snapshot)).unwrap();
@@ -409,10 +316,11 @@ fn messages_published_during_the_restore_are_all_stored_after_it() {
 
 #[test]
 fn the_store_serves_without_a_nats_server_and_ingests_once_it_is_up() {
-    let port = free_port();
-    let url = format!("nats://127.0.0.1:{port}");
+    // Started for its ports and config, then stopped until the store runs.
+    let mut nats = NatsServer::start(NatsSetup::new());
+    nats.stop();
     let store = start_store(nats_store_config(
-        &url,
+        &nats.url(),
         json!([{"subscribe-to": "hpc.metrics", "cluster-tag": "alpha"}]),
     ));
     let t0 = hours_ago(1);
@@ -437,9 +345,9 @@ fn the_store_serves_without_a_nats_server_and_ingests_once_it_is_up() {
         store.log_text()
     );
 
-    let nats = NatsServer::start_on(port, None);
-    nats.wait_for_store_subscriptions(&["hpc.metrics"]);
-    let publisher = Publisher::connect(&nats.url());
+    nats.restart();
+    wait_for_store_subscriptions(&nats, &["hpc.metrics"]);
+    let publisher = Publisher::connect(&nats);
     publisher.publish(
         "hpc.metrics",
         format!("cpu_load,hostname=n1 value=4 {t0}\n"),
@@ -454,7 +362,7 @@ fn the_store_serves_without_a_nats_server_and_ingests_once_it_is_up() {
 #[test]
 fn wrong_credentials_are_logged_and_the_store_keeps_serving() {
     let password = "Wr0ng-Passw0rd";
-    let nats = NatsServer::start_on(free_port(), Some(("a", "b")));
+    let nats = NatsServer::start(NatsSetup::new().user_password("a", "b"));
     let mut config = nats_store_config(
         &nats.url(),
         json!([{"subscribe-to": "hpc.metrics", "cluster-tag": "alpha"}]),
@@ -470,7 +378,7 @@ fn wrong_credentials_are_logged_and_the_store_keeps_serving() {
     });
     assert!(logged, "{}", store.log_text());
     assert!(!store.log_text().contains(password), "{}", store.log_text());
-    assert!(nats.store_connection().is_none());
+    assert!(store_connection(&nats).is_none());
 
     let t0 = hours_ago(1);
     let r = store.request(
@@ -489,13 +397,13 @@ fn wrong_credentials_are_logged_and_the_store_keeps_serving() {
 
 #[test]
 fn a_clean_shutdown_stores_every_message_taken_from_nats() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start(NatsSetup::new());
     let subscriptions = json!([{"subscribe-to": "hpc.metrics", "cluster-tag": "alpha"}]);
     let mut config = nats_store_config(&nats.url(), subscriptions);
     config["metric-store"]["num-workers"] = json!(2);
     let store = start_store(config);
-    nats.wait_for_store_subscriptions(&["hpc.metrics"]);
-    let publisher = Publisher::connect(&nats.url());
+    wait_for_store_subscriptions(&nats, &["hpc.metrics"]);
+    let publisher = Publisher::connect(&nats);
     // 50 hosts, 20 messages each of 100 timestamps × 2 metrics: 200 000
     // lines, which the store is still decoding when it is told to stop.
     let t0 = hours_ago(40);
@@ -514,7 +422,7 @@ fn a_clean_shutdown_stores_every_message_taken_from_nats() {
         }
     }
     publisher.flush();
-    nats.wait_for_store_to_receive((hosts * per_host) as u64);
+    wait_for_store_to_receive(&nats, (hosts * per_host) as u64);
     let (status, dir) = store.stop();
     assert!(status.success(), "{status}");
     let log = std::fs::read_to_string(dir.path().join("store.log")).unwrap();
