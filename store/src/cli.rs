@@ -16,11 +16,14 @@ use clap::Parser;
 ///
 /// Keeps recent node metrics in memory at fixed frequency, answers
 /// cc-backend's queries over HTTP (/api/query, /api/write, /api/free,
-/// /api/debug, /api/healthcheck), ingests line protocol over HTTP, and keeps
-/// checkpoints (snapshots and a write-ahead log) that are restored at start.
+/// /api/debug, /api/healthcheck), ingests line protocol over HTTP and from
+/// NATS subscriptions (core NATS: at most once, no acknowledgement), and
+/// keeps checkpoints (snapshots and a write-ahead log) that are restored at
+/// start.
 ///
-/// Signals: SIGTERM/SIGINT finish in-flight requests, write a last snapshot
-/// of everything not yet saved, and exit.
+/// Signals: SIGTERM/SIGINT drain the NATS subscriptions and store what they
+/// delivered, finish in-flight requests, write a last snapshot of everything
+/// not yet saved, and exit.
 #[derive(Debug, Parser)]
 #[command(name = "cc-store", version, about, long_about)]
 pub struct Cli {

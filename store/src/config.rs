@@ -392,7 +392,8 @@ pub struct NatsSubscription {
 /// Section `nats`. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NatsConfig {
-    /// `address`, e.g. `nats://host:4222`; never empty.
+    /// `address`, e.g. `nats://host:4222`, or several servers separated by
+    /// commas (as the Go client accepts); never empty.
     pub address: String,
     /// `username`; used only together with `password`.
     pub username: Option<String>,

@@ -2,10 +2,10 @@
 //!
 //! A drop-in replacement for cc-metric-store: the same configuration file, the
 //! same HTTP API (write, query, free, debug, healthcheck) and Ed25519 JWT
-//! authentication, and checkpoints restored at start (NATS ingestion is not
-//! in this version). This
-//! crate holds the program; `main.rs` only parses the command line and calls
-//! into it.
+//! authentication, line protocol over HTTP and from NATS subscriptions (core
+//! NATS: at most once, no acknowledgement), and checkpoints restored at
+//! start. This crate holds the program; `main.rs` only parses the command
+//! line and calls into it.
 //!
 //! Layout:
 //! - [`cli`]: command-line flags, including the single-dash spellings of the
@@ -16,6 +16,7 @@
 //! - [`tree`]: the level tree (cluster → host → sub-devices);
 //! - [`store`]: the tree and the registry together;
 //! - [`ingest`]: line protocol into the tree;
+//! - [`nats`]: line protocol from NATS subscriptions into [`ingest`];
 //! - [`nodes`]: cc-backend's list of nodes running jobs (kept by retention);
 //! - [`persist`]: checkpoints (snapshots and WAL), restore and cleanup;
 //! - [`resample`]: LTTB downsampling of query results;
@@ -26,6 +27,7 @@ pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod nats;
 pub mod nodes;
 pub mod persist;
 pub mod query;

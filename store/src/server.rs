@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use crate::api::write::unix_now;
 use crate::api::{self, AppState};
 use crate::config::{Config, FileFormat, MetricStoreConfig};
+use crate::nats::NatsIngest;
 use crate::nodes::{NodeProvider, UsedNodes};
 use crate::persist::restore::RestoreProgress;
 use crate::persist::{self, Format, Persistence};
@@ -161,26 +162,38 @@ pub async fn serve(
     });
 
     let ms = &config.metric_store;
-    if !ms.nats_subscriptions.is_empty() {
-        tracing::warn!(
-            subscriptions = ms.nats_subscriptions.len(),
-            "NATS ingestion is not available in this version: metric-store.nats-subscriptions are ignored \
-             (send line protocol to /api/write, e.g. through cc-relay)"
-        );
-    }
     let workers = ms.workers();
+    // Subscribed before the restore, so that nothing published meanwhile is
+    // lost; decoded only after it (see `crate::nats`).
+    let nats = NatsIngest::start(&config, &state.store).await;
     let restored = restore_checkpoints(&state.store, &persistence, ms, workers, &restore).await;
     if let Err(e) = restored {
         shutdown.trigger();
         let _ = server.await;
         return Err(e);
     }
+    if let Some(nats) = &nats {
+        nats.start_decoding();
+    }
     start_background_tasks(&state.store, &persistence, &config, &shutdown);
 
-    let result = match server.await {
-        Ok(result) => result.map_err(RunError::Serve),
-        Err(e) => Err(RunError::Serve(std::io::Error::other(e))),
+    // At shutdown NATS is drained while HTTP finishes its requests; both
+    // are done before the final checkpoint.
+    let http = async {
+        let result = match server.await {
+            Ok(result) => result.map_err(RunError::Serve),
+            Err(e) => Err(RunError::Serve(std::io::Error::other(e))),
+        };
+        shutdown.trigger();
+        result
     };
+    let nats = async {
+        if let Some(nats) = nats {
+            shutdown.cancelled().await;
+            nats.finish().await;
+        }
+    };
+    let (result, ()) = tokio::join!(http, nats);
     final_checkpoint(&state.store, &persistence, workers).await;
     result
 }

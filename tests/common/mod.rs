@@ -186,6 +186,11 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -239,7 +244,19 @@ pub fn start_store_in(config: serde_json::Value, dir: tempfile::TempDir) -> Proc
     start_store_with(config, free_port(), dir)
 }
 
-fn start_store_with(mut config: serde_json::Value, port: u16, dir: tempfile::TempDir) -> Process {
+fn start_store_with(config: serde_json::Value, port: u16, dir: tempfile::TempDir) -> Process {
+    let mut process = spawn_store(config, port, dir);
+    wait_until_up(&mut process);
+    process
+}
+
+/// Starts `cc-store` in `dir` on a free port without waiting for it: it may
+/// still be loading its checkpoints (answering 503) when this returns.
+pub fn spawn_store_in(config: serde_json::Value, dir: tempfile::TempDir) -> Process {
+    spawn_store(config, free_port(), dir)
+}
+
+fn spawn_store(mut config: serde_json::Value, port: u16, dir: tempfile::TempDir) -> Process {
     let addr = format!("127.0.0.1:{port}");
     config["main"]["addr"] = serde_json::Value::from(addr.clone());
     if config["metric-store"]["checkpoints"]["directory"].is_null() {
@@ -268,17 +285,17 @@ fn start_store_with(mut config: serde_json::Value, port: u16, dir: tempfile::Tem
         .stderr(log_file)
         .spawn()
         .expect("start cc-store");
-    let mut process = Process {
+    Process {
         child,
         addr,
         dir,
         log,
-    };
-    wait_until_up(&mut process);
-    process
+    }
 }
 
-fn wait_until_up(p: &mut Process) {
+/// Waits until the store answers HTTP with something else than 503 (it has
+/// loaded its checkpoints); panics if it exits or takes longer than 15 s.
+pub fn wait_until_up(p: &mut Process) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(Some(status)) = p.child.try_wait() {
