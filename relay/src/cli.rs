@@ -30,10 +30,11 @@ pub const VERSION: &str = concat!(
 /// Per-rack relay for ClusterCockpit metrics.
 ///
 /// Accepts InfluxDB line protocol from cc-metric-collector (HTTP POST to
-/// /api/write) and from any InfluxDB client (/write, /api/v2/write), keeps
-/// every accepted batch on disk until the upstream
-/// cc-store (or the next relay) has acknowledged it, and forwards it with
-/// retries, so that store restarts and network outages lose nothing.
+/// /api/write, or NATS: core subscriptions or a JetStream durable consumer)
+/// and from any InfluxDB client (/write, /api/v2/write), keeps every
+/// accepted batch on disk until the upstream cc-store (the next relay, or a
+/// NATS subject) has acknowledged it, and forwards it with retries, so that
+/// store restarts and network outages lose nothing.
 ///
 /// Signals: SIGTERM/SIGINT stop accepting, forward for `shutdown_grace`,
 /// then exit (a second one exits at once; queued data stays on disk).

@@ -370,6 +370,23 @@ fn example_config_loads() {
 }
 
 #[test]
+fn example_nats_jetstream_loads() {
+    let fx = Fixture::new();
+    let config = fx
+        .load_text(&fx.rewrite_etc(&example("nats-jetstream.json")))
+        .unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let nats = &config.ingress.nats[0];
+    assert_eq!(nats.mode, NatsMode::Jetstream);
+    assert_eq!(nats.durable(), "cc-relay-fritz");
+    let connection = nats.connection.as_ref().unwrap();
+    assert_eq!(connection.servers.len(), 3);
+    assert!(connection.auth.creds_file.is_some());
+    assert!(connection.tls.ca_file.is_some());
+    assert!(config.ingress.http.is_empty());
+}
+
+#[test]
 fn example_chain_site_loads() {
     let fx = Fixture::new();
     let config = fx

@@ -19,7 +19,7 @@ pub enum UpstreamType {
     CcmsHttp,
     /// `relay-http`: another cc-relay's HTTP ingress (chaining, §4.13).
     RelayHttp,
-    /// `nats`: publish to a NATS subject (not supported by this version).
+    /// `nats`: publish to a NATS subject (core or JetStream).
     Nats,
 }
 
