@@ -532,3 +532,42 @@ fn nats_upstream_jetstream_waits_for_pubacks_and_survives_a_broker_restart() {
         assert!(stored.contains(l), "{l} not in the stream");
     }
 }
+
+#[test]
+fn a_core_input_that_falls_behind_counts_and_logs_every_dropped_message() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new());
+    let stub = Stub::start();
+    let mut i = input(&server, "metrics.>");
+    // An inbox of 4 messages overflows at once under a burst.
+    i["subscription_capacity"] = json!(4);
+    let (relay, admin) = start_relay(config(i, &stub));
+    let sent = lines("f", 20_000);
+    publish(&rt, &server, "metrics.r", &sent);
+    let settled = wait_for(Duration::from_secs(20), || {
+        let taken = metric(&admin, "ccrelay_nats_messages_total");
+        let lost = metric(&admin, "ccrelay_nats_slow_consumer_total");
+        taken + lost == 20_000.0
+    });
+    let taken = metric(&admin, "ccrelay_nats_messages_total");
+    let lost = metric(&admin, "ccrelay_nats_slow_consumer_total");
+    assert!(
+        settled,
+        "taken {taken} + lost {lost} != 20000\n{}",
+        relay.log_text()
+    );
+    assert!(
+        lost > 0.0,
+        "nothing was dropped: the test did not overflow the inbox"
+    );
+    assert!(
+        relay.log_text().contains("dropping"),
+        "{}",
+        relay.log_text()
+    );
+    // Whatever was taken is delivered.
+    assert!(wait_for(Duration::from_secs(20), || stub
+        .delivered_lines()
+        .len()
+        == taken as usize));
+}

@@ -369,6 +369,10 @@ fn start_http_source(
     Ok(task)
 }
 
+/// Messages the NATS client buffers per subscription before the input's
+/// inbox takes them (async-nats' default).
+const CLIENT_BUFFER: usize = 65_536;
+
 /// Starts a NATS input: its client (connecting in the background) and the
 /// task taking its messages until `stop` fires.
 async fn start_nats_source(
@@ -393,12 +397,9 @@ async fn start_nats_source(
         })
         .collect();
     let status = Arc::new(Status::new(role.clone()));
-    let options = client_options(
-        connection,
-        &config.instance_id,
-        &role,
-        input.subscription_capacity,
-    );
+    // The client's own buffer is only a hand-over to the inbox, which
+    // holds `subscription_capacity` messages and counts what it drops.
+    let options = client_options(connection, &config.instance_id, &role, CLIENT_BUFFER);
     let client = cc_common::nats::connect(&options, Arc::clone(&status))
         .await
         .map_err(|e| StartError::Nats(role.clone(), Box::new(e)))?;

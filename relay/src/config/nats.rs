@@ -47,7 +47,9 @@ pub struct NatsIngress {
     /// `max_message_bytes`: larger messages are counted and dropped. Default 8 MiB.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: ByteSize,
-    /// `subscription_capacity`: client-side buffer in messages. Default 65536.
+    /// `subscription_capacity`: messages received and waiting to be stored, per
+    /// subject; beyond it messages are dropped and counted (slow consumer).
+    /// Default 65536.
     #[serde(default = "default_subscription_capacity")]
     pub subscription_capacity: usize,
     /// `invalid_lines`: `drop` (default) or `reject`.
