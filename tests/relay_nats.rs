@@ -571,3 +571,55 @@ fn a_core_input_that_falls_behind_counts_and_logs_every_dropped_message() {
         .len()
         == taken as usize));
 }
+
+#[test]
+fn jetstream_input_survives_a_broker_restart() {
+    let rt = runtime();
+    let mut server = NatsServer::start(NatsSetup::new().jetstream(true));
+    let stub = Stub::start();
+    let (relay, admin) = start_relay(config(jetstream_input(&server), &stub));
+    wait_consumer(&rt, &server, &relay);
+    let first = lines("m", 500);
+    publish(&rt, &server, "metrics.r", &first);
+    server.stop();
+    assert!(wait_for(Duration::from_secs(10), || metric(
+        &admin,
+        "ccrelay_nats_connected{role=\"ingress:bus\"}"
+    ) == 0.0));
+    server.restart();
+    let second = lines("n", 500);
+    publish(&rt, &server, "metrics.r", &second);
+    let all: Vec<String> = first.into_iter().chain(second).collect();
+    wait_delivered(&stub, &all, &relay);
+}
+
+#[test]
+fn jetstream_input_naks_while_a_reject_new_queue_is_full() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new().jetstream(true));
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let mut cfg = config(jetstream_input(&server), &stub);
+    // One small record fills the queue; then the input must refuse.
+    cfg["upstreams"][0]["buffer"] = json!({"max_bytes": "1KiB", "when_full": "reject_new"});
+    cfg["storage"] = json!({"record_compression": "none"});
+    let (relay, admin) = start_relay(cfg);
+    wait_consumer(&rt, &server, &relay);
+    let sent = lines("z", 200);
+    for chunk in sent.chunks(20) {
+        publish(&rt, &server, "metrics.r", &[chunk.join("\n")]);
+    }
+    assert!(
+        wait_for(Duration::from_secs(15), || metric(
+            &admin,
+            "ccrelay_nats_acks_total{ingress=\"bus\",kind=\"nak\"}"
+        ) >= 1.0),
+        "{}",
+        relay.log_text()
+    );
+    // The store comes back: the queue drains, the naked messages return and
+    // every line arrives.
+    stub.answer(|_| 200);
+    wait_delivered(&stub, &sent, &relay);
+    assert_eq!(metric(&admin, "ccrelay_nats_dropped_messages_total"), 0.0);
+}
