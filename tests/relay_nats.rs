@@ -473,7 +473,9 @@ fn nats_upstream_jetstream_waits_for_pubacks_and_survives_a_broker_restart() {
         "mode": "jetstream",
         "jetstream": {"ack_timeout": "2s"},
         "batch": {"linger": "20ms"},
-        "retry": {"initial_backoff": "50ms", "max_backoff": "500ms"}
+        // A backoff longer than the test's deadline: only the wake-up on
+        // reconnection can resume forwarding in time.
+        "retry": {"initial_backoff": "60s", "max_backoff": "60s", "jitter": "none"}
     }]));
     let (relay, admin) = start_relay(config);
     let post = |tag: &str, n: usize| {

@@ -447,9 +447,10 @@ impl Core {
 
     /// Sleeps the backoff; false if `stop` fired meanwhile.
     /// After a connection failure: sleeps the backoff, but checks every
-    /// 200 ms whether the upstream accepts TCP connections again and ends
-    /// the wait as soon as it does, so that forwarding resumes within a
-    /// fraction of a second of a store restart, whatever the backoff grew to.
+    /// 200 ms whether the upstream accepts TCP connections again (a NATS
+    /// sink: whether its client reconnected) and ends the wait as soon as it
+    /// does, so that forwarding resumes within a fraction of a second of a
+    /// store or broker restart, whatever the backoff grew to.
     async fn pause_until_reachable(&self, stop: &CancellationToken) -> bool {
         let delay = self
             .state
@@ -463,6 +464,9 @@ impl Core {
         self.upstream.counters.retries.inc();
         let deadline = tokio::time::Instant::now() + delay;
         let target = self.sink.socket_target();
+        // A NATS sink that lost its connection resumes once the client is
+        // connected again.
+        let was_down = self.sink.is_connected() == Some(false);
         loop {
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -472,6 +476,9 @@ impl Core {
             tokio::select! {
                 () = stop.cancelled() => return false,
                 () = tokio::time::sleep(step) => {}
+            }
+            if was_down && self.sink.is_connected() == Some(true) {
+                return true;
             }
             if let Some(target) = &target {
                 let probe = tokio::time::timeout(

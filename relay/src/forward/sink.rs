@@ -76,6 +76,16 @@ impl Sink {
         }
     }
 
+    /// Whether the sink's connection is up, for sinks that keep one (NATS);
+    /// `None` for the others.
+    #[must_use]
+    pub fn is_connected(&self) -> Option<bool> {
+        match self {
+            Sink::Http(_) => None,
+            Sink::Nats(n) => Some(n.status.is_connected()),
+        }
+    }
+
     /// `host:port` to probe for reachability while the upstream is down
     /// (`None`: the sink cannot be probed; the worker sleeps its backoff).
     #[must_use]
