@@ -218,21 +218,7 @@ fn default_subscription_capacity() -> usize {
 impl NatsIngress {
     pub(super) fn validate(&mut self, ctx: &mut Ctx<'_>, key: &str) -> Result<(), ConfigError> {
         check_ingress_name(ctx, &format!("{key}.name"), &self.name)?;
-        let auth = ConnectionAuth {
-            user: self.auth.user.as_deref(),
-            password_file: &mut self.auth.password_file,
-            token_file: &mut self.auth.token_file,
-            nkey_seed_file: &mut self.auth.nkey_seed_file,
-            creds_file: &mut self.auth.creds_file,
-        };
-        let tls = ConnectionTls {
-            ca_file: &mut self.tls.ca_file,
-            cert_file: &mut self.tls.cert_file,
-            key_file: &mut self.tls.key_file,
-            require: self.tls.require,
-            handshake_first: self.tls.handshake_first,
-        };
-        self.connection = Some(connection(ctx, key, &self.servers, auth, tls)?);
+        self.connection = Some(nats_connection!(ctx, key, self)?);
         if self.subjects.is_empty() {
             return Err(ctx.invalid(format!("{key}.subjects"), "needs at least one subject"));
         }
@@ -331,6 +317,30 @@ impl JetStreamIngress {
         Ok(())
     }
 }
+
+/// [`connection`] for a section with the NATS keys `servers`, `auth.user`,
+/// `auth.*_file`, `tls.*` (a NATS input, a `nats` upstream).
+macro_rules! nats_connection {
+    ($ctx:expr, $key:expr, $section:expr) => {{
+        let section = &mut *$section;
+        let auth = $crate::config::nats::ConnectionAuth {
+            user: section.auth.user.as_deref(),
+            password_file: &mut section.auth.password_file,
+            token_file: &mut section.auth.token_file,
+            nkey_seed_file: &mut section.auth.nkey_seed_file,
+            creds_file: &mut section.auth.creds_file,
+        };
+        let tls = $crate::config::nats::ConnectionTls {
+            ca_file: &mut section.tls.ca_file,
+            cert_file: &mut section.tls.cert_file,
+            key_file: &mut section.tls.key_file,
+            require: section.tls.require,
+            handshake_first: section.tls.handshake_first,
+        };
+        $crate::config::nats::connection($ctx, $key, &section.servers, auth, tls)
+    }};
+}
+pub(super) use nats_connection;
 
 /// The credential keys of a NATS connection, wherever they are written.
 pub(super) struct ConnectionAuth<'a> {

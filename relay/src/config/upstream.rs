@@ -9,9 +9,7 @@ use cc_common::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::nats::{
-    ConnectionAuth, ConnectionTls, NatsConnection, NatsMode, check_subject, connection,
-};
+use super::nats::{NatsConnection, NatsMode, check_subject, nats_connection};
 use super::processing::{Processing, RuleSet, UpstreamProcessing};
 use super::values::{self, REDACTED, Secret, SecretError};
 use super::{Ctx, StorageConfig, check_cluster, check_name, positive_duration, positive_size};
@@ -326,21 +324,7 @@ impl Upstream {
         if let Some(js) = &self.jetstream {
             positive_duration(ctx, &format!("{key}.jetstream.ack_timeout"), js.ack_timeout)?;
         }
-        let auth = ConnectionAuth {
-            user: self.auth.user.as_deref(),
-            password_file: &mut self.auth.password_file,
-            token_file: &mut self.auth.token_file,
-            nkey_seed_file: &mut self.auth.nkey_seed_file,
-            creds_file: &mut self.auth.creds_file,
-        };
-        let tls = ConnectionTls {
-            ca_file: &mut self.tls.ca_file,
-            cert_file: &mut self.tls.cert_file,
-            key_file: &mut self.tls.key_file,
-            require: self.tls.require,
-            handshake_first: self.tls.handshake_first,
-        };
-        self.connection = Some(connection(ctx, key, &self.servers, auth, tls)?);
+        self.connection = Some(nats_connection!(ctx, key, self)?);
         Ok(())
     }
 
