@@ -119,6 +119,7 @@ pub struct Status {
     role: String,
     connected: AtomicBool,
     connects: AtomicU64,
+    connections: tokio::sync::watch::Sender<u64>,
     disconnects: AtomicU64,
     slow_consumer_events: AtomicU64,
     dropped: AtomicU64,
@@ -138,6 +139,7 @@ impl Status {
             role: role.into(),
             connected: AtomicBool::new(false),
             connects: AtomicU64::new(0),
+            connections: tokio::sync::watch::Sender::new(0),
             disconnects: AtomicU64::new(0),
             slow_consumer_events: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -162,6 +164,15 @@ impl Status {
     #[must_use]
     pub fn reconnects(&self) -> u64 {
         self.connects.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
+    /// Sees the number of connections made so far change each time the
+    /// client connects or reconnects: what a server kept for the old
+    /// connection (e.g. a JetStream pull request) may be gone and need
+    /// renewing.
+    #[must_use]
+    pub fn connections(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.connections.subscribe()
     }
 
     /// Connections lost.
@@ -194,6 +205,7 @@ impl Status {
             Event::Connected => {
                 self.connected.store(true, Ordering::Relaxed);
                 let n = self.connects.fetch_add(1, Ordering::Relaxed);
+                self.connections.send_replace(n + 1);
                 *self.last_error.lock() = None;
                 *self.error_log.lock() = None;
                 if n == 0 {

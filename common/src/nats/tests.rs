@@ -45,8 +45,11 @@ fn redacting_keeps_scheme_and_host() {
 #[test]
 fn status_counts_reconnects_and_keeps_the_last_error() {
     let status = Status::new("ingress:test");
+    let mut connections = status.connections();
     assert!(!status.is_connected());
     status.on_event(&Event::Connected);
+    assert!(connections.has_changed().unwrap());
+    assert_eq!(*connections.borrow_and_update(), 1);
     assert!(status.is_connected());
     assert_eq!(status.reconnects(), 0);
     status.on_event(&Event::Disconnected);
@@ -55,8 +58,10 @@ fn status_counts_reconnects_and_keeps_the_last_error() {
     status.on_event(&Event::SlowConsumer(7));
     assert_eq!(status.slow_consumer_events(), 1);
     assert!(status.last_error().unwrap().contains("subscription 7"));
+    assert!(!connections.has_changed().unwrap());
     status.on_event(&Event::Connected);
     assert_eq!(status.reconnects(), 1);
+    assert_eq!(*connections.borrow_and_update(), 2);
     assert_eq!(status.last_error(), None, "a connection clears the error");
 }
 

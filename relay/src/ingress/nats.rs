@@ -21,6 +21,15 @@
 //! Messages not acknowledged within `ack_wait` (a relay killed mid-batch)
 //! are delivered again, to this relay or another one on the same durable:
 //! at least once from the stream, duplicates possible.
+//!
+//! In a JetStream cluster the server answers nothing to a pull request it
+//! loses (the consumer had no leader yet, or its leader's server died), so
+//! the input pulls only once the bound consumer reports a leader, binds
+//! again when the client reconnects while no message waits (the requests
+//! of the old connection may be gone), gives up on a pull after two missed
+//! idle heartbeats, and bounds every JetStream API request by
+//! [`API_TIMEOUT`]: the input takes messages again a few seconds after the
+//! cluster has elected new leaders.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,6 +57,24 @@ const NAK_DELAY: Duration = Duration::from_secs(5);
 
 /// Waiting before binding the consumer again after an error.
 const REBIND_DELAY: Duration = Duration::from_secs(2);
+
+/// Idle heartbeat asked for with each pull request. A pull request the
+/// server lost (its consumer changed leader) shows only as two missed
+/// heartbeats, after which the consumer is bound again.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// How long a JetStream API request (stream and consumer info, creation)
+/// may take. A request to a consumer whose leader just died goes
+/// unanswered; the client's own limit (10 s) would hold the input up for
+/// long after a new leader is elected.
+const API_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a bound consumer may stay without a leader before it is bound
+/// again.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a consumer without a leader is asked again.
+const LEADER_POLL: Duration = Duration::from_millis(100);
 
 /// How long shutdown waits for a core input to unsubscribe and store what
 /// it received.
@@ -246,14 +273,20 @@ impl NatsSource {
     }
 
     async fn run_jetstream(self: Arc<Self>, js: JetStreamIngress, stop: CancellationToken) {
-        let context = jetstream::new(self.client.clone());
+        let context = jetstream::ContextBuilder::new()
+            .timeout(API_TIMEOUT)
+            .build(self.client.clone());
         let durable = self.config.durable();
         while !stop.is_cancelled() {
             let consumer = tokio::select! {
                 () = stop.cancelled() => break,
                 c = self.bind(&context, &js, &durable) => c,
             };
-            let consumer = match consumer {
+            let bound = match consumer {
+                Ok(mut c) => self.wait_for_leader(&mut c, &stop).await.map(|()| c),
+                Err(e) => Err(e),
+            };
+            let consumer = match bound {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(ingress = %self.config.name, durable = %durable, error = %e, "cannot bind the JetStream consumer; retrying");
@@ -263,12 +296,21 @@ impl NatsSource {
                     }
                 }
             };
+            if stop.is_cancelled() {
+                break;
+            }
             tracing::info!(ingress = %self.config.name, stream = js.stream.as_deref().unwrap_or(""), durable = %durable, "pulling from JetStream");
-            if let Err(e) = self.pull(&consumer, &js, &stop).await {
-                tracing::warn!(ingress = %self.config.name, error = %e, "JetStream pull failed; binding again");
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(REBIND_DELAY) => {}
+            match self.pull(&consumer, &js, &stop).await {
+                Ok(Pulled::Stopped) => {}
+                Ok(Pulled::Reconnected) => {
+                    tracing::info!(ingress = %self.config.name, durable = %durable, "NATS reconnected; binding the JetStream consumer again");
+                }
+                Err(e) => {
+                    tracing::warn!(ingress = %self.config.name, error = %e, "JetStream pull failed; binding again");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(REBIND_DELAY) => {}
+                    }
                 }
             }
         }
@@ -326,26 +368,66 @@ impl NatsSource {
         Ok(stream.get_or_create_consumer(durable, config).await?)
     }
 
-    /// Pulls and takes messages until `stop` fires (`Ok`) or the pull fails.
+    /// Waits until the consumer has a leader. In a JetStream cluster a
+    /// consumer just created, or one whose leader's server just died, has
+    /// none for a moment; a pull request sent then goes unanswered, and
+    /// the pull would notice only through missed heartbeats.
+    async fn wait_for_leader(
+        &self,
+        consumer: &mut consumer::Consumer<consumer::pull::Config>,
+        stop: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
+        let deadline = tokio::time::Instant::now() + LEADER_TIMEOUT;
+        let mut info = consumer.cached_info().clone();
+        // A single server reports itself as the leader.
+        while info
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.leader.as_deref().is_none_or(str::is_empty))
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(
+                    format!("the consumer has had no leader for {LEADER_TIMEOUT:?}").into(),
+                );
+            }
+            tracing::debug!(ingress = %self.config.name, "the JetStream consumer has no leader yet");
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(LEADER_POLL) => {}
+            }
+            info = consumer.info().await?.clone();
+        }
+        Ok(())
+    }
+
+    /// Pulls and takes messages until `stop` fires, the client reconnects
+    /// while no message waits (the server may have forgotten the pull
+    /// requests of the old connection), or the pull fails.
     async fn pull(
         &self,
         consumer: &consumer::Consumer<consumer::pull::Config>,
         js: &JetStreamIngress,
         stop: &CancellationToken,
-    ) -> Result<(), async_nats::Error> {
+    ) -> Result<Pulled, async_nats::Error> {
+        let mut connections = self.status.connections();
+        connections.borrow_and_update();
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(js.fetch_batch)
-            .heartbeat(Duration::from_secs(5))
+            .heartbeat(PULL_HEARTBEAT)
             .expires(Duration::from_secs(30))
             .messages()
             .await?;
         // A batch must be on disk well before the server delivers it again.
         let ack_timeout = js.ack_wait.mul_f64(0.8);
         loop {
+            // Messages first: while they flow, the pull is alive whatever
+            // happened to the connection.
             let first = tokio::select! {
-                () = stop.cancelled() => return Ok(()),
+                biased;
+                () = stop.cancelled() => return Ok(Pulled::Stopped),
                 m = messages.next() => m,
+                Ok(()) = connections.changed() => return Ok(Pulled::Reconnected),
             };
             let mut batch = Vec::with_capacity(js.fetch_batch);
             let mut next = first;
@@ -442,6 +524,15 @@ impl NatsSource {
             tracing::warn!(ingress = %self.config.name, error = %e, "cannot answer a JetStream message; it will be delivered again");
         }
     }
+}
+
+/// Why a pull ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pulled {
+    /// The input is stopping.
+    Stopped,
+    /// The client connected again: bind and pull anew.
+    Reconnected,
 }
 
 /// Appends the lines of `payload` to `body`, ending them with a newline.
