@@ -32,6 +32,9 @@ use futures_util::StreamExt as _;
 #[path = "common/lines.rs"]
 mod lines;
 
+/// How long after `--duration` the publishers may take to finish.
+const GRACE: Duration = Duration::from_secs(30);
+
 struct Args {
     server: String,
     subject: String,
@@ -275,23 +278,36 @@ async fn main() -> anyhow::Result<()> {
             publishing.stop.store(true, Ordering::Relaxed);
         })
     };
-    while let Some(done) = publishers.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("natsgen: publisher failed: {e:#}"),
-            Err(e) => eprintln!("natsgen: publisher panicked: {e}"),
+    // Publishers block while the server is gone (the client reconnects
+    // forever): give up on them well after the deadline.
+    let finished = tokio::time::timeout(args.duration + GRACE, async {
+        while let Some(done) = publishers.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("natsgen: publisher failed: {e:#}"),
+                Err(e) => eprintln!("natsgen: publisher panicked: {e}"),
+            }
         }
+    })
+    .await;
+    if finished.is_err() {
+        bail!("the publishers did not finish {GRACE:?} after the deadline (is the server gone?)");
     }
     stopper.abort();
     let published_in = started.elapsed().as_secs_f64();
     if let (Some(line), Some(client)) = (&args.final_line, clients.first()) {
-        client
-            .publish(
-                args.subject.clone(),
-                format!("{line}\n").into_bytes().into(),
-            )
-            .await?;
-        client.flush().await?;
+        tokio::time::timeout(GRACE, async {
+            client
+                .publish(
+                    args.subject.clone(),
+                    format!("{line}\n").into_bytes().into(),
+                )
+                .await?;
+            client.flush().await?;
+            anyhow::Ok(())
+        })
+        .await
+        .context("publishing the final line timed out")??;
     }
     let published = counts.published_messages.load(Ordering::Relaxed);
     let published_lines = counts.published_lines.load(Ordering::Relaxed);
