@@ -48,6 +48,11 @@ use crate::runtime::{Batch, Refused, RuleGroup, Runtime};
 /// Messages joined into one batch at most (core mode).
 const BATCH_MAX_BYTES: usize = 4 << 20;
 
+/// Batches of one subject (core) or one consumer (JetStream) stored at
+/// once: the next one is processed while the previous one waits for its
+/// group commit.
+const PIPELINE: usize = 2;
+
 /// How long a core-mode batch may wait for its group commit.
 const CORE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -182,6 +187,7 @@ impl NatsSource {
     async fn take_core(self: Arc<Self>, mut inbox: Inbox, cluster: Option<String>) {
         let max_message = self.max_message_bytes();
         let reject = self.config.invalid_lines == crate::config::InvalidLines::Reject;
+        let mut storing = tokio::task::JoinSet::new();
         while let Some(first) = inbox.recv().await {
             let mut body = BytesMut::new();
             let mut messages = 0_u64;
@@ -204,19 +210,26 @@ impl NatsSource {
             if body.is_empty() {
                 continue;
             }
-            match self
-                .accept(body.freeze(), cluster.clone(), CORE_ACK_TIMEOUT)
-                .await
-            {
-                Ok(()) => {}
-                Err(Refused::Invalid { rejected, first }) => {
-                    self.counters.dropped.add("invalid", messages);
-                    tracing::warn!(ingress = %self.config.name, rejected, first = %first, "message with invalid lines dropped (invalid_lines: reject)");
-                }
-                Err(why) => {
-                    self.counters.dropped.add("refused", messages);
-                    tracing::warn!(ingress = %self.config.name, messages, reason = %why, "messages dropped: the relay does not take data now");
-                }
+            while storing.len() >= PIPELINE {
+                let _ = storing.join_next().await;
+            }
+            let (this, cluster) = (Arc::clone(&self), cluster.clone());
+            storing.spawn(async move { this.store_core(body.freeze(), cluster, messages).await });
+        }
+        while storing.join_next().await.is_some() {}
+    }
+
+    /// Stores one core batch of `messages` messages, counting what is refused.
+    async fn store_core(&self, body: Bytes, cluster: Option<String>, messages: u64) {
+        match self.accept(body, cluster, CORE_ACK_TIMEOUT).await {
+            Ok(()) => {}
+            Err(Refused::Invalid { rejected, first }) => {
+                self.counters.dropped.add("invalid", messages);
+                tracing::warn!(ingress = %self.config.name, rejected, first = %first, "message with invalid lines dropped (invalid_lines: reject)");
+            }
+            Err(why) => {
+                self.counters.dropped.add("refused", messages);
+                tracing::warn!(ingress = %self.config.name, messages, reason = %why, "messages dropped: the relay does not take data now");
             }
         }
     }
@@ -404,7 +417,7 @@ impl NatsSource {
     /// while no message waits (the server may have forgotten the pull
     /// requests of the old connection), or the pull fails.
     async fn pull(
-        &self,
+        self: &Arc<Self>,
         consumer: &consumer::Consumer<consumer::pull::Config>,
         js: &JetStreamIngress,
         stop: &CancellationToken,
@@ -420,6 +433,33 @@ impl NatsSource {
             .await?;
         // A batch must be on disk well before the server delivers it again.
         let ack_timeout = js.ack_wait.mul_f64(0.8);
+        let mut storing = tokio::task::JoinSet::new();
+        let result = self
+            .pull_into(
+                &mut messages,
+                &mut storing,
+                &mut connections,
+                js,
+                ack_timeout,
+                stop,
+            )
+            .await;
+        // Every batch taken is answered before the pull ends.
+        while storing.join_next().await.is_some() {}
+        result
+    }
+
+    /// The loop of [`Self::pull`]: hands batches to `storing`, at most
+    /// [`PIPELINE`] at once.
+    async fn pull_into(
+        self: &Arc<Self>,
+        messages: &mut consumer::pull::Stream,
+        storing: &mut tokio::task::JoinSet<()>,
+        connections: &mut tokio::sync::watch::Receiver<u64>,
+        js: &JetStreamIngress,
+        ack_timeout: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Pulled, async_nats::Error> {
         loop {
             // Messages first: while they flow, the pull is alive whatever
             // happened to the connection.
@@ -451,7 +491,11 @@ impl NatsSource {
                     None => break,
                 }
             }
-            self.take_jetstream(batch, ack_timeout).await;
+            while storing.len() >= PIPELINE {
+                let _ = storing.join_next().await;
+            }
+            let this = Arc::clone(self);
+            storing.spawn(async move { this.take_jetstream(batch, ack_timeout).await });
         }
     }
 
