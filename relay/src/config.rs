@@ -493,6 +493,26 @@ impl Ctx<'_> {
         }
     }
 
+    /// `tls.cert_file` and `tls.key_file` of the section at `key` come together.
+    fn key_pair(
+        &self,
+        key: &str,
+        cert: Option<&PathBuf>,
+        private_key: Option<&PathBuf>,
+    ) -> Result<(), ConfigError> {
+        match (cert, private_key) {
+            (Some(_), None) => Err(self.invalid(
+                format!("{key}.tls.key_file"),
+                "tls.cert_file needs tls.key_file",
+            )),
+            (None, Some(_)) => Err(self.invalid(
+                format!("{key}.tls.cert_file"),
+                "tls.key_file needs tls.cert_file",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads a secret file, warning if others can read it.
     fn secret_file(&mut self, key: &str, path: &Path) -> Result<Secret, ConfigError> {
         let secret = Secret::from_file(path)

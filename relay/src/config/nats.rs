@@ -430,44 +430,24 @@ pub(super) fn connection(
         }
         out.creds_file = Some(path.clone());
     }
-    let mut files = Vec::new();
     for (name, path) in [
-        ("ca_file", tls.ca_file),
-        ("cert_file", tls.cert_file),
-        ("key_file", tls.key_file),
+        ("ca_file", &mut *tls.ca_file),
+        ("cert_file", &mut *tls.cert_file),
+        ("key_file", &mut *tls.key_file),
     ] {
         ctx.resolve_opt(path);
         if let Some(p) = path.as_ref() {
             ctx.readable(&format!("{key}.tls.{name}"), p)?;
         }
-        files.push(path.clone());
     }
-    let (ca_file, cert_file, key_file) = match <[Option<PathBuf>; 3]>::try_from(files) {
-        Ok([ca, cert, key]) => (ca, cert, key),
-        Err(_) => (None, None, None),
-    };
-    match (&cert_file, &key_file) {
-        (Some(_), None) => {
-            return Err(ctx.invalid(
-                format!("{key}.tls.key_file"),
-                "tls.cert_file needs tls.key_file",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(ctx.invalid(
-                format!("{key}.tls.cert_file"),
-                "tls.key_file needs tls.cert_file",
-            ));
-        }
-        _ => {}
-    }
+    ctx.key_pair(key, tls.cert_file.as_ref(), tls.key_file.as_ref())?;
     Ok(NatsConnection {
         servers: servers.to_vec(),
         auth: out,
         tls: cc_common::nats::Tls {
-            ca_file,
-            cert_file,
-            key_file,
+            ca_file: tls.ca_file.clone(),
+            cert_file: tls.cert_file.clone(),
+            key_file: tls.key_file.clone(),
             require: tls.require,
             handshake_first: tls.handshake_first,
         },

@@ -490,21 +490,7 @@ impl Upstream {
                 ctx.readable(&format!("{key}.tls.{name}"), path)?;
             }
         }
-        match (&tls.cert_file, &tls.key_file) {
-            (Some(_), None) => {
-                return Err(ctx.invalid(
-                    format!("{key}.tls.key_file"),
-                    "tls.cert_file needs tls.key_file",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ctx.invalid(
-                    format!("{key}.tls.cert_file"),
-                    "tls.key_file needs tls.cert_file",
-                ));
-            }
-            _ => {}
-        }
+        ctx.key_pair(key, tls.cert_file.as_ref(), tls.key_file.as_ref())?;
         if tls.server_name.as_deref().is_some_and(str::is_empty) {
             return Err(ctx.invalid(format!("{key}.tls.server_name"), "must not be empty"));
         }

@@ -531,6 +531,11 @@ fn nats_ingress_keys_are_checked_and_their_files_read() {
         ),
         ("queue_group", json!("two words"), "one word"),
         ("subscription_capacity", json!(0), "at least 1"),
+        (
+            "tls",
+            json!({"cert_file": pem}),
+            "tls.cert_file needs tls.key_file",
+        ),
     ] {
         let mut bad = doc.clone();
         bad["ingress"]["nats"][0][key] = value;
