@@ -180,7 +180,12 @@ fn relay_gets_through(server: &NatsServer, auth: Value) {
     let mut i = input(server, "metrics.>");
     i["auth"] = auth;
     if server.has_tls() {
-        i["tls"] = json!({"ca_file": server.ca_file()});
+        let files = server.tls_files();
+        i["tls"] = if files.verify {
+            json!({"ca_file": files.ca, "cert_file": files.client_cert, "key_file": files.client_key})
+        } else {
+            json!({"ca_file": files.ca})
+        };
     }
     let (relay, _admin) = start_relay(config(i, &stub));
     let sent = lines("a", 3);
@@ -222,6 +227,38 @@ fn tls_with_a_private_ca() {
     let server = NatsServer::start(NatsSetup::new().tls());
     assert!(server.url().starts_with("tls://"));
     relay_gets_through(&server, json!({}));
+}
+
+#[test]
+fn mutual_tls_with_a_client_certificate() {
+    let server = NatsServer::start(NatsSetup::new().mutual_tls());
+    relay_gets_through(&server, json!({}));
+    // Without the client certificate the server refuses the relay.
+    let stub = Stub::start();
+    let mut i = input(&server, "metrics.>");
+    i["tls"] = json!({"ca_file": server.ca_file()});
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, admin) = start_relay_when(config(i, &stub), dir, |admin| {
+        common::http(admin, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    // The refusal is reported, and the input stays down.
+    let refused = wait_for(Duration::from_secs(10), || {
+        let status = common::http(&admin, "GET", "/status", &[], b"")
+            .unwrap()
+            .json();
+        status["nats"][0]["last_error"].is_string()
+    });
+    assert!(refused, "no error reported:\n{}", relay.log_text());
+    assert_eq!(
+        metric(&admin, "ccrelay_nats_connected{role=\"ingress:bus\"}"),
+        0.0
+    );
+    assert_eq!(
+        common::http(&admin, "GET", "/readyz", &[], b"")
+            .unwrap()
+            .status,
+        503
+    );
 }
 
 #[test]
