@@ -616,10 +616,11 @@ fn https_when_certificate_and_key_are_configured() {
         .spawn()
         .unwrap();
     // A plain-HTTP request to a TLS port gets no HTTP answer; a TLS client
-    // that trusts the test CA does.
+    // that trusts the test CA does (`-f`: the 503 of a store still loading
+    // its checkpoints counts as not yet).
     let curl = || {
         std::process::Command::new("curl")
-            .args(["-s", "--cacert"])
+            .args(["-sf", "--cacert"])
             .arg(tls.join("ca.pem"))
             .args(["-X", "GET", "--data", "{}"])
             .arg(format!("https://localhost:{port}/api/query"))
