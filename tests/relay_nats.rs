@@ -599,11 +599,9 @@ fn a_core_input_that_falls_behind_counts_and_logs_every_dropped_message() {
         lost > 0.0,
         "nothing was dropped: the test did not overflow the inbox"
     );
-    assert!(
-        relay.log_text().contains("dropping"),
-        "{}",
-        relay.log_text()
-    );
+    // Said, but not once per dropped message.
+    let said = relay.log_text().matches("dropping").count();
+    assert!((1..=2).contains(&said), "{said} log lines about dropping");
     // Whatever was taken is delivered.
     assert!(wait_for(Duration::from_secs(20), || stub
         .delivered_lines()

@@ -125,6 +125,7 @@ pub struct Status {
     dropped: AtomicU64,
     last_error: parking_lot::Mutex<Option<String>>,
     error_log: parking_lot::Mutex<Option<(String, Instant)>>,
+    drop_log: crate::telemetry::Throttle,
 }
 
 /// The same error is logged at most this often.
@@ -145,6 +146,7 @@ impl Status {
             dropped: AtomicU64::new(0),
             last_error: parking_lot::Mutex::new(None),
             error_log: parking_lot::Mutex::new(None),
+            drop_log: crate::telemetry::Throttle::new(ERROR_LOG_EVERY),
         }
     }
 
@@ -252,11 +254,18 @@ impl Status {
         }
     }
 
+    /// Counts dropped messages; logs at most once a minute (the total
+    /// changes with every drop, so the same-text rule of [`Self::error`]
+    /// would let every one through).
     fn count_dropped(&self, n: u64) {
         let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
-        self.error(format!(
+        let text = format!(
             "messages arrive faster than they are processed; dropping ({total} dropped so far)"
-        ));
+        );
+        if self.drop_log.due().is_some() {
+            tracing::error!(role = %self.role, error = %text, "NATS");
+        }
+        *self.last_error.lock() = Some(text);
     }
 }
 

@@ -205,6 +205,39 @@ fn build_filter(
         })
 }
 
+/// Lets a log line that may repeat at a high rate (a dropped message, an
+/// invalid line) through at most once per period, and counts the ones held
+/// back so that the next line can say how many there were.
+#[derive(Debug)]
+pub struct Throttle {
+    every: std::time::Duration,
+    /// When a line was last let through, and how many were held back since.
+    state: parking_lot::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Throttle {
+    /// At most one line per `every`.
+    #[must_use]
+    pub fn new(every: std::time::Duration) -> Self {
+        Throttle {
+            every,
+            state: parking_lot::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)` if a line may be logged now, `n` being the lines held back
+    /// since the last one; `None` (and one more held back) otherwise.
+    pub fn due(&self) -> Option<u64> {
+        let mut state = self.state.lock();
+        if state.0.is_some_and(|at| at.elapsed() < self.every) {
+            state.1 += 1;
+            return None;
+        }
+        state.0 = Some(std::time::Instant::now());
+        Some(std::mem::take(&mut state.1))
+    }
+}
+
 /// Maps an upstream cc-metric-store `-loglevel` value to a `tracing` filter directive.
 ///
 /// Accepts `debug`, `info`, `warn`, `err` and `crit` (the upstream names) plus `warning`

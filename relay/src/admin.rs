@@ -91,7 +91,10 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
     }
     let down = s.runtime.nats.sources_down();
     if !down.is_empty() {
-        let text = format!("not connected to NATS: {}\n", down.join(", "));
+        let text = format!(
+            "NATS inputs not taking messages (not connected or not subscribed yet): {}\n",
+            down.join(", ")
+        );
         return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
     }
     (StatusCode::OK, "ready\n").into_response()

@@ -27,6 +27,7 @@ use self::upstreams::{Prepared, build_upstreams, rule_sets, rules_for};
 pub(crate) use self::upstreams::{auth_header, upstream_client};
 use crate::admin::{self, AdminState};
 use cc_common::nats::Status;
+use cc_common::telemetry::Throttle;
 
 use crate::config::{Config, HttpIngress, NatsIngress, RecordCompression, RuleSet};
 use crate::housekeeper::{DiskLimits, DiskState};
@@ -408,15 +409,17 @@ async fn start_nats_source(
     let counters = Arc::new(SourceCounters::default());
     runtime.nats.add(NatsLink {
         status: Arc::clone(&status),
-        source: Some((name, Arc::clone(&counters))),
+        source: Some((Arc::clone(&name), Arc::clone(&counters))),
     });
     let source = NatsSource {
+        name: Arc::clone(&name),
         config: input.clone(),
         groups,
         runtime: Arc::clone(runtime),
         status,
         counters,
         client,
+        drop_log: Throttle::new(Duration::from_secs(60)),
     };
     tracing::info!(
         ingress = %input.name,

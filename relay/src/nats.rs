@@ -4,7 +4,7 @@
 //! and every source's message counts.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use cc_common::nats::{Options, Status};
 use prometheus_client::metrics::counter::Counter;
@@ -36,6 +36,9 @@ pub struct SourceCounters {
     pub redelivered: Counter,
     /// JetStream messages received and not answered yet.
     pub unacked: AtomicI64,
+    /// The input takes messages: its subscriptions are known to the server
+    /// (core), or its consumer is bound (JetStream).
+    pub taking: AtomicBool,
 }
 
 impl Default for SourceCounters {
@@ -46,6 +49,7 @@ impl Default for SourceCounters {
             acks: ReasonCounts::new(ACK_KINDS),
             redelivered: Counter::default(),
             unacked: AtomicI64::new(0),
+            taking: AtomicBool::new(false),
         }
     }
 }
@@ -77,14 +81,18 @@ impl NatsLinks {
         self.links.lock().clone()
     }
 
-    /// The roles of the sources' connections that are down: the relay
-    /// cannot receive their data.
+    /// The roles of the sources that do not take messages: not connected,
+    /// or not subscribed (bound) yet.
     #[must_use]
     pub fn sources_down(&self) -> Vec<String> {
         self.links
             .lock()
             .iter()
-            .filter(|l| l.source.is_some() && !l.status.is_connected())
+            .filter(|l| {
+                l.source.as_ref().is_some_and(|(_, c)| {
+                    !l.status.is_connected() || !c.taking.load(Ordering::Relaxed)
+                })
+            })
             .map(|l| l.status.role().to_owned())
             .collect()
     }
@@ -146,9 +154,11 @@ mod tests {
     #[test]
     fn only_sources_that_are_down_count_for_readiness() {
         let links = NatsLinks::default();
+        let counters = Arc::new(SourceCounters::default());
+        counters.taking.store(true, Ordering::Relaxed);
         links.add(NatsLink {
             status: Arc::new(Status::new("ingress:bus")),
-            source: Some(("bus".into(), Arc::default())),
+            source: Some(("bus".into(), Arc::clone(&counters))),
         });
         links.add(NatsLink {
             status: Arc::new(Status::new("upstream:head")),

@@ -102,3 +102,14 @@ fn second_init_is_an_error_not_a_panic() {
         Err(other) => panic!("unexpected first init error: {other}"),
     }
 }
+
+#[test]
+fn a_throttle_lets_one_line_through_per_period_and_counts_the_rest() {
+    let throttle = Throttle::new(std::time::Duration::from_secs(3600));
+    assert_eq!(throttle.due(), Some(0));
+    assert_eq!(throttle.due(), None);
+    assert_eq!(throttle.due(), None);
+    let open = Throttle::new(std::time::Duration::ZERO);
+    assert_eq!(open.due(), Some(0));
+    assert_eq!(open.due(), Some(0));
+}

@@ -38,6 +38,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use bytes::{Bytes, BytesMut};
 use cc_common::nats::{Inbox, InboxLimits, Status};
+use cc_common::telemetry::Throttle;
 use futures_util::{FutureExt as _, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 
@@ -91,6 +92,8 @@ const INBOX_MAX_BYTES: usize = 256 << 20;
 /// One NATS input, ready to run.
 #[derive(Debug)]
 pub struct NatsSource {
+    /// The input's name (the `ingress` label).
+    pub name: Arc<str>,
     /// The input's configuration.
     pub config: NatsIngress,
     /// The line rules of its upstreams.
@@ -103,6 +106,8 @@ pub struct NatsSource {
     pub counters: Arc<SourceCounters>,
     /// The connected client.
     pub client: async_nats::Client,
+    /// Warnings about lost messages, at most once a minute.
+    pub drop_log: Throttle,
 }
 
 impl NatsSource {
@@ -126,8 +131,26 @@ impl NatsSource {
         self.config.mode == crate::config::NatsMode::Jetstream
     }
 
-    fn name(&self) -> Arc<str> {
-        Arc::from(self.config.name.as_str())
+    /// `invalid_lines: reject`: a message with an invalid line is refused
+    /// whole (and judged on its own, never joined with others).
+    fn rejects_invalid(&self) -> bool {
+        self.config.invalid_lines == crate::config::InvalidLines::Reject
+    }
+
+    /// Counts `n` messages lost for `reason` and warns, at most once a
+    /// minute (the counters have every one).
+    fn dropped(&self, reason: &'static str, n: u64, detail: &str) {
+        self.counters.dropped.add(reason, n);
+        if let Some(unlogged) = self.drop_log.due() {
+            tracing::warn!(
+                ingress = %self.config.name,
+                reason,
+                messages = n,
+                unlogged_warnings = unlogged,
+                "NATS messages dropped: {detail} (logged at most once a minute; \
+                 ccrelay_nats_dropped_messages_total counts all)"
+            );
+        }
     }
 
     async fn run_core(self: Arc<Self>, stop: CancellationToken) {
@@ -162,6 +185,20 @@ impl NatsSource {
             let cluster = subject.cluster.clone();
             tasks.spawn(Arc::clone(&self).take_core(inbox, cluster));
         }
+        // Subscribed once the server has seen the subscriptions: a flush is
+        // a round trip behind them.
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                flushed = self.client.flush() => match flushed {
+                    Ok(()) => {
+                        self.counters.taking.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(REBIND_DELAY).await,
+                },
+            }
+        }
         stop.cancelled().await;
         // Unsubscribe everywhere and let the inboxes empty: every message the
         // server already sent is still taken. A client that is not
@@ -186,7 +223,7 @@ impl NatsSource {
     /// Takes the messages of one subscription until it ends.
     async fn take_core(self: Arc<Self>, mut inbox: Inbox, cluster: Option<String>) {
         let max_message = self.max_message_bytes();
-        let reject = self.config.invalid_lines == crate::config::InvalidLines::Reject;
+        let reject = self.rejects_invalid();
         let mut storing = tokio::task::JoinSet::new();
         while let Some(first) = inbox.recv().await {
             let mut body = BytesMut::new();
@@ -223,14 +260,16 @@ impl NatsSource {
     async fn store_core(&self, body: Bytes, cluster: Option<String>, messages: u64) {
         match self.accept(body, cluster, CORE_ACK_TIMEOUT).await {
             Ok(()) => {}
-            Err(Refused::Invalid { rejected, first }) => {
-                self.counters.dropped.add("invalid", messages);
-                tracing::warn!(ingress = %self.config.name, rejected, first = %first, "message with invalid lines dropped (invalid_lines: reject)");
-            }
-            Err(why) => {
-                self.counters.dropped.add("refused", messages);
-                tracing::warn!(ingress = %self.config.name, messages, reason = %why, "messages dropped: the relay does not take data now");
-            }
+            Err(Refused::Invalid { rejected, first }) => self.dropped(
+                "invalid",
+                messages,
+                &format!("{rejected} invalid lines (invalid_lines: reject); first: {first}"),
+            ),
+            Err(why) => self.dropped(
+                "refused",
+                messages,
+                &format!("the relay does not take data now ({why})"),
+            ),
         }
     }
 
@@ -244,12 +283,12 @@ impl NatsSource {
         let writing = self.runtime.writing();
         let batch = Batch {
             protocol: "nats",
-            source: self.name(),
+            source: Arc::clone(&self.name),
             body,
             cluster,
             precision: None,
             hops: 0,
-            reject_invalid: self.config.invalid_lines == crate::config::InvalidLines::Reject,
+            reject_invalid: self.rejects_invalid(),
         };
         let accepted = self
             .runtime
@@ -266,12 +305,13 @@ impl NatsSource {
     }
 
     fn too_large(&self, len: usize) {
-        self.counters.dropped.add("too_large", 1);
-        tracing::warn!(
-            ingress = %self.config.name,
-            bytes = len,
-            max_message_bytes = %self.config.max_message_bytes,
-            "message larger than max_message_bytes dropped"
+        self.dropped(
+            "too_large",
+            1,
+            &format!(
+                "a message of {len} bytes is larger than max_message_bytes ({})",
+                self.config.max_message_bytes
+            ),
         );
     }
 
@@ -313,6 +353,7 @@ impl NatsSource {
                 break;
             }
             tracing::info!(ingress = %self.config.name, stream = js.stream.as_deref().unwrap_or(""), durable = %durable, "pulling from JetStream");
+            self.counters.taking.store(true, Ordering::Relaxed);
             match self.pull(&consumer, &js, &stop).await {
                 Ok(Pulled::Stopped) => {}
                 Ok(Pulled::Reconnected) => {
@@ -507,7 +548,7 @@ impl NatsSource {
         let c = &self.counters;
         c.unacked.fetch_add(batch.len() as i64, Ordering::Relaxed);
         let max_message = self.max_message_bytes();
-        let reject = self.config.invalid_lines == crate::config::InvalidLines::Reject;
+        let reject = self.rejects_invalid();
         // Messages with the same default cluster go in together, in order.
         let mut groups: Vec<(Option<String>, BytesMut, Vec<jetstream::Message>)> = Vec::new();
         for m in batch {
@@ -538,12 +579,19 @@ impl NatsSource {
             let kind = match self.accept(body.freeze(), cluster, ack_timeout).await {
                 Ok(()) => AckKind::Ack,
                 Err(Refused::Invalid { rejected, first }) => {
-                    c.dropped.add("invalid", members.len() as u64);
-                    tracing::warn!(ingress = %self.config.name, rejected, first = %first, "message with invalid lines terminated (invalid_lines: reject)");
+                    self.dropped(
+                        "invalid",
+                        members.len() as u64,
+                        &format!(
+                            "{rejected} invalid lines, terminated (invalid_lines: reject); first: {first}"
+                        ),
+                    );
                     AckKind::Term
                 }
                 Err(why) => {
-                    tracing::warn!(ingress = %self.config.name, messages = members.len(), reason = %why, "messages not taken now; JetStream delivers them again");
+                    if let Some(unlogged) = self.drop_log.due() {
+                        tracing::warn!(ingress = %self.config.name, messages = members.len(), reason = %why, unlogged_warnings = unlogged, "messages not taken now; JetStream delivers them again (logged at most once a minute)");
+                    }
                     AckKind::Nak(Some(NAK_DELAY))
                 }
             };

@@ -2,7 +2,7 @@
 //! one message with them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::Message;
 
@@ -32,9 +32,8 @@ pub struct Subscription {
     unknown_metric: AtomicU64,
     too_old: AtomicU64,
     wal_errors: AtomicU64,
-    /// When invalid lines were last logged, and how many invalid messages
-    /// went unlogged since.
-    invalid_log: parking_lot::Mutex<(Option<Instant>, u64)>,
+    /// Invalid messages are logged at most once a minute.
+    invalid_log: cc_common::telemetry::Throttle,
 }
 
 /// The counters of a [`Subscription`] at one moment.
@@ -79,7 +78,7 @@ impl Subscription {
             unknown_metric: AtomicU64::new(0),
             too_old: AtomicU64::new(0),
             wal_errors: AtomicU64::new(0),
-            invalid_log: parking_lot::Mutex::new((None, 0)),
+            invalid_log: cc_common::telemetry::Throttle::new(INVALID_LOG_EVERY),
         }
     }
 
@@ -142,14 +141,9 @@ impl Subscription {
 
     /// Logs a message's invalid lines, at most once a minute.
     fn log_invalid(&self, report: &IngestReport) {
-        let mut log = self.invalid_log.lock();
-        if log.0.is_some_and(|at| at.elapsed() < INVALID_LOG_EVERY) {
-            log.1 += 1;
+        let Some(unlogged) = self.invalid_log.due() else {
             return;
-        }
-        let unlogged = std::mem::take(&mut log.1);
-        log.0 = Some(Instant::now());
-        drop(log);
+        };
         tracing::warn!(
             subject = %self.subject,
             cluster_tag = %self.cluster_tag,
