@@ -462,3 +462,33 @@ async fn cluster_r3_stream_survives_a_killed_leader() {
     assert!(cluster.monitor(killed, "/healthz").is_some());
     assert_eq!(cluster.urls(), urls);
 }
+
+/// `cc_common::nats::round_trip` confirms that a connection's subscriptions
+/// are in force, and says so only when the server echoed its probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_confirms_subscriptions_and_fails_without_inbox_rights() {
+    let server = NatsServer::start(NatsSetup::new().auth(NatsAuth::Nkey).collector("metrics.>"));
+    let relay = server.connect().await;
+    let mut sub = relay.subscribe("metrics.>").await.unwrap();
+    assert!(cc_common::nats::round_trip(&relay, Duration::from_secs(5)).await);
+    // Subscribed for sure: a message from another connection is received.
+    let other = server.connect().await;
+    other.publish("metrics.a", "x".into()).await.unwrap();
+    other.flush().await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("message within 5 s")
+        .unwrap();
+    assert_eq!(msg.payload, "x");
+
+    // A publish-only account never gets its probe back.
+    let collector = server
+        .collector_auth()
+        .apply(ConnectOptions::new())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(!cc_common::nats::round_trip(&collector, Duration::from_millis(500)).await);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

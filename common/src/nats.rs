@@ -328,6 +328,26 @@ pub async fn connect(
     opts.connect(addrs).await.map_err(NatsError::Connect)
 }
 
+/// Waits until the server has processed everything `client` sent before:
+/// subscriptions made earlier are in force once this returns `true`.
+///
+/// `flush` only empties the socket; this sends a message to a fresh inbox
+/// of the client's own and waits for it to come back, which the server does
+/// only after every earlier command of the connection. `false` when the
+/// message did not return within `limit` (not connected, or no permission
+/// to use `_INBOX.>`).
+pub async fn round_trip(client: &async_nats::Client, limit: Duration) -> bool {
+    use futures_util::StreamExt as _;
+    let probe = async {
+        let inbox = client.new_inbox();
+        let mut echo = client.subscribe(inbox.clone()).await.ok()?;
+        client.publish(inbox, bytes::Bytes::new()).await.ok()?;
+        client.flush().await.ok()?;
+        echo.next().await
+    };
+    matches!(tokio::time::timeout(limit, probe).await, Ok(Some(_)))
+}
+
 fn server_addrs(servers: &[String]) -> Result<Vec<ServerAddr>, NatsError> {
     if servers.is_empty() {
         return Err(NatsError::NoServers);

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use bytes::{Bytes, BytesMut};
-use cc_common::nats::{Inbox, InboxLimits, Status};
+use cc_common::nats::{self, Inbox, InboxLimits, Status};
 use cc_common::telemetry::Throttle;
 use futures_util::{FutureExt as _, StreamExt as _};
 use tokio_util::sync::CancellationToken;
@@ -185,17 +185,24 @@ impl NatsSource {
             let cluster = subject.cluster.clone();
             tasks.spawn(Arc::clone(&self).take_core(inbox, cluster));
         }
-        // Subscribed once the server has seen the subscriptions: a flush is
-        // a round trip behind them.
+        // Taking messages once the server has processed the subscriptions.
+        // An account that may not use `_INBOX.>` cannot show it; once
+        // connected for a few attempts, the input counts as taking anyway.
+        let mut unconfirmed = 0_u32;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                flushed = self.client.flush() => match flushed {
-                    Ok(()) => {
+                confirmed = nats::round_trip(&self.client, REBIND_DELAY) => {
+                    if self.status.is_connected() && !confirmed {
+                        unconfirmed += 1;
+                    }
+                    if confirmed || unconfirmed >= 3 {
+                        if !confirmed {
+                            tracing::info!(ingress = %self.config.name, "the server does not echo a message to this client's inbox; taking messages without that confirmation");
+                        }
                         self.counters.taking.store(true, Ordering::Relaxed);
                         break;
                     }
-                    Err(_) => tokio::time::sleep(REBIND_DELAY).await,
                 },
             }
         }
