@@ -18,9 +18,18 @@
 //!   past the last slot fills the gap with NaN.
 //! - Chunks created by writes have capacity [`CHUNK_CAPACITY`]; chunks loaded
 //!   from checkpoints are full (`capacity == len`) and flagged `archived`.
+//!
+//! A chunk's slot array grows with its data: [`FIRST_SLOTS`] slots at
+//! first, then doubling up to the chunk's capacity, so a young series costs
+//! a few dozen bytes rather than a full chunk. Capacity (how many slots a
+//! chunk may hold, which decides where the next chunk starts) is a property
+//! of the chunk, not of its allocation.
 
 /// Slots of a chunk created by writes.
 pub const CHUNK_CAPACITY: usize = 512;
+
+/// Slots allocated when a chunk gets its first value.
+pub const FIRST_SLOTS: usize = 4;
 
 /// A run of consecutive slots at one frequency.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +55,7 @@ impl Chunk {
         Chunk {
             start: ts - frequency / 2,
             frequency,
-            data: Vec::with_capacity(CHUNK_CAPACITY),
+            data: Vec::new(),
             capacity: CHUNK_CAPACITY,
             archived: false,
             unsaved: false,
@@ -98,6 +107,27 @@ impl Chunk {
 
     fn len_i64(&self) -> i64 {
         i64::try_from(self.data.len()).unwrap_or(i64::MAX)
+    }
+
+    /// Makes room for `len` slots: at least double the allocation (starting
+    /// at [`FIRST_SLOTS`]), but never more than the chunk's capacity.
+    fn reserve_slots(&mut self, len: usize) {
+        let allocated = self.data.capacity();
+        if len <= allocated {
+            return;
+        }
+        let target = allocated
+            .saturating_mul(2)
+            .max(FIRST_SLOTS)
+            .min(self.capacity)
+            .max(len);
+        self.data.reserve_exact(target - self.data.len());
+    }
+
+    /// Appends `value` in the slot after the last one.
+    fn push(&mut self, value: f64) {
+        self.reserve_slots(self.data.len() + 1);
+        self.data.push(value);
     }
 
     /// Slot index of `t` (truncating towards zero, negative before `start`).
@@ -207,7 +237,7 @@ impl Chain {
     #[must_use]
     pub fn with_sample(ts: i64, value: f64, frequency: i64) -> Chain {
         let mut chunk = Chunk::new_at(ts, frequency);
-        chunk.data.push(value);
+        chunk.push(value);
         chunk.unsaved = true;
         Chain {
             chunks: vec![chunk],
@@ -262,7 +292,7 @@ impl Chain {
         let k = usize::try_from(head.slot(ts)).unwrap_or(usize::MAX);
         if k >= head.capacity {
             let mut chunk = Chunk::new_at(ts, head.frequency);
-            chunk.data.push(value);
+            chunk.push(value);
             chunk.unsaved = true;
             self.chunks.push(chunk);
             return Ok(());
@@ -271,6 +301,7 @@ impl Chain {
         if let Some(slot) = head.data.get_mut(k) {
             *slot = value;
         } else {
+            head.reserve_slots(k + 1);
             head.data.resize(k, f64::NAN);
             head.data.push(value);
         }

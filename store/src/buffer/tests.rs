@@ -375,3 +375,45 @@ fn a_long_gap_splits_the_older_run_instead_of_filling_it_with_nan() {
     assert_eq!(u.older[1].data, vec![2.0]);
     assert_eq!(u.head.data, vec![3.0]);
 }
+
+#[test]
+fn slot_arrays_grow_with_the_data_up_to_the_capacity() {
+    let mut chain = Chain::with_sample(0, 1.0, 10);
+    assert_eq!(chain.allocated_bytes(), FIRST_SLOTS * 8);
+    let mut seen = vec![chain.head().unwrap().data.capacity()];
+    for i in 1..CHUNK_CAPACITY {
+        chain.write(i64::try_from(i).unwrap() * 10, 1.0).unwrap();
+        let allocated = chain.head().unwrap().data.capacity();
+        if seen.last() != Some(&allocated) {
+            seen.push(allocated);
+        }
+    }
+    assert_eq!(seen, [4, 8, 16, 32, 64, 128, 256, 512]);
+    assert_eq!(chain.chunks().len(), 1);
+    // The next sample starts a new chunk, small again.
+    chain.write(5120, 2.0).unwrap();
+    assert_eq!(chain.chunks().len(), 2);
+    assert_eq!(chain.head().unwrap().data.capacity(), FIRST_SLOTS);
+}
+
+#[test]
+fn a_gap_or_a_reopened_head_never_allocates_past_the_capacity() {
+    // A jump to slot 300 allocates what it needs, the next doubling stops at 512.
+    let mut chain = Chain::with_sample(0, 1.0, 10);
+    chain.write(3000, 1.0).unwrap();
+    assert_eq!(chain.head().unwrap().data.capacity(), 301);
+    chain.write(3010, 1.0).unwrap();
+    assert_eq!(chain.head().unwrap().data.capacity(), CHUNK_CAPACITY);
+    chain.write(5110, 1.0).unwrap();
+    assert_eq!(chain.chunks().len(), 1);
+    assert_eq!(chain.head().unwrap().data.capacity(), CHUNK_CAPACITY);
+
+    // A chunk restored with 300 values gets room up to 512 slots, no more.
+    let mut restored = chain_of(vec![Chunk::loaded(-5, 10, vec![1.0; 300])]);
+    restored.reopen_head();
+    for i in 300..CHUNK_CAPACITY {
+        restored.write(i64::try_from(i).unwrap() * 10, 1.0).unwrap();
+    }
+    assert_eq!(restored.chunks().len(), 1);
+    assert_eq!(restored.head().unwrap().data.capacity(), CHUNK_CAPACITY);
+}
