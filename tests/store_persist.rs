@@ -640,6 +640,65 @@ fn a_wal_over_max_wal_size_gets_an_early_snapshot() {
     assert!(std::fs::metadata(&wal).map_or(0, |m| m.len()) < 2000);
 }
 
+#[test]
+fn the_default_configuration_bounds_a_wal_at_16_mib() {
+    let config = config_with("wal", &json!({}));
+    assert!(
+        config["metric-store"]["checkpoints"]
+            .get("max-wal-size")
+            .is_none()
+    );
+    let store = start_store_in(config, tempfile::tempdir().unwrap());
+    let host = store.dir.path().join("checkpoints/fritz/big");
+    let snapshot_taken = || {
+        std::fs::read_dir(&host)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".bin"))
+    };
+    // One host, 128 hwthreads: about 45 WAL bytes per sample, so 400 000
+    // samples (18 MB) pass the default limit.
+    let t0 = now() - 30 * 3600;
+    let mut sent = 0;
+    for minute in 0..(400_000 / 128 / 2 + 1) {
+        let ts = t0 + minute * 60;
+        let mut body = String::with_capacity(128 * 2 * 70);
+        for t in 0..128 {
+            body.push_str(&format!(
+                "cpu_load,hostname=big,type=hwthread,type-id={t} value=1 {ts}\n"
+            ));
+            body.push_str(&format!(
+                "flops_any,hostname=big,type=hwthread,type-id={t} value=2 {ts}\n"
+            ));
+        }
+        write(&store, &body);
+        sent += 256;
+        if sent % 25_600 == 0 && snapshot_taken() {
+            break;
+        }
+    }
+    assert!(
+        sent >= 16 * 1024 * 1024 / 48,
+        "limit passed too early: {sent} samples"
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), snapshot_taken),
+        "{}",
+        store.log_text()
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || std::fs::metadata(
+            host.join("current.wal")
+        )
+        .map_or(0, |m| m.len())
+            < 16 << 20),
+        "{}",
+        store.log_text()
+    );
+    assert!(store.log_text().contains("WAL size limit"));
+}
+
 /// A one-route HTTP server standing in for cc-backend: answers every request
 /// with `body` and remembers the request heads.
 fn fake_backend(body: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {

@@ -783,7 +783,7 @@ fn partial_checkpoints_merge_with_defaults() {
     let checkpoints = &config.metric_store.checkpoints;
     assert_eq!(checkpoints.directory, Path::new("/x"));
     assert_eq!(checkpoints.file_format, FileFormat::Wal);
-    assert_eq!(checkpoints.max_wal_size, 0);
+    assert_eq!(checkpoints.max_wal_size, 16 << 20);
     assert_eq!(checkpoints.wal_fsync_interval, Duration::from_secs(1));
 
     let config = load_value(&with("/metric-store/checkpoints", Value::Null)).unwrap();
@@ -800,6 +800,13 @@ fn partial_checkpoints_merge_with_defaults() {
     let checkpoints = &config.metric_store.checkpoints;
     assert_eq!(checkpoints.max_wal_size, 1 << 30);
     assert_eq!(checkpoints.wal_fsync_interval, Duration::from_millis(200));
+    // 0 turns the limit off, as upstream.
+    let config = load_value(&with(
+        "/metric-store/checkpoints",
+        json!({"max-wal-size": 0}),
+    ))
+    .unwrap();
+    assert_eq!(config.metric_store.checkpoints.max_wal_size, 0);
     assert_eq!(checkpoints.directory, Path::new("./var/checkpoints"));
 
     for (key, value) in [
