@@ -27,13 +27,15 @@
 //! - The `(cluster, host)` level is resolved per line, so lines that rely on
 //!   the default cluster never land in the previous line's host.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cc_common::lineproto::{FieldValue, Line, Precision, parse_lines};
 
-use crate::persist::{HostFiles, Persistence};
+use crate::persist::{HostFiles, OwnedHostGuard, Persistence};
 use crate::store::MetricStore;
 use crate::tree::Level;
+use foldhash::fast::RandomState;
 
 /// Latest accepted timestamp in seconds (the year 5138): later ones, and
 /// negative ones, are errors rather than slots no arithmetic can handle.
@@ -83,11 +85,42 @@ struct Scratch {
     host: String,
     type_path: String,
     stype_path: String,
-    cached: Option<(String, String, Arc<Level>)>,
+    /// The `(cluster, host)` of the previous line.
+    cached: Option<(String, String)>,
+    /// The cached host's level (first) and the levels below it met in
+    /// this batch, so that a line finds its level without locking or
+    /// reference counting.
+    levels: Vec<Arc<Level>>,
     /// The WAL of the cached host, in `wal` format.
     files: Option<Arc<HostFiles>>,
+    /// The cached host's WAL lock, held from its first line to the last of
+    /// a run of lines of that host: one lock per run instead of per line.
+    held: Option<OwnedHostGuard>,
+    /// Indexes into `levels` by path below the host (`type`, or `type` NUL
+    /// `stype`).
+    below: HashMap<Box<str>, usize, RandomState>,
+    /// The key being looked up in `below`.
+    below_key: String,
     /// Hosts whose WAL got records in this batch.
     touched: Vec<Arc<HostFiles>>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            cluster: String::new(),
+            host: String::new(),
+            type_path: String::new(),
+            stype_path: String::new(),
+            cached: None,
+            levels: Vec::new(),
+            files: None,
+            held: None,
+            below: HashMap::default(),
+            below_key: String::new(),
+            touched: Vec::new(),
+        }
+    }
 }
 
 /// Decodes `body` and writes its samples into `store`. `default_cluster`
@@ -95,15 +128,7 @@ struct Scratch {
 /// leading line without timestamp.
 pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64) -> IngestReport {
     let mut report = IngestReport::default();
-    let mut scratch = Scratch {
-        cluster: String::new(),
-        host: String::new(),
-        type_path: String::new(),
-        stype_path: String::new(),
-        cached: None,
-        files: None,
-        touched: Vec::new(),
-    };
+    let mut scratch = Scratch::new();
     let wal = store.wal().map(Arc::as_ref);
     let mut last_ts = now;
     for result in parse_lines(body) {
@@ -148,7 +173,10 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
             }
         };
         let level = match resolve_level(store, &line, default_cluster, &mut scratch) {
-            Ok(level) => level,
+            Ok(index) => match scratch.levels.get(index) {
+                Some(level) => level,
+                None => continue,
+            },
             Err(message) => {
                 report.reject(|| format!("at line {}: {message}", line.number()));
                 continue;
@@ -159,11 +187,10 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 // The record goes into the host's WAL buffer and the sample
                 // into memory under one lock, so that a snapshot of the host
                 // (which takes the same lock) sees both or neither.
-                let mut state = files.lock();
+                let state = scratch.held.get_or_insert_with(|| files.lock_owned());
                 let selector = selector(&scratch.type_path, &scratch.stype_path);
                 let mark = state.mark();
                 if let Err(e) = state.record(ts, line.measurement(), selector.as_slice(), value) {
-                    drop(state);
                     report.reject(|| format!("at line {}: {e}", line.number()));
                     continue;
                 }
@@ -173,11 +200,10 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                     state.rewind(mark);
                 }
                 if state.buffer_full()
-                    && let Err(e) = wal.flush_wal(files, &mut state)
+                    && let Err(e) = wal.flush_wal(files, state)
                 {
                     report.wal_error.get_or_insert_with(|| wal_error(files, &e));
                 }
-                drop(state);
                 if !scratch
                     .touched
                     .last()
@@ -194,6 +220,7 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
             Err(_) => report.too_old += 1,
         }
     }
+    scratch.held = None;
     if let Some(wal) = wal {
         flush_touched(wal, &mut scratch.touched, &mut report);
     }
@@ -304,13 +331,14 @@ fn field_text(field: &FieldValue<'_>) -> String {
     out.chars().take(40).collect()
 }
 
-/// Finds (creating as needed) the level a line's sample belongs to.
+/// Finds (creating as needed) the level a line's sample belongs to; returns
+/// its index in `s.levels`.
 fn resolve_level(
     store: &MetricStore,
     line: &Line<'_>,
     default_cluster: &str,
     s: &mut Scratch,
-) -> Result<Arc<Level>, String> {
+) -> Result<usize, String> {
     s.cluster.clear();
     s.cluster.push_str(default_cluster);
     s.host.clear();
@@ -350,25 +378,45 @@ fn resolve_level(
             ));
         }
     }
-    let host = match &s.cached {
-        Some((c, h, level)) if *c == s.cluster && *h == s.host => Arc::clone(level),
-        _ => {
-            let level = store
+    if !matches!(&s.cached, Some((c, h)) if *c == s.cluster && *h == s.host) {
+        // Another host: its predecessor's WAL lock goes first, so that no
+        // task ever holds two.
+        s.held = None;
+        s.below.clear();
+        s.levels.clear();
+        s.levels.push(
+            store
                 .root()
-                .find_or_create(&[s.cluster.as_str(), s.host.as_str()]);
-            s.cached = Some((s.cluster.clone(), s.host.clone(), Arc::clone(&level)));
-            s.files = store.wal().map(|wal| wal.host(&s.cluster, &s.host));
-            level
-        }
-    };
+                .find_or_create(&[s.cluster.as_str(), s.host.as_str()]),
+        );
+        s.cached = Some((s.cluster.clone(), s.host.clone()));
+        s.files = store.wal().map(|wal| wal.host(&s.cluster, &s.host));
+    }
     if s.type_path.is_empty() {
-        return Ok(host);
+        return Ok(0);
     }
+    s.below_key.clear();
+    s.below_key.push_str(&s.type_path);
+    if !s.stype_path.is_empty() {
+        s.below_key.push('\0');
+        s.below_key.push_str(&s.stype_path);
+    }
+    if let Some(&index) = s.below.get(s.below_key.as_str()) {
+        return Ok(index);
+    }
+    let Some(host) = s.levels.first() else {
+        return Err("internal error: no host level".to_owned());
+    };
     let typed = host.child_or_create(&s.type_path);
-    if s.stype_path.is_empty() {
-        return Ok(typed);
-    }
-    Ok(typed.child_or_create(&s.stype_path))
+    let level = if s.stype_path.is_empty() {
+        typed
+    } else {
+        typed.child_or_create(&s.stype_path)
+    };
+    let index = s.levels.len();
+    s.levels.push(level);
+    s.below.insert(Box::from(s.below_key.as_str()), index);
+    Ok(index)
 }
 
 fn prepend_or_set(path: &mut String, value: &str) {

@@ -82,8 +82,11 @@ pub struct HostFiles {
     cluster: Box<str>,
     host: Box<str>,
     dir: PathBuf,
-    state: Mutex<HostState>,
+    state: Arc<Mutex<HostState>>,
 }
+
+/// A host's lock held by its owner (see [`HostFiles::lock_owned`]).
+pub type OwnedHostGuard = parking_lot::ArcMutexGuard<parking_lot::RawMutex, HostState>;
 
 /// Mutable per-host persistence state, behind the host's lock.
 #[derive(Debug, Default)]
@@ -178,7 +181,7 @@ impl Persistence {
                         cluster: Box::from(cluster),
                         host: Box::from(host),
                         dir: self.root.join(cluster).join(host),
-                        state: Mutex::new(HostState::default()),
+                        state: Arc::new(Mutex::new(HostState::default())),
                     })
                 }),
         )
@@ -338,6 +341,12 @@ impl HostFiles {
     /// Locks the host's state (WAL appends and snapshots of this host).
     pub fn lock(&self) -> parking_lot::MutexGuard<'_, HostState> {
         self.state.lock()
+    }
+
+    /// [`Self::lock`], as a guard that owns its share of the lock (so that
+    /// ingest can keep it across the consecutive lines of one host).
+    pub fn lock_owned(&self) -> OwnedHostGuard {
+        Mutex::lock_arc(&self.state)
     }
 }
 
