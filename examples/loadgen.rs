@@ -13,7 +13,7 @@
 //!     --connections 4 --batch-lines 5000 --duration 20s
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/lines.rs"]
 mod lines;
 use lines::stamp;
@@ -35,6 +37,7 @@ struct Args {
     start: i64,
     step: i64,
     rounds: u64,
+    rate: Option<f64>,
     header: Vec<String>,
 }
 
@@ -49,25 +52,14 @@ fn parse_args() -> anyhow::Result<Args> {
         start: 1_700_000_000,
         step: 60,
         rounds: u64::MAX,
+        rate: None,
         header: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--url" => {
-                let url = value()?;
-                let rest = url
-                    .strip_prefix("http://")
-                    .context("--url must start with http://")?;
-                let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                args.host = host.to_owned();
-                args.path = if path.is_empty() {
-                    "/".into()
-                } else {
-                    path.to_owned()
-                };
-            }
+            "--url" => (args.host, args.path) = http::split_url(&value()?)?,
             "--connections" => args.connections = value()?.parse()?,
             "--batch-lines" => args.batch_lines = value()?.parse()?,
             "--duration" => args.duration = humantime::parse_duration(&value()?)?,
@@ -75,11 +67,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--start" => args.start = value()?.parse()?,
             "--step" => args.step = value()?.parse()?,
             "--rounds" => args.rounds = value()?.parse()?,
+            "--rate" => args.rate = Some(value()?.parse()?).filter(|r: &f64| *r > 0.0),
             "--header" => args.header.push(value()?),
             "--help" | "-h" => {
                 println!(
                     "loadgen --url http://HOST:PORT/PATH [--connections N] [--batch-lines N] \
-                     [--duration 10s] [--hosts N] [--start UNIX] [--step SECONDS] [--rounds N] [--header 'K: V']"
+                     [--duration 10s] [--hosts N] [--start UNIX] [--step SECONDS] [--rounds N] [--rate LINES_PER_SEC] [--header 'K: V']"
                 );
                 std::process::exit(0);
             }
@@ -94,44 +87,8 @@ fn parse_args() -> anyhow::Result<Args> {
 
 /// Sends one request on a keep-alive connection; returns the status.
 fn post(conn: &mut BufReader<TcpStream>, args: &Args, body: &[u8]) -> anyhow::Result<u16> {
-    let mut head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
-        args.path,
-        args.host,
-        body.len()
-    );
-    for h in &args.header {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    let stream = conn.get_mut();
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut status_line = String::new();
-    conn.read_line(&mut status_line)?;
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        conn.read_line(&mut header)?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse()?;
-        }
-    }
-    let mut sink = vec![0; length];
-    conn.read_exact(&mut sink)?;
-    Ok(status)
+    http::request(conn, "POST", &args.host, &args.path, &args.header, body)
+        .map(|(status, _)| status)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -154,9 +111,13 @@ fn main() -> anyhow::Result<()> {
     let lines_ok = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // With --rate: lines handed out so far, each batch sent no earlier than
+    // its share of the rate allows.
+    let scheduled = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.connections {
+        let scheduled = Arc::clone(&scheduled);
         let (args, templates, next, lines_ok, failures, stop) = (
             Arc::clone(&args),
             Arc::clone(&templates),
@@ -180,6 +141,14 @@ fn main() -> anyhow::Result<()> {
                     let Some((template, offsets)) = templates.get((n % count) as usize) else {
                         break;
                     };
+                    if let Some(rate) = args.rate {
+                        let before = scheduled.fetch_add(offsets.len() as u64, Ordering::Relaxed);
+                        let due = started + Duration::from_secs_f64(before as f64 / rate);
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                    }
                     body.clear();
                     body.extend_from_slice(template);
                     let round = i64::try_from(n / count).unwrap_or(0);
@@ -229,12 +198,13 @@ fn main() -> anyhow::Result<()> {
     };
     let ok = lines_ok.load(Ordering::Relaxed);
     println!(
-        "lines_ok={ok} seconds={elapsed:.2} lines_per_sec={:.0} requests={} failures={} p50_ms={:.2} p99_ms={:.2}",
+        "lines_ok={ok} seconds={elapsed:.2} lines_per_sec={:.0} requests={} failures={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
         ok as f64 / elapsed,
         latencies.len(),
         failures.load(Ordering::Relaxed),
         pct(0.5),
-        pct(0.99)
+        pct(0.99),
+        pct(1.0)
     );
     Ok(())
 }
