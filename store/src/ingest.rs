@@ -28,6 +28,7 @@
 //!   the default cluster never land in the previous line's host.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
 use cc_common::lineproto::{FieldValue, Line, Precision, parse_lines};
@@ -96,9 +97,13 @@ struct Scratch {
     /// The cached host's WAL lock, held from its first line to the last of
     /// a run of lines of that host: one lock per run instead of per line.
     held: Option<OwnedHostGuard>,
-    /// Indexes into `levels` by path below the host (`type`, or `type` NUL
-    /// `stype`).
-    below: HashMap<Box<str>, usize, RandomState>,
+    /// Indexes into `levels` by the hash of the path below the host
+    /// (`type`, or `type` NUL `stype`); a hit is confirmed with `paths`.
+    below: HashMap<u64, usize, RandomState>,
+    /// The path of each entry of `levels`; the strings are reused from
+    /// host to host, so that finding a level allocates nothing.
+    paths: Vec<String>,
+    hasher: RandomState,
     /// The key being looked up in `below`.
     below_key: String,
     /// Hosts whose WAL got records in this batch.
@@ -117,6 +122,8 @@ impl Scratch {
             files: None,
             held: None,
             below: HashMap::default(),
+            paths: Vec::new(),
+            hasher: RandomState::default(),
             below_key: String::new(),
             touched: Vec::new(),
         }
@@ -389,6 +396,10 @@ fn resolve_level(
                 .root()
                 .find_or_create(&[s.cluster.as_str(), s.host.as_str()]),
         );
+        match s.paths.first_mut() {
+            Some(path) => path.clear(),
+            None => s.paths.push(String::new()),
+        }
         s.cached = Some((s.cluster.clone(), s.host.clone()));
         s.files = store.wal().map(|wal| wal.host(&s.cluster, &s.host));
     }
@@ -401,7 +412,10 @@ fn resolve_level(
         s.below_key.push('\0');
         s.below_key.push_str(&s.stype_path);
     }
-    if let Some(&index) = s.below.get(s.below_key.as_str()) {
+    let hash = s.hasher.hash_one(s.below_key.as_str());
+    if let Some(&index) = s.below.get(&hash)
+        && s.paths.get(index).is_some_and(|p| *p == s.below_key)
+    {
         return Ok(index);
     }
     let Some(host) = s.levels.first() else {
@@ -415,7 +429,14 @@ fn resolve_level(
     };
     let index = s.levels.len();
     s.levels.push(level);
-    s.below.insert(Box::from(s.below_key.as_str()), index);
+    match s.paths.get_mut(index) {
+        Some(path) => {
+            path.clear();
+            path.push_str(&s.below_key);
+        }
+        None => s.paths.push(s.below_key.clone()),
+    }
+    s.below.insert(hash, index);
     Ok(index)
 }
 

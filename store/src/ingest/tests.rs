@@ -234,3 +234,37 @@ fn timestamps_out_of_range_are_errors_not_slots() {
     assert_eq!((report.invalid, report.written), (2, 1));
     assert!(report.first_error.unwrap().contains("out of range"));
 }
+
+#[test]
+fn levels_found_again_within_a_batch_stay_with_their_host() {
+    let s = store();
+    // Hosts come back after others, with the same and with other
+    // sub-levels; `socket0` + `memctrl1` and `socket01` are different levels.
+    let body = b"flops_any,cluster=c,hostname=a,type=hwthread,type-id=1 value=1 1700000000
+flops_any,cluster=c,hostname=a,type=hwthread,type-id=2 value=2 1700000000
+flops_any,cluster=c,hostname=b,type=hwthread,type-id=1 value=3 1700000000
+mem_bw,cluster=c,hostname=b,type=socket,type-id=0,stype=memctrl,stype-id=1 value=4 1700000000
+mem_bw,cluster=c,hostname=b,type=socket,type-id=01 value=5 1700000000
+flops_any,cluster=c,hostname=a,type=hwthread,type-id=1 value=6 1700000060
+flops_any,cluster=c,hostname=a value=7 1700000000
+flops_any,cluster=c,hostname=b,type=hwthread,type-id=1 value=8 1700000060
+mem_bw,cluster=c,hostname=b,type=socket,type-id=0,stype=memctrl,stype-id=1 value=9 1700000060
+";
+    let report = ingest(&s, body, "d", 0);
+    assert_eq!(report.written, 9, "{report:?}");
+    assert_eq!(
+        values(&s, &["c", "a", "hwthread1"], "flops_any"),
+        [1.0, 6.0]
+    );
+    assert_eq!(values(&s, &["c", "a", "hwthread2"], "flops_any"), [2.0]);
+    assert_eq!(values(&s, &["c", "a"], "flops_any"), [7.0]);
+    assert_eq!(
+        values(&s, &["c", "b", "hwthread1"], "flops_any"),
+        [3.0, 8.0]
+    );
+    assert_eq!(
+        values(&s, &["c", "b", "socket0", "memctrl1"], "mem_bw"),
+        [4.0, 9.0]
+    );
+    assert_eq!(values(&s, &["c", "b", "socket01"], "mem_bw"), [5.0]);
+}
