@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use cc_common::telemetry::Throttle;
 use parking_lot::Mutex;
 
 use crate::persist::Persistence;
@@ -12,6 +14,10 @@ use crate::tree::Level;
 
 /// How many distinct unknown metric names are remembered for logging.
 const UNKNOWN_NAMES_LOGGED: usize = 1024;
+
+/// Lines skipped for unsafe cluster or host names are logged at most this
+/// often.
+const UNSAFE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The store's data: shared by the HTTP API, NATS ingest and background tasks.
 #[derive(Debug)]
@@ -24,6 +30,9 @@ pub struct MetricStore {
     unknown_lines: AtomicU64,
     /// The checkpoint directory, when samples are journaled to a WAL.
     wal: Option<Arc<Persistence>>,
+    /// Warnings about unsafe names are throttled: a sender with a bad
+    /// host name repeats it in every batch.
+    unsafe_log: Throttle,
 }
 
 impl MetricStore {
@@ -36,6 +45,7 @@ impl MetricStore {
             unknown_logged: Mutex::new(HashSet::new()),
             unknown_lines: AtomicU64::new(0),
             wal: None,
+            unsafe_log: Throttle::new(UNSAFE_LOG_EVERY),
         }
     }
 
@@ -81,6 +91,24 @@ impl MetricStore {
             tracing::info!(
                 metric = name,
                 "dropping lines of a metric that is not configured"
+            );
+        }
+    }
+
+    /// Warns (at most once a minute) that a batch had `lines` lines whose
+    /// cluster or host name would leave the checkpoint directory, the first
+    /// being line `line` with `cluster` and `host`.
+    pub fn note_unsafe_names(&self, line: usize, cluster: &str, host: &str, lines: usize) {
+        if let Some(unlogged) = self.unsafe_log.due() {
+            tracing::warn!(
+                line,
+                cluster,
+                host,
+                lines,
+                unlogged_batches = unlogged,
+                "skipping lines whose cluster or host name would leave the checkpoint directory \
+                 ('.', or containing '..', '/', '\\' or NUL); the rest of the batch is stored \
+                 (logged at most once a minute)"
             );
         }
     }

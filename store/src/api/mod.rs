@@ -11,10 +11,11 @@
 //! The trailing-slash forms match prefixes (`/api/write/anything`), as
 //! upstream's router does. GET routes answer HEAD. A wrong method gets 405
 //! with `Allow`, an unknown path 404, both in plain text and without an
-//! authentication check. Handler errors are JSON:
+//! authentication check. Handler errors are [`ApiError`]s; most are JSON:
 //! `{"status":"Bad Request","error":"…"}`.
 
 pub mod debug;
+pub mod error;
 pub mod free;
 pub mod health;
 pub mod query;
@@ -29,6 +30,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use cc_common::auth::{Claims, JwtVerifier, bearer_token};
+
+pub use error::ApiError;
 
 use crate::persist::restore::RestoreProgress;
 use crate::store::MetricStore;
@@ -116,12 +119,18 @@ pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The JSON error body of cc-metric-store: `{"status":"…","error":"…"}`.
+/// The JSON error body of cc-metric-store: `{"status":"…","error":"…"}`,
+/// in that field order, and a newline.
 pub fn json_error(status: StatusCode, error: impl std::fmt::Display) -> Response {
-    let body = serde_json::json!({
-        "status": status.canonical_reason().unwrap_or(""),
-        "error": error.to_string(),
-    });
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        status: &'a str,
+        error: String,
+    }
+    let body = Body {
+        status: status.canonical_reason().unwrap_or(""),
+        error: error.to_string(),
+    };
     let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
     bytes.push(b'\n');
     json_bytes(status, bytes)
@@ -143,14 +152,14 @@ async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
     let Some(token) = token else {
-        return text(StatusCode::UNAUTHORIZED, "Use JWT Authentication\n");
+        return ApiError::NoToken.into_response();
     };
     match verifier.verify(token) {
         Ok(claims) => {
             req.extensions_mut().insert(claims);
             next.run(req).await
         }
-        Err(e) => text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
+        Err(e) => ApiError::BadToken(e).into_response(),
     }
 }
 
@@ -166,19 +175,12 @@ async fn wait_for_restore(
     if progress.done.load(Ordering::Acquire) {
         return next.run(req).await;
     }
-    let mut response = json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!(
-            "loading checkpoints: {} of {} hosts done, {} MB read",
-            progress.hosts_done.load(Ordering::Relaxed),
-            progress.hosts_total.load(Ordering::Relaxed),
-            progress.bytes.load(Ordering::Relaxed) / 1_000_000
-        ),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    response
+    ApiError::Restoring {
+        hosts_done: progress.hosts_done.load(Ordering::Relaxed),
+        hosts_total: progress.hosts_total.load(Ordering::Relaxed),
+        mb_read: progress.bytes.load(Ordering::Relaxed) / 1_000_000,
+    }
+    .into_response()
 }
 
 /// With `admin-roles` configured, requires one of them for free and debug.
@@ -193,13 +195,7 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
     if allowed {
         next.run(req).await
     } else {
-        text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this endpoint needs one of the roles {:?}\n",
-                state.admin_roles
-            ),
-        )
+        ApiError::Forbidden(state.admin_roles.clone()).into_response()
     }
 }
 
@@ -208,18 +204,21 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
 pub async fn deadline(limit: std::time::Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => json_error(StatusCode::REQUEST_TIMEOUT, "request not completed in time"),
+        Err(_) => ApiError::Timeout.into_response(),
     }
 }
 
 /// Runs CPU-bound work off the async runtime's threads.
+///
+/// # Errors
+///
+/// [`ApiError::Worker`] when the work panicked.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| {
-        tracing::error!(error = %e, "request worker failed");
-        json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    })
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::Worker)
 }
 
 /// The raw value of the first `name=` pair of a query string, without URL

@@ -126,14 +126,14 @@ impl Subscription {
         add(&self.bytes, bytes);
         add(&self.lines, report.lines);
         add(&self.written, report.written);
-        add(&self.invalid_lines, report.invalid);
-        add(&self.unknown_metric, report.unknown_metric);
-        add(&self.too_old, report.too_old);
+        add(&self.invalid_lines, report.invalid());
+        add(&self.unknown_metric, report.unknown_metric());
+        add(&self.too_old, report.too_old());
         if report.wal_error.is_some() {
             // `ingest` has logged it.
             add(&self.wal_errors, 1);
         }
-        if report.invalid > 0 {
+        if report.invalid() > 0 {
             add(&self.invalid_messages, 1);
             self.log_invalid(report);
         }
@@ -147,9 +147,9 @@ impl Subscription {
         tracing::warn!(
             subject = %self.subject,
             cluster_tag = %self.cluster_tag,
-            invalid_lines = report.invalid,
+            invalid_lines = report.invalid(),
             stored = report.written,
-            error = report.first_error.as_deref().unwrap_or(""),
+            error = %report.first_error.as_ref().map(ToString::to_string).unwrap_or_default(),
             unlogged_invalid_messages = unlogged,
             "NATS message with invalid lines (its valid lines are stored; \
              invalid messages are logged at most once a minute)"
