@@ -196,7 +196,7 @@ fn files_below(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Spec store.md §2.3 step 4: a line whose cluster or host would leave the
-/// checkpoint directory is skipped (and logged); the rest of the batch is
+/// checkpoint directory is skipped (and counted); the rest of the batch is
 /// stored and the request answers 200.
 #[test]
 fn path_traversal_lines_are_skipped_and_the_rest_stored() {
@@ -223,6 +223,15 @@ fn path_traversal_lines_are_skipped_and_the_rest_stored() {
     assert_eq!(clusters, ["c"]);
     let hosts: Vec<&String> = dump["data"]["c"].as_object().unwrap().keys().collect();
     assert_eq!(hosts, ["good1", "good2"]);
+    let metrics = store.request("GET", "/metrics", &[], b"").text();
+    assert_eq!(
+        common::sample(
+            &metrics,
+            "ccstore_ingest_rejected_lines_total{source=\"http\",reason=\"unsafe_name\"}"
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
     assert!(
         store
             .log_text()

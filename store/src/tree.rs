@@ -21,6 +21,19 @@ use crate::buffer::{Chain, WriteError};
 /// Index of a configured metric in [`Metrics`].
 pub type MetricId = usize;
 
+/// What a subtree holds (see [`Level::census`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// Levels, the subtree's root included.
+    pub levels: usize,
+    /// Chains: one per metric and level that holds data.
+    pub series: usize,
+    /// Chunks of all chains.
+    pub chunks: usize,
+    /// Bytes, as [`Level::allocated_bytes`] counts them.
+    pub bytes: usize,
+}
+
 /// One level of the tree.
 #[derive(Debug)]
 pub struct Level {
@@ -173,18 +186,34 @@ impl Level {
     /// fixed cost per chunk and per level (what the memory cap counts).
     #[must_use]
     pub fn allocated_bytes(&self) -> usize {
+        self.census().bytes
+    }
+
+    /// Levels, series, chunks and bytes of this subtree, in one walk that
+    /// holds one level's shared lock at a time (with its ancestors').
+    #[must_use]
+    pub fn census(&self) -> Census {
         const LEVEL_OVERHEAD: usize = 256;
         const CHUNK_OVERHEAD: usize = 64;
         let data = self.inner.read();
-        let mut bytes =
-            LEVEL_OVERHEAD + data.chains.capacity() * std::mem::size_of::<Option<Chain>>();
+        let mut census = Census {
+            levels: 1,
+            bytes: LEVEL_OVERHEAD + data.chains.capacity() * std::mem::size_of::<Option<Chain>>(),
+            ..Census::default()
+        };
         for chain in data.chains.iter().flatten() {
-            bytes += chain.allocated_bytes() + chain.chunks().len() * CHUNK_OVERHEAD;
+            census.series += 1;
+            census.chunks += chain.chunks().len();
+            census.bytes += chain.allocated_bytes() + chain.chunks().len() * CHUNK_OVERHEAD;
         }
         for child in data.children.values() {
-            bytes += child.allocated_bytes();
+            let c = child.census();
+            census.levels += c.levels;
+            census.series += c.series;
+            census.chunks += c.chunks;
+            census.bytes += c.bytes;
         }
-        bytes
+        census
     }
 
     /// Names of the children, sorted.

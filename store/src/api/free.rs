@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::{ApiError, AppState, blocking, raw_query_param, text};
+use crate::store::FreeReason;
 
 /// Handles a free request.
 pub async fn handle(
@@ -41,11 +42,13 @@ async fn free(state: &AppState, query: Option<&str>, body: &[u8]) -> Result<usiz
         .unwrap_or_default();
     let store = Arc::clone(&state.store);
     blocking(move || {
-        selectors
+        let freed = selectors
             .iter()
             .filter_map(|sel| store.root().find(sel))
             .map(|level| level.free(to))
-            .sum::<usize>()
+            .sum::<usize>();
+        store.count_freed(FreeReason::Api, freed);
+        freed
     })
     .await
 }

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::{ApiError, AppState, blocking, raw_query_param};
-use crate::ingest::ingest;
+use crate::ingest::{Source, ingest};
 
 /// Handles a write request.
 pub async fn handle(
@@ -38,7 +38,12 @@ async fn write(state: &AppState, query: Option<&str>, body: Bytes) -> Result<(),
     let cluster = raw_query_param(query, "cluster").unwrap_or("").to_owned();
     let now = unix_now();
     let store = Arc::clone(&state.store);
-    let report = blocking(move || ingest(&store, &body, &cluster, now)).await?;
+    let report = blocking(move || {
+        let report = ingest(&store, &body, &cluster, now);
+        store.count_batch(Source::Http, body.len(), &report);
+        report
+    })
+    .await?;
     if let Some(e) = report.wal_error {
         // The samples are in memory but not on disk: the sender should try
         // again (writing a sample twice stores it once).

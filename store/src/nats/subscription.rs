@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::Message;
 
 use crate::config::NatsSubscription;
-use crate::ingest::{IngestReport, ingest};
+use crate::ingest::{IngestReport, Source, ingest};
 use crate::store::MetricStore;
 
 /// Invalid lines are logged at most this often per subscription.
@@ -163,6 +163,7 @@ pub fn decode(store: &MetricStore, subscription: &Subscription, message: &Messag
     let now = received_at(message).unwrap_or_else(cc_common::time::now_secs);
     let report = ingest(store, &message.payload, &subscription.cluster_tag, now);
     subscription.record(message.payload.len(), &report);
+    store.count_batch(Source::Nats, message.payload.len(), &report);
     report
 }
 
