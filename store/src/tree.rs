@@ -190,23 +190,31 @@ impl Level {
     }
 
     /// Levels, series, chunks and bytes of this subtree, in one walk that
-    /// holds one level's shared lock at a time (with its ancestors').
+    /// holds one level's shared lock at a time: a level's children are
+    /// copied out and its lock released before they are visited, so a walk
+    /// over a large tree never holds up the creation of a level (and the
+    /// readers queued behind it) for longer than one level takes.
     #[must_use]
     pub fn census(&self) -> Census {
         const LEVEL_OVERHEAD: usize = 256;
         const CHUNK_OVERHEAD: usize = 64;
-        let data = self.inner.read();
-        let mut census = Census {
-            levels: 1,
-            bytes: LEVEL_OVERHEAD + data.chains.capacity() * std::mem::size_of::<Option<Chain>>(),
-            ..Census::default()
+        let (mut census, children) = {
+            let data = self.inner.read();
+            let mut census = Census {
+                levels: 1,
+                bytes: LEVEL_OVERHEAD
+                    + data.chains.capacity() * std::mem::size_of::<Option<Chain>>(),
+                ..Census::default()
+            };
+            for chain in data.chains.iter().flatten() {
+                census.series += 1;
+                census.chunks += chain.chunks().len();
+                census.bytes += chain.allocated_bytes() + chain.chunks().len() * CHUNK_OVERHEAD;
+            }
+            let children: Vec<Arc<Level>> = data.children.values().cloned().collect();
+            (census, children)
         };
-        for chain in data.chains.iter().flatten() {
-            census.series += 1;
-            census.chunks += chain.chunks().len();
-            census.bytes += chain.allocated_bytes() + chain.chunks().len() * CHUNK_OVERHEAD;
-        }
-        for child in data.children.values() {
+        for child in &children {
             let c = child.census();
             census.levels += c.levels;
             census.series += c.series;

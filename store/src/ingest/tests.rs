@@ -302,3 +302,20 @@ fn timestamps_out_of_range_are_errors_not_slots() {
             .contains("out of range")
     );
 }
+
+#[test]
+fn every_rejection_has_its_own_counter_and_label() {
+    for (i, reason) in Rejection::ALL.iter().enumerate() {
+        assert_eq!(reason.index(), i, "{reason:?}");
+    }
+    let mut labels: Vec<&str> = Rejection::ALL.iter().map(|r| r.label()).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    assert_eq!(labels.len(), Rejection::COUNT);
+    let skipped: Vec<&str> = Rejection::ALL
+        .iter()
+        .filter(|r| !r.is_error())
+        .map(|r| r.label())
+        .collect();
+    assert_eq!(skipped, ["unknown_metric", "too_old", "unsafe_name"]);
+}
