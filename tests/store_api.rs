@@ -177,24 +177,88 @@ cpu_load,hostname=h,type=node,type-id=0 value=5 1000
     );
 }
 
+/// Every file below `dir`, relative, sorted.
+fn files_below(dir: &std::path::Path) -> Vec<String> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.push(path.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Spec store.md §2.3 step 4: a line whose cluster or host would leave the
+/// checkpoint directory is skipped (and counted); the rest of the batch is
+/// stored and the request answers 200.
 #[test]
-fn path_traversal_hosts_are_refused_and_the_batch_continues() {
+fn path_traversal_lines_are_skipped_and_the_rest_stored() {
     let store = start_store(store_config());
-    let r = write(
-        &store,
-        "c",
-        "cpu_load,hostname=../../etc value=1 1000\ncpu_load,hostname=ok value=1 1000\n",
+    let t = now();
+    let body = format!(
+        "cpu_load,hostname=good1 value=1 {t}\n\
+         cpu_load,hostname=../../etc value=2 {t}\n\
+         cpu_load,cluster=..,hostname=x value=3 {t}\n\
+         cpu_load,cluster=c/../..,hostname=y value=4 {t}\n\
+         cpu_load,hostname=good2 value=5 {t}\n"
     );
-    assert_eq!(r.status, 400);
+    let r = write(&store, "c", &body);
+    assert_eq!((r.status, r.text().as_str()), (200, ""));
+    for (host, value) in [("good1", 1.0), ("good2", 5.0)] {
+        let q = query(
+            &store,
+            &json!({"cluster":"c","from":t - 60,"to":t + 60,"queries":[{"metric":"cpu_load","host":host}]}),
+        );
+        assert_eq!(q.json()["results"][0][0]["max"], json!(value), "{host}");
+    }
     let dump = store.request("GET", "/api/debug", &[], b"").json();
+    let clusters: Vec<&String> = dump["data"].as_object().unwrap().keys().collect();
+    assert_eq!(clusters, ["c"]);
+    let hosts: Vec<&String> = dump["data"]["c"].as_object().unwrap().keys().collect();
+    assert_eq!(hosts, ["good1", "good2"]);
+    let metrics = store.request("GET", "/metrics", &[], b"").text();
     assert_eq!(
-        dump["data"]["c"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .collect::<Vec<_>>(),
-        ["ok"]
+        common::sample(
+            &metrics,
+            "ccstore_ingest_rejected_lines_total{source=\"http\",reason=\"unsafe_name\"}"
+        ),
+        Some(3.0),
+        "{metrics}"
     );
+    assert!(
+        store
+            .log_text()
+            .contains("skipping lines whose cluster or host name"),
+        "{}",
+        store.log_text()
+    );
+
+    // The shutdown checkpoint writes the good hosts, and nothing else.
+    let (status, dir) = store.stop();
+    assert!(status.success());
+    let files = files_below(dir.path());
+    let mut outside: Vec<&String> = files
+        .iter()
+        .filter(|f| {
+            !f.starts_with("checkpoints/c/good1/") && !f.starts_with("checkpoints/c/good2/")
+        })
+        .collect();
+    outside.sort();
+    assert_eq!(outside, ["config.json", "store.log"], "{files:?}");
+    assert!(files.iter().any(|f| f.starts_with("checkpoints/c/good1/")));
+    assert!(files.iter().any(|f| f.starts_with("checkpoints/c/good2/")));
+    // Where the skipped lines would have gone: `<dir>/checkpoints/c/../../etc`,
+    // `<dir>/checkpoints/../x` and `<dir>/checkpoints/c/../../y`.
+    for escaped in ["etc", "x", "y"] {
+        assert!(!dir.path().join(escaped).exists(), "{escaped}");
+    }
 }
 
 #[test]

@@ -146,7 +146,7 @@ fn prefilled_store(
     stamp(body, offsets, interval_ts(0));
     let report = ingest(&store, body, CLUSTER, interval_ts(0));
     assert!(
-        report.written == offsets.len() && report.invalid == 0,
+        report.written == offsets.len() && report.invalid() == 0,
         "pre-fill must store every line: {report:?}"
     );
     store

@@ -64,6 +64,7 @@
 //! | `main.read-timeout` | `"30s"` | with `write-timeout`: a request not read and answered within their sum gets `408` (upstream: fixed 30 s each) |
 //! | `main.write-timeout` | `"30s"` | see `read-timeout` |
 //! | `main.backend-token` | none | API token (role `api`) that the node provider sends to cc-backend's `/api/jobs/used_nodes` (upstream sends none, and cc-backend refuses it) |
+//! | `main.metrics-endpoint-auth` | `false` | when true, `/metrics` needs what `/api/debug` needs: a valid token, with one of `admin-roles` when those are set; requires `jwt-public-key` |
 //! | `metric-store.checkpoints.wal-fsync-interval` | `"1s"` | how often WAL files are fsynced (upstream never syncs) |
 //!
 //! `memory-cap` also accepts fractions of a GB (`0.5`); upstream only whole
@@ -209,6 +210,13 @@ pub struct MainConfig {
     /// Time allowed to write a response (`write-timeout`, ours, default 30 s);
     /// see `read_timeout`.
     pub write_timeout: Duration,
+    /// Whether `/metrics` (the store's own metrics) needs a token
+    /// (`metrics-endpoint-auth`, ours, default false): when true it is
+    /// guarded exactly as `/api/debug` is (a valid token, and one of
+    /// `admin-roles` when those are set); when false anyone who can reach
+    /// the port may scrape it, as with a Prometheus exporter. Only valid
+    /// with `jwt-public-key`.
+    pub metrics_endpoint_auth: bool,
 }
 
 impl MainConfig {
@@ -689,6 +697,8 @@ struct MainFile {
     read_timeout: Duration,
     #[serde(default = "default_http_timeout", with = "go_duration")]
     write_timeout: Duration,
+    #[serde(default)]
+    metrics_endpoint_auth: bool,
 }
 
 fn default_max_body_size() -> ByteSize {
@@ -740,6 +750,12 @@ fn main_config(file: MainFile, origin: &str) -> Result<MainConfig, ConfigError> 
             return Err(invalid(key, "must be greater than zero".into()));
         }
     }
+    if file.metrics_endpoint_auth && jwt_public_key.is_none() {
+        return Err(invalid(
+            "metrics-endpoint-auth",
+            "needs jwt-public-key: without a key no token can be checked, and /metrics would be open".into(),
+        ));
+    }
     Ok(MainConfig {
         addr,
         https_cert_file,
@@ -754,6 +770,7 @@ fn main_config(file: MainFile, origin: &str) -> Result<MainConfig, ConfigError> 
         admin_roles: file.admin_roles,
         read_timeout: file.read_timeout,
         write_timeout: file.write_timeout,
+        metrics_endpoint_auth: file.metrics_endpoint_auth,
     })
 }
 

@@ -10,29 +10,42 @@
 //!    path built from `type`/`type-id` (level `<type><type-id>`, `type=node`
 //!    ignored) and `stype`/`stype-id`; an `stype` without `type` is dropped.
 //!    Other tags are ignored.
-//! 3. Fields: only `value`, as float, integer or unsigned; the last one wins.
-//! 4. Timestamp: a line without one takes the previous line's (the first
+//! 3. A line whose cluster or host name would leave the checkpoint directory
+//!    (`.`, or a name containing `..`, `/`, `\` or a NUL byte) is skipped and
+//!    counted, as upstream skips it; the rest of the batch is stored and the
+//!    request is still answered 200. A warning names the first such line of
+//!    a batch, at most once a minute.
+//! 4. Fields: only `value`, as float, integer or unsigned; the last one wins.
+//! 5. Timestamp: a line without one takes the previous line's (the first
 //!    line: the time the batch arrived).
+//! 6. A sample older than the newest chunk of its series is skipped and
+//!    counted (upstream's "from past").
+//!
+//! Every line that is not stored is counted by [`Rejection`] in the
+//! [`IngestReport`] of its batch; the caller adds the report to the
+//! store's [`IngestTotals`] once per batch (what `/metrics` shows), so
+//! counting costs the ingest loop nothing but a local increment.
 //!
 //! Deviations from upstream, each an improvement no client relies on:
 //!
-//! - A bad line does not stop the batch: every well-formed line is stored,
-//!   and the batch is still answered with 400 naming the first bad line, so
-//!   senders see the error.
+//! - An invalid line ([`LineError`]) does not stop the batch: every
+//!   well-formed line is stored, and the batch is still answered with 400
+//!   naming the first invalid line, so senders see the error.
 //! - Timestamps in milliseconds, microseconds or nanoseconds are recognised
 //!   by magnitude and converted to seconds (upstream silently uses "now").
-//! - A line without a host, with an empty cluster, or with `..`, `/` or `\`
-//!   in cluster or host is an error (upstream stores it, or skips it
-//!   silently, and may then write checkpoints outside its directory).
+//! - A line without a host, or with an empty cluster, is an error (upstream
+//!   stores it under an empty name).
 //! - The `(cluster, host)` level is resolved per line, so lines that rely on
 //!   the default cluster never land in the previous line's host.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use cc_common::lineproto::{FieldValue, Line, Precision, parse_lines};
+use cc_common::lineproto::{ErrorKind, FieldValue, Line, ParseError, Precision, parse_lines};
 
+use crate::persist::wal::EncodeError;
 use crate::persist::{HostFiles, OwnedHostGuard, Persistence};
 use crate::store::MetricStore;
 use crate::tree::Level;
@@ -42,41 +55,349 @@ use foldhash::fast::RandomState;
 /// negative ones, are errors rather than slots no arithmetic can handle.
 pub const MAX_TIMESTAMP: i64 = 100_000_000_000;
 
+/// Why a line was not stored: the `reason` label of
+/// `ccstore_ingest_rejected_lines_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// The measurement is not a configured metric (skipped, not an error).
+    UnknownMetric,
+    /// The sample is older than the newest chunk of its series (skipped,
+    /// not an error).
+    TooOld,
+    /// The cluster or host name would leave the checkpoint directory
+    /// (skipped, not an error).
+    UnsafeName,
+    /// The line is not valid line protocol.
+    Syntax,
+    /// A field other than `value`, or a string or boolean value.
+    BadField,
+    /// The timestamp is not a number, or out of range.
+    BadTimestamp,
+    /// No `hostname` (or `host`) tag.
+    NoHost,
+    /// Neither a `cluster` tag nor a default cluster.
+    NoCluster,
+    /// A metric or level name longer than the WAL format can hold.
+    NameTooLong,
+}
+
+impl Rejection {
+    /// Number of reasons.
+    pub const COUNT: usize = 9;
+
+    /// Every reason, in label order of `/metrics`.
+    pub const ALL: [Rejection; Rejection::COUNT] = [
+        Rejection::UnknownMetric,
+        Rejection::TooOld,
+        Rejection::UnsafeName,
+        Rejection::Syntax,
+        Rejection::BadField,
+        Rejection::BadTimestamp,
+        Rejection::NoHost,
+        Rejection::NoCluster,
+        Rejection::NameTooLong,
+    ];
+
+    /// The label value.
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Rejection::UnknownMetric => "unknown_metric",
+            Rejection::TooOld => "too_old",
+            Rejection::UnsafeName => "unsafe_name",
+            Rejection::Syntax => "syntax",
+            Rejection::BadField => "bad_field",
+            Rejection::BadTimestamp => "bad_timestamp",
+            Rejection::NoHost => "no_host",
+            Rejection::NoCluster => "no_cluster",
+            Rejection::NameTooLong => "name_too_long",
+        }
+    }
+
+    /// Whether the line is an error (a write request with one is answered
+    /// 400), rather than skipped as upstream skips it.
+    #[must_use]
+    pub const fn is_error(self) -> bool {
+        !matches!(
+            self,
+            Rejection::UnknownMetric | Rejection::TooOld | Rejection::UnsafeName
+        )
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// An invalid line. The messages are the texts of cc-metric-store's API
+/// (`at line L: …`, syntax errors `at line L:C: …`); a write request with
+/// invalid lines is answered 400 with the first one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// Not valid line protocol.
+    #[error(transparent)]
+    Syntax(#[from] ParseError),
+    /// A timestamp before 1970 or after [`MAX_TIMESTAMP`] seconds.
+    #[error("at line {line}: timestamp {ts} is out of range (0 to {MAX_TIMESTAMP} seconds)")]
+    TimestampOutOfRange {
+        /// 1-based line number in the batch.
+        line: usize,
+        /// The timestamp, converted to seconds.
+        ts: i64,
+    },
+    /// A field other than `value`.
+    #[error("at line {line}: host {host}: unknown field: '{key}' (value: {value})")]
+    UnknownField {
+        /// 1-based line number in the batch.
+        line: usize,
+        /// The line's host tag ("" without one).
+        host: String,
+        /// The field's key.
+        key: String,
+        /// The start of the field's value.
+        value: String,
+    },
+    /// A string or boolean `value`.
+    #[error("at line {line}: host {host}: unsupported value type in message: {kind}")]
+    UnsupportedValue {
+        /// 1-based line number in the batch.
+        line: usize,
+        /// The line's host tag ("" without one).
+        host: String,
+        /// `string` or `boolean`.
+        kind: &'static str,
+    },
+    /// No `value` field.
+    #[error("at line {line}: no 'value' field")]
+    NoValue {
+        /// 1-based line number in the batch.
+        line: usize,
+    },
+    /// No `hostname` or `host` tag.
+    #[error("at line {line}: line has no hostname (or host) tag")]
+    NoHost {
+        /// 1-based line number in the batch.
+        line: usize,
+    },
+    /// Neither a `cluster` tag nor a default cluster.
+    #[error("at line {line}: host {host}: no cluster (neither a cluster tag nor ?cluster=)")]
+    NoCluster {
+        /// 1-based line number in the batch.
+        line: usize,
+        /// The line's host.
+        host: String,
+    },
+    /// A name the WAL cannot hold.
+    #[error("at line {line}: {source}")]
+    NameTooLong {
+        /// 1-based line number in the batch.
+        line: usize,
+        /// Which name.
+        source: EncodeError,
+    },
+}
+
+impl LineError {
+    /// The `reason` label this error is counted under.
+    #[must_use]
+    pub fn reason(&self) -> Rejection {
+        match self {
+            LineError::Syntax(e) if e.kind == ErrorKind::InvalidTimestamp => {
+                Rejection::BadTimestamp
+            }
+            LineError::Syntax(_) => Rejection::Syntax,
+            LineError::TimestampOutOfRange { .. } => Rejection::BadTimestamp,
+            LineError::UnknownField { .. }
+            | LineError::UnsupportedValue { .. }
+            | LineError::NoValue { .. } => Rejection::BadField,
+            LineError::NoHost { .. } => Rejection::NoHost,
+            LineError::NoCluster { .. } => Rejection::NoCluster,
+            LineError::NameTooLong { .. } => Rejection::NameTooLong,
+        }
+    }
+}
+
+/// The invalid lines of a batch, as a write request's 400 answer states
+/// them: the first one, and how many more there were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidLines {
+    /// The first invalid line.
+    pub first: LineError,
+    /// Invalid lines after it.
+    pub more: usize,
+}
+
+impl std::fmt::Display for InvalidLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.first)?;
+        if self.more > 0 {
+            write!(f, " (and {} more invalid lines)", self.more)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidLines {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.first)
+    }
+}
+
+/// The WAL of a host could not be written: the batch's samples are in
+/// memory but not on disk (a write request is answered 500).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot write the WAL of {cluster}/{host}: {source}")]
+pub struct WalWriteError {
+    /// The host's cluster.
+    pub cluster: String,
+    /// The host.
+    pub host: String,
+    /// What the OS said.
+    pub source: Arc<std::io::Error>,
+}
+
 /// What one batch did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct IngestReport {
     /// Non-blank, non-comment lines seen.
     pub lines: usize,
     /// Samples stored.
     pub written: usize,
-    /// Lines of metrics that are not configured (skipped, not an error).
-    pub unknown_metric: usize,
-    /// Samples older than the newest chunk of their series (skipped).
-    pub too_old: usize,
-    /// Lines rejected as invalid.
-    pub invalid: usize,
-    /// The first invalid line's message.
-    pub first_error: Option<String>,
+    /// Lines not stored, by [`Rejection::index`].
+    rejected: [usize; Rejection::COUNT],
+    /// The first invalid line.
+    pub first_error: Option<LineError>,
     /// Writing the WAL failed: the samples are in memory but not on disk.
-    pub wal_error: Option<String>,
+    pub wal_error: Option<WalWriteError>,
 }
 
 impl IngestReport {
-    /// The error text for a 400 answer, if any line was invalid.
+    /// Lines not stored for `reason`.
     #[must_use]
-    pub fn error_message(&self) -> Option<String> {
-        let first = self.first_error.as_ref()?;
-        Some(match self.invalid {
-            0 | 1 => first.clone(),
-            n => format!("{first} (and {} more invalid lines)", n - 1),
+    pub fn rejected(&self, reason: Rejection) -> usize {
+        self.rejected.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Invalid lines (those that make a write request a 400).
+    #[must_use]
+    pub fn invalid(&self) -> usize {
+        Rejection::ALL
+            .iter()
+            .filter(|r| r.is_error())
+            .map(|r| self.rejected(*r))
+            .sum()
+    }
+
+    /// Lines of metrics that are not configured.
+    #[must_use]
+    pub fn unknown_metric(&self) -> usize {
+        self.rejected(Rejection::UnknownMetric)
+    }
+
+    /// Samples older than the newest chunk of their series.
+    #[must_use]
+    pub fn too_old(&self) -> usize {
+        self.rejected(Rejection::TooOld)
+    }
+
+    /// The answer to a write request with invalid lines, if any.
+    #[must_use]
+    pub fn invalid_lines(&self) -> Option<InvalidLines> {
+        let first = self.first_error.clone()?;
+        Some(InvalidLines {
+            first,
+            more: self.invalid().saturating_sub(1),
         })
     }
 
-    fn reject(&mut self, message: impl FnOnce() -> String) {
-        self.invalid += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(message());
+    fn skip(&mut self, reason: Rejection) {
+        if let Some(n) = self.rejected.get_mut(reason.index()) {
+            *n += 1;
         }
+    }
+
+    fn reject(&mut self, error: impl FnOnce() -> LineError) {
+        let error = error();
+        self.skip(error.reason());
+        if self.first_error.is_none() {
+            self.first_error = Some(error);
+        }
+    }
+}
+
+/// Where batches come from: the `source` label of the ingest families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `POST /api/write`.
+    Http,
+    /// NATS subscriptions.
+    Nats,
+}
+
+impl Source {
+    /// Every source.
+    pub const ALL: [Source; 2] = [Source::Http, Source::Nats];
+
+    /// The label value.
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Source::Http => "http",
+            Source::Nats => "nats",
+        }
+    }
+}
+
+/// What one source delivered since start: the sums of its batches'
+/// [`IngestReport`]s, added once per batch.
+#[derive(Debug, Default)]
+pub struct IngestTotals {
+    lines: AtomicU64,
+    written: AtomicU64,
+    bytes: AtomicU64,
+    rejected: [AtomicU64; Rejection::COUNT],
+}
+
+impl IngestTotals {
+    /// Adds a batch of `bytes` bytes.
+    pub fn add(&self, bytes: usize, report: &IngestReport) {
+        let add = |c: &AtomicU64, n: usize| {
+            if n > 0 {
+                c.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
+        };
+        add(&self.lines, report.lines);
+        add(&self.written, report.written);
+        add(&self.bytes, bytes);
+        for (total, n) in self.rejected.iter().zip(report.rejected) {
+            add(total, n);
+        }
+    }
+
+    /// Lines received.
+    #[must_use]
+    pub fn lines(&self) -> u64 {
+        self.lines.load(Ordering::Relaxed)
+    }
+
+    /// Samples stored.
+    #[must_use]
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Body (payload) bytes received.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Lines not stored for `reason`.
+    #[must_use]
+    pub fn rejected(&self, reason: Rejection) -> u64 {
+        self.rejected
+            .get(reason.index())
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -108,6 +429,16 @@ struct Scratch {
     below_key: String,
     /// Hosts whose WAL got records in this batch.
     touched: Vec<Arc<HostFiles>>,
+    /// The first line skipped for an unsafe name: its number, cluster and host.
+    first_unsafe: Option<(usize, String, String)>,
+}
+
+/// Why a line's level could not be resolved.
+enum Unresolved {
+    /// Skipped: the name would leave the checkpoint directory.
+    Unsafe,
+    /// An invalid line.
+    Invalid(LineError),
 }
 
 impl Scratch {
@@ -126,6 +457,7 @@ impl Scratch {
             hasher: RandomState::default(),
             below_key: String::new(),
             touched: Vec::new(),
+            first_unsafe: None,
         }
     }
 }
@@ -145,16 +477,16 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
             Err(e) => {
                 let measurement = measurement_of(body, e.offset);
                 if store.registry().id(&measurement).is_none() {
-                    report.unknown_metric += 1;
+                    report.skip(Rejection::UnknownMetric);
                     store.note_unknown_metric(&measurement);
                 } else {
-                    report.reject(|| e.to_string());
+                    report.reject(|| LineError::Syntax(e));
                 }
                 continue;
             }
         };
         let Some((metric, info)) = store.registry().lookup(line.measurement()) else {
-            report.unknown_metric += 1;
+            report.skip(Rejection::UnknownMetric);
             store.note_unknown_metric(line.measurement());
             continue;
         };
@@ -163,19 +495,17 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
             None => last_ts,
         };
         if !(0..=MAX_TIMESTAMP).contains(&ts) {
-            report.reject(|| {
-                format!(
-                    "at line {}: timestamp {ts} is out of range (0 to {MAX_TIMESTAMP} seconds)",
-                    line.number()
-                )
+            report.reject(|| LineError::TimestampOutOfRange {
+                line: line.number(),
+                ts,
             });
             continue;
         }
         last_ts = ts;
         let value = match value_of(&line) {
             Ok(v) => v,
-            Err(message) => {
-                report.reject(|| format!("at line {}: {message}", line.number()));
+            Err(e) => {
+                report.reject(|| e);
                 continue;
             }
         };
@@ -184,8 +514,16 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 Some(level) => level,
                 None => continue,
             },
-            Err(message) => {
-                report.reject(|| format!("at line {}: {message}", line.number()));
+            Err(Unresolved::Unsafe) => {
+                report.skip(Rejection::UnsafeName);
+                if scratch.first_unsafe.is_none() {
+                    scratch.first_unsafe =
+                        Some((line.number(), scratch.cluster.clone(), scratch.host.clone()));
+                }
+                continue;
+            }
+            Err(Unresolved::Invalid(e)) => {
+                report.reject(|| e);
                 continue;
             }
         };
@@ -197,8 +535,13 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 let state = scratch.held.get_or_insert_with(|| files.lock_owned());
                 let selector = selector(&scratch.type_path, &scratch.stype_path);
                 let mark = state.mark();
-                if let Err(e) = state.record(ts, line.measurement(), selector.as_slice(), value) {
-                    report.reject(|| format!("at line {}: {e}", line.number()));
+                if let Err(source) =
+                    state.record(ts, line.measurement(), selector.as_slice(), value)
+                {
+                    report.reject(|| LineError::NameTooLong {
+                        line: line.number(),
+                        source,
+                    });
                     continue;
                 }
                 let stored = level.write_sample(metric, info.frequency, ts, value);
@@ -209,7 +552,7 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 if state.buffer_full()
                     && let Err(e) = wal.flush_wal(files, state)
                 {
-                    report.wal_error.get_or_insert_with(|| wal_error(files, &e));
+                    report.wal_error.get_or_insert_with(|| wal_error(files, e));
                 }
                 if !scratch
                     .touched
@@ -224,12 +567,20 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
         };
         match stored {
             Ok(()) => report.written += 1,
-            Err(_) => report.too_old += 1,
+            Err(_) => report.skip(Rejection::TooOld),
         }
     }
     scratch.held = None;
     if let Some(wal) = wal {
         flush_touched(wal, &mut scratch.touched, &mut report);
+    }
+    if let Some((line, cluster, host)) = scratch.first_unsafe {
+        store.note_unsafe_names(
+            line,
+            &cluster,
+            &host,
+            report.rejected(Rejection::UnsafeName),
+        );
     }
     report
 }
@@ -242,21 +593,19 @@ fn flush_touched(wal: &Persistence, touched: &mut Vec<Arc<HostFiles>>, report: &
     for files in touched.drain(..) {
         let mut state = files.lock();
         if let Err(e) = wal.flush_wal(&files, &mut state) {
-            report
-                .wal_error
-                .get_or_insert_with(|| wal_error(&files, &e));
+            report.wal_error.get_or_insert_with(|| wal_error(&files, e));
         }
     }
 }
 
-fn wal_error(files: &HostFiles, e: &std::io::Error) -> String {
-    let message = format!(
-        "cannot write the WAL of {}/{}: {e}",
-        files.cluster(),
-        files.host()
-    );
-    tracing::error!("{message}");
-    message
+fn wal_error(files: &HostFiles, source: std::io::Error) -> WalWriteError {
+    let error = WalWriteError {
+        cluster: files.cluster().to_owned(),
+        host: files.host().to_owned(),
+        source: Arc::new(source),
+    };
+    tracing::error!("{error}");
+    error
 }
 
 /// The level path below the host: `[]`, `[type]` or `[type, stype]`.
@@ -306,36 +655,50 @@ fn measurement_of(body: &[u8], offset: usize) -> String {
 }
 
 /// The sample value: the last `value` field, which must be numeric.
-fn value_of(line: &Line<'_>) -> Result<f64, String> {
+fn value_of(line: &Line<'_>) -> Result<f64, LineError> {
+    let host = || {
+        line.tag("hostname")
+            .or_else(|| line.tag("host"))
+            .map(|h| h.into_owned())
+            .unwrap_or_default()
+    };
     let mut value = None;
     for (key, field) in line.fields() {
         if key != "value" {
-            let host = line.tag("hostname").or_else(|| line.tag("host"));
-            return Err(format!(
-                "host {}: unknown field: '{key}' (value: {})",
-                host.as_deref().unwrap_or(""),
-                field_text(&field)
-            ));
+            return Err(LineError::UnknownField {
+                line: line.number(),
+                host: host(),
+                key: key.into_owned(),
+                value: field_text(&field),
+            });
         }
         match field.as_f64() {
             Some(v) => value = Some(v),
             None => {
-                let host = line.tag("hostname").or_else(|| line.tag("host"));
-                return Err(format!(
-                    "host {}: unsupported value type in message: {}",
-                    host.as_deref().unwrap_or(""),
-                    field.kind_name()
-                ));
+                return Err(LineError::UnsupportedValue {
+                    line: line.number(),
+                    host: host(),
+                    kind: field.kind_name(),
+                });
             }
         }
     }
-    value.ok_or_else(|| "no 'value' field".to_owned())
+    value.ok_or(LineError::NoValue {
+        line: line.number(),
+    })
 }
 
 fn field_text(field: &FieldValue<'_>) -> String {
     let mut out = String::new();
     cc_common::lineproto::write_field_value(&mut out, field);
     out.chars().take(40).collect()
+}
+
+/// Whether `name` would leave the checkpoint directory as a cluster or
+/// host directory name: `.`, or containing `..`, `/`, `\` or NUL.
+#[must_use]
+pub fn is_unsafe_name(name: &str) -> bool {
+    name == "." || name.contains("..") || name.contains(['/', '\\', '\0'])
 }
 
 /// Finds (creating as needed) the level a line's sample belongs to; returns
@@ -345,7 +708,7 @@ fn resolve_level(
     line: &Line<'_>,
     default_cluster: &str,
     s: &mut Scratch,
-) -> Result<usize, String> {
+) -> Result<usize, Unresolved> {
     s.cluster.clear();
     s.cluster.push_str(default_cluster);
     s.host.clear();
@@ -369,23 +732,22 @@ fn resolve_level(
             _ => {}
         }
     }
-    if s.host.is_empty() {
-        return Err("line has no hostname (or host) tag".to_owned());
-    }
-    if s.cluster.is_empty() {
-        return Err(format!(
-            "host {}: no cluster (neither a cluster tag nor ?cluster=)",
-            s.host
-        ));
-    }
-    for name in [&s.cluster, &s.host] {
-        if name.contains("..") || name.contains('/') || name.contains('\\') || name == "." {
-            return Err(format!(
-                "refusing cluster/host name {name:?}: it is '.' or contains '..', '/' or '\\'"
-            ));
-        }
-    }
     if !matches!(&s.cached, Some((c, h)) if *c == s.cluster && *h == s.host) {
+        // Only checked names are cached.
+        if is_unsafe_name(&s.cluster) || is_unsafe_name(&s.host) {
+            return Err(Unresolved::Unsafe);
+        }
+        if s.host.is_empty() {
+            return Err(Unresolved::Invalid(LineError::NoHost {
+                line: line.number(),
+            }));
+        }
+        if s.cluster.is_empty() {
+            return Err(Unresolved::Invalid(LineError::NoCluster {
+                line: line.number(),
+                host: s.host.clone(),
+            }));
+        }
         // Another host: its predecessor's WAL lock goes first, so that no
         // task ever holds two.
         s.held = None;
@@ -418,10 +780,12 @@ fn resolve_level(
     {
         return Ok(index);
     }
-    let Some(host) = s.levels.first() else {
-        return Err("internal error: no host level".to_owned());
+    let typed = match s.levels.first() {
+        Some(host) => host.child_or_create(&s.type_path),
+        // Not reached: the host's level is always first. Index 0 of an
+        // empty table makes the caller skip the line.
+        None => return Ok(0),
     };
-    let typed = host.child_or_create(&s.type_path);
     let level = if s.stype_path.is_empty() {
         typed
     } else {

@@ -16,6 +16,7 @@
 //! - [`tree`]: the level tree (cluster → host → sub-devices);
 //! - [`store`]: the tree and the registry together;
 //! - [`ingest`]: line protocol into the tree;
+//! - [`metrics`]: the store's own Prometheus metrics (`/metrics`);
 //! - [`nats`]: line protocol from NATS subscriptions into [`ingest`];
 //! - [`nodes`]: cc-backend's list of nodes running jobs (kept by retention);
 //! - [`persist`]: checkpoints (snapshots and WAL), restore and cleanup;
@@ -27,6 +28,7 @@ pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod nats;
 pub mod nodes;
 pub mod persist;

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::buffer::ReadWindow;
 use crate::config::Aggregation;
-use crate::resample::lttb_owned;
+use crate::resample::{ResampleError, lttb_owned};
 use crate::stats::{
     DATA_DECIMALS, STATS_DECIMALS, Stats, applies_scale, write_fixed, write_fixed_array,
 };
@@ -143,10 +143,43 @@ fn null_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
-/// Why a request body could not be read.
+/// Why a request body could not be read (answered 400).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadRequest(pub String);
+pub enum BadRequest {
+    /// The body is empty.
+    #[error("EOF")]
+    Empty,
+    /// The body is not JSON, or a field has the wrong type.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The body is JSON, but not an object.
+    #[error("query request must be a JSON object")]
+    NotAnObject,
+}
+
+/// Why one selector of a query has no result: the `error` of its entry in
+/// the (still 200) answer. The texts are upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// The metric is not configured.
+    #[error("[METRICSTORE]> unknown metric: {0}")]
+    UnknownMetric(String),
+    /// `from` is after `to`.
+    #[error("[METRICSTORE]> invalid time range")]
+    InvalidTimeRange,
+    /// Several series matched and the metric has no aggregation.
+    #[error("[METRICSTORE]> invalid aggregation")]
+    InvalidAggregation,
+    /// The series that matched have different frequencies.
+    #[error(
+        "[METRICSTORE]> data from lower granularities does not align \
+         (collected data length is different than expected data length)"
+    )]
+    NotAligned,
+    /// The requested resolution cannot be made from the data.
+    #[error(transparent)]
+    Resample(#[from] ResampleError),
+}
 
 impl QueryRequest {
     /// Decodes a request body as upstream does: unknown keys are ignored, keys
@@ -159,15 +192,14 @@ impl QueryRequest {
     pub fn from_body(body: &[u8]) -> Result<QueryRequest, BadRequest> {
         let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
         let value = match values.next() {
-            None => return Err(BadRequest("EOF".to_owned())),
-            Some(Err(e)) => return Err(BadRequest(e.to_string())),
-            Some(Ok(v)) => v,
+            None => return Err(BadRequest::Empty),
+            Some(result) => result?,
         };
         let value = lowercase_keys(value);
         if !value.is_object() {
-            return Err(BadRequest("query request must be a JSON object".to_owned()));
+            return Err(BadRequest::NotAnObject);
         }
-        serde_json::from_value(value).map_err(|e| BadRequest(e.to_string()))
+        Ok(serde_json::from_value(value)?)
     }
 }
 
@@ -274,7 +306,7 @@ fn select_levels(root: &Arc<Level>, selector: &[Element]) -> Vec<Arc<Level>> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// Set when the selector failed; the other fields are then zero.
-    pub error: Option<String>,
+    pub error: Option<SelectorError>,
     /// The series; `None` when `with-data` is false.
     pub data: Option<Vec<f64>>,
     /// Time of the first point.
@@ -288,9 +320,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn error(message: String) -> Entry {
+    fn error(error: SelectorError) -> Entry {
         Entry {
-            error: Some(message),
+            error: Some(error),
             data: None,
             from: 0,
             to: 0,
@@ -345,7 +377,7 @@ fn run_query(store: &MetricStore, req: &QueryRequest, q: &Query) -> Vec<Entry> {
         match read_selector(store, req, q, &selector) {
             Ok(Some(entry)) => row.push(entry),
             Ok(None) => {}
-            Err(message) => row.push(Entry::error(message)),
+            Err(error) => row.push(Entry::error(error)),
         }
     }
     row
@@ -357,12 +389,12 @@ fn read_selector(
     req: &QueryRequest,
     q: &Query,
     selector: &[Element],
-) -> Result<Option<Entry>, String> {
+) -> Result<Option<Entry>, SelectorError> {
     let Some((metric, info)) = store.registry().lookup(&q.metric) else {
-        return Err(format!("[METRICSTORE]> unknown metric: {}", q.metric));
+        return Err(SelectorError::UnknownMetric(q.metric.clone()));
     };
     if req.from > req.to {
-        return Err("[METRICSTORE]> invalid time range".to_owned());
+        return Err(SelectorError::InvalidTimeRange);
     }
     let mut series: Vec<(ReadWindow, Vec<f64>)> = Vec::new();
     for level in select_levels(store.root(), selector) {
@@ -384,11 +416,10 @@ fn read_selector(
                 let scale = 1.0 / count as f64;
                 data.iter_mut().for_each(|v| *v *= scale);
             }
-            Aggregation::None => return Err("[METRICSTORE]> invalid aggregation".to_owned()),
+            Aggregation::None => return Err(SelectorError::InvalidAggregation),
         }
     }
-    let (mut data, resolution) =
-        lttb_owned(data, window.frequency, q.resolution).map_err(|e| e.to_string())?;
+    let (mut data, resolution) = lttb_owned(data, window.frequency, q.resolution)?;
     let mut stats = if req.with_stats {
         Stats::of(&data)
     } else {
@@ -423,17 +454,13 @@ fn read_selector(
 fn combine(
     mut series: Vec<(ReadWindow, Vec<f64>)>,
     frequency: i64,
-) -> Result<Option<(ReadWindow, Vec<f64>)>, String> {
+) -> Result<Option<(ReadWindow, Vec<f64>)>, SelectorError> {
     if series.len() <= 1 {
         return Ok(series.pop());
     }
     let f = series.first().map_or(frequency, |(w, _)| w.frequency);
     if series.iter().any(|(w, _)| w.frequency != f) {
-        return Err(
-            "[METRICSTORE]> data from lower granularities does not align \
-                    (collected data length is different than expected data length)"
-                .to_owned(),
-        );
+        return Err(SelectorError::NotAligned);
     }
     let from = series.iter().map(|(w, _)| w.from).max().unwrap_or(0);
     let to = series.iter().map(|(w, _)| w.to).min().unwrap_or(0);
@@ -509,7 +536,7 @@ fn write_entry(out: &mut Vec<u8>, e: &Entry) {
     out.push(b'{');
     if let Some(error) = &e.error {
         out.extend_from_slice(b"\"error\":");
-        write_str(out, error);
+        write_str(out, &error.to_string());
         out.push(b',');
     }
     if let Some(data) = e.data.as_ref().filter(|d| !d.is_empty()) {

@@ -14,12 +14,13 @@ use std::sync::atomic::Ordering;
 use crate::api::write::unix_now;
 use crate::api::{self, AppState};
 use crate::config::{Config, FileFormat, MetricStoreConfig};
+use crate::metrics::{Metrics, Sources};
 use crate::nats::NatsIngest;
 use crate::nodes::{NodeProvider, UsedNodes};
 use crate::persist::restore::RestoreProgress;
 use crate::persist::{self, Format, Persistence};
 use crate::registry::Registry;
-use crate::store::MetricStore;
+use crate::store::{FreeReason, MetricStore};
 
 /// How long in-flight requests may take to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -123,11 +124,19 @@ pub async fn serve(
         MetricStore::new(Registry::new(&config.metrics)).with_wal(Arc::clone(&persistence)),
     );
     let restore = Arc::new(RestoreProgress::default());
+    let metrics = Arc::new(Metrics::new(Sources {
+        store: Arc::clone(&store),
+        persistence: Arc::clone(&persistence),
+        restore: Arc::clone(&restore),
+        memory_cap: config.metric_store.memory_cap_bytes,
+    }));
     let state = Arc::new(AppState {
         store,
         verifier,
         admin_roles: config.main.admin_roles.clone(),
         restore: Arc::clone(&restore),
+        metrics: Arc::clone(&metrics),
+        metrics_auth: config.main.metrics_endpoint_auth,
     });
     let max_body = usize::try_from(config.main.max_body_size.as_u64()).unwrap_or(usize::MAX);
     let deadline = config.main.read_timeout + config.main.write_timeout;
@@ -166,6 +175,9 @@ pub async fn serve(
     // Subscribed before the restore, so that nothing published meanwhile is
     // lost; decoded only after it (see `crate::nats`).
     let nats = NatsIngest::start(&config, &state.store).await;
+    if let Some(nats) = &nats {
+        metrics.attach_nats(Arc::clone(nats.status()), nats.subscriptions().to_vec());
+    }
     let restored = restore_checkpoints(&state.store, &persistence, ms, workers, &restore).await;
     if let Err(e) = restored {
         shutdown.trigger();
@@ -558,6 +570,7 @@ pub fn enforce_memory_cap(
     for fraction in [3, 2, 1] {
         let cutoff = unix_now() - window / 4 * fraction;
         let freed = store.root().free_saved(cutoff);
+        store.count_freed(FreeReason::MemoryCap, freed);
         now_used = measure();
         tracing::warn!(
             cap,
@@ -615,9 +628,13 @@ async fn retention_task(
             .as_ref()
             .map_or(0, |u| u.values().map(|h| h.len()).sum::<usize>());
         let store = Arc::clone(&store);
-        let work = move || match used.filter(|u| !u.is_empty()) {
-            None => store.root().free_saved(cutoff),
-            Some(used) => free_except(&store, cutoff, &used),
+        let work = move || {
+            let freed = match used.filter(|u| !u.is_empty()) {
+                None => store.root().free_saved(cutoff),
+                Some(used) => free_except(&store, cutoff, &used),
+            };
+            store.count_freed(FreeReason::Retention, freed);
+            freed
         };
         match tokio::task::spawn_blocking(work).await {
             Ok(freed) => tracing::info!(

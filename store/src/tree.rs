@@ -21,6 +21,19 @@ use crate::buffer::{Chain, WriteError};
 /// Index of a configured metric in [`Metrics`].
 pub type MetricId = usize;
 
+/// What a subtree holds (see [`Level::census`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// Levels, the subtree's root included.
+    pub levels: usize,
+    /// Chains: one per metric and level that holds data.
+    pub series: usize,
+    /// Chunks of all chains.
+    pub chunks: usize,
+    /// Bytes, as [`Level::allocated_bytes`] counts them.
+    pub bytes: usize,
+}
+
 /// One level of the tree.
 #[derive(Debug)]
 pub struct Level {
@@ -173,18 +186,42 @@ impl Level {
     /// fixed cost per chunk and per level (what the memory cap counts).
     #[must_use]
     pub fn allocated_bytes(&self) -> usize {
+        self.census().bytes
+    }
+
+    /// Levels, series, chunks and bytes of this subtree, in one walk that
+    /// holds one level's shared lock at a time: a level's children are
+    /// copied out and its lock released before they are visited, so a walk
+    /// over a large tree never holds up the creation of a level (and the
+    /// readers queued behind it) for longer than one level takes.
+    #[must_use]
+    pub fn census(&self) -> Census {
         const LEVEL_OVERHEAD: usize = 256;
         const CHUNK_OVERHEAD: usize = 64;
-        let data = self.inner.read();
-        let mut bytes =
-            LEVEL_OVERHEAD + data.chains.capacity() * std::mem::size_of::<Option<Chain>>();
-        for chain in data.chains.iter().flatten() {
-            bytes += chain.allocated_bytes() + chain.chunks().len() * CHUNK_OVERHEAD;
+        let (mut census, children) = {
+            let data = self.inner.read();
+            let mut census = Census {
+                levels: 1,
+                bytes: LEVEL_OVERHEAD
+                    + data.chains.capacity() * std::mem::size_of::<Option<Chain>>(),
+                ..Census::default()
+            };
+            for chain in data.chains.iter().flatten() {
+                census.series += 1;
+                census.chunks += chain.chunks().len();
+                census.bytes += chain.allocated_bytes() + chain.chunks().len() * CHUNK_OVERHEAD;
+            }
+            let children: Vec<Arc<Level>> = data.children.values().cloned().collect();
+            (census, children)
+        };
+        for child in &children {
+            let c = child.census();
+            census.levels += c.levels;
+            census.series += c.series;
+            census.chunks += c.chunks;
+            census.bytes += c.bytes;
         }
-        for child in data.children.values() {
-            bytes += child.allocated_bytes();
-        }
-        bytes
+        census
     }
 
     /// Names of the children, sorted.

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{AppState, blocking, json_bytes, json_error};
+use super::{ApiError, AppState, blocking, json_bytes};
 use crate::registry::Registry;
 use crate::tree::Level;
 
@@ -33,23 +33,23 @@ pub async fn handle(
     State(state): State<Arc<AppState>>,
     Query(params): Query<DebugParams>,
 ) -> Response {
-    let selector = params.selector;
+    match debug(&state, params.selector).await {
+        Ok(body) => json_bytes(StatusCode::OK, body.into_bytes()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn debug(state: &AppState, selector: String) -> Result<String, ApiError> {
     let path: Vec<&str> = if selector.is_empty() {
         Vec::new()
     } else {
         selector.split(':').collect()
     };
     let Some(level) = state.store.root().find(&path) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            format!("[METRICSTORE]> level not found: {selector:?}"),
-        );
+        return Err(ApiError::LevelNotFound(selector));
     };
     let store = Arc::clone(&state.store);
-    match blocking(move || dump(&level, store.registry())).await {
-        Ok(body) => json_bytes(StatusCode::OK, body.into_bytes()),
-        Err(response) => response,
-    }
+    blocking(move || dump(&level, store.registry())).await
 }
 
 /// The dump of `level` and everything below it.

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::{AppState, blocking, json_error, raw_query_param, text};
+use super::{ApiError, AppState, blocking, raw_query_param, text};
+use crate::store::FreeReason;
 
 /// Handles a free request.
 pub async fn handle(
@@ -22,39 +23,32 @@ pub async fn handle(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let to = match raw_query_param(query.as_deref(), "to") {
-        None | Some("") => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "'to' is a required query parameter",
-            );
-        }
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(to) => to,
-            Err(e) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("parsing 'to' ({raw:?}) as an integer: {e}"),
-                );
-            }
-        },
+    match free(&state, query.as_deref(), &body).await {
+        Ok(n) => text(StatusCode::OK, format!("buffers freed: {n}\n")),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn free(state: &AppState, query: Option<&str>, body: &[u8]) -> Result<usize, ApiError> {
+    let to = match raw_query_param(query, "to") {
+        None | Some("") => return Err(ApiError::MissingTo),
+        Some(raw) => raw.parse::<i64>().map_err(|source| ApiError::BadTo {
+            raw: raw.to_owned(),
+            source,
+        })?,
     };
-    let selectors: Vec<Vec<String>> =
-        match serde_json::from_slice::<Option<Vec<Vec<String>>>>(&body) {
-            Ok(s) => s.unwrap_or_default(),
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-        };
+    let selectors: Vec<Vec<String>> = serde_json::from_slice::<Option<Vec<Vec<String>>>>(body)
+        .map_err(ApiError::FreeBody)?
+        .unwrap_or_default();
     let store = Arc::clone(&state.store);
-    let freed = blocking(move || {
-        selectors
+    blocking(move || {
+        let freed = selectors
             .iter()
             .filter_map(|sel| store.root().find(sel))
             .map(|level| level.free(to))
-            .sum::<usize>()
+            .sum::<usize>();
+        store.count_freed(FreeReason::Api, freed);
+        freed
     })
-    .await;
-    match freed {
-        Ok(n) => text(StatusCode::OK, format!("buffers freed: {n}\n")),
-        Err(response) => response,
-    }
+    .await
 }

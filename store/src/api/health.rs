@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 
 use super::write::unix_now;
-use super::{AppState, json_bytes, json_error};
+use super::{ApiError, AppState, json_bytes};
 use crate::store::MetricStore;
 
 /// The request body.
@@ -55,12 +55,7 @@ pub struct NodeHealth {
 pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let req: HealthRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!("parsing request body failed: {e}"),
-            );
-        }
+        Err(e) => return ApiError::HealthBody(e).into_response(),
     };
     let now = unix_now();
     let metrics = req.metric_names.unwrap_or_default();

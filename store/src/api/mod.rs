@@ -7,14 +7,25 @@
 //! | POST | `/api/free` | [`free`]: drop old data |
 //! | GET | `/api/debug` | [`debug`]: the tree's chunks as JSON |
 //! | GET (body) | `/api/healthcheck` | [`health`]: per-node data health |
+//! | GET | `/metrics` (exactly) | the store's own metrics, see [`crate::metrics`] |
 //!
 //! The trailing-slash forms match prefixes (`/api/write/anything`), as
 //! upstream's router does. GET routes answer HEAD. A wrong method gets 405
 //! with `Allow`, an unknown path 404, both in plain text and without an
-//! authentication check. Handler errors are JSON:
+//! authentication check. Handler errors are [`ApiError`]s; most are JSON:
 //! `{"status":"Bad Request","error":"…"}`.
+//!
+//! `/metrics` is not part of upstream's API: it answers also while the
+//! checkpoints load (the `/api/` routes answer 503 then), and it needs a
+//! token only with `main.metrics-endpoint-auth` (then exactly as
+//! `/api/debug` does). Every answer of an `/api/` route, including 401,
+//! 403 and 503, is counted in `ccstore_http_requests_total` and timed in
+//! `ccstore_http_request_duration_seconds`; 404 and 405 are not (they reach
+//! no route), nor is the 408 of [`deadline`], which answers in place of a
+//! request that ran out of time.
 
 pub mod debug;
+pub mod error;
 pub mod free;
 pub mod health;
 pub mod query;
@@ -24,12 +35,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use cc_common::auth::{Claims, JwtVerifier, bearer_token};
 
+pub use error::ApiError;
+
+use crate::metrics::{Endpoint, Metrics};
 use crate::persist::restore::RestoreProgress;
 use crate::store::MetricStore;
 
@@ -45,6 +59,11 @@ pub struct AppState {
     pub admin_roles: Vec<String>,
     /// Checkpoint loading at start-up; the API answers 503 until it is done.
     pub restore: Arc<RestoreProgress>,
+    /// What `/metrics` serves; the API counts its requests there.
+    pub metrics: Arc<Metrics>,
+    /// Whether `/metrics` needs a token as `/api/debug` does
+    /// (`main.metrics-endpoint-auth`).
+    pub metrics_auth: bool,
 }
 
 /// Builds the router. `max_body` bounds every request body (413 beyond).
@@ -79,9 +98,51 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
             Arc::clone(&state),
             wait_for_restore,
         ))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .merge(metrics_router(&state))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// `GET /metrics`, with the checks of `/api/debug` when
+/// `metrics-endpoint-auth` is set.
+fn metrics_router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let mut route = with_405(get(scrape), "GET, HEAD");
+    if state.metrics_auth {
+        route = route
+            .route_layer(middleware::from_fn_with_state(
+                Arc::clone(state),
+                require_admin,
+            ))
+            .route_layer(middleware::from_fn_with_state(
+                Arc::clone(state),
+                authenticate,
+            ));
+    }
+    Router::new().route("/metrics", route)
+}
+
+/// Answers a scrape; the tree is walked on a blocking thread.
+async fn scrape(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let metrics = Arc::clone(&state.metrics);
+    match blocking(move || metrics.response(&headers)).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Counts and times every answer of an `/api/` route.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(endpoint) = Endpoint::of_path(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .observe(endpoint, response.status(), started.elapsed());
+    response
 }
 
 fn with_405(
@@ -116,12 +177,18 @@ pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The JSON error body of cc-metric-store: `{"status":"…","error":"…"}`.
+/// The JSON error body of cc-metric-store: `{"status":"…","error":"…"}`,
+/// in that field order, and a newline.
 pub fn json_error(status: StatusCode, error: impl std::fmt::Display) -> Response {
-    let body = serde_json::json!({
-        "status": status.canonical_reason().unwrap_or(""),
-        "error": error.to_string(),
-    });
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        status: &'a str,
+        error: String,
+    }
+    let body = Body {
+        status: status.canonical_reason().unwrap_or(""),
+        error: error.to_string(),
+    };
     let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
     bytes.push(b'\n');
     json_bytes(status, bytes)
@@ -143,14 +210,14 @@ async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
     let Some(token) = token else {
-        return text(StatusCode::UNAUTHORIZED, "Use JWT Authentication\n");
+        return ApiError::NoToken.into_response();
     };
     match verifier.verify(token) {
         Ok(claims) => {
             req.extensions_mut().insert(claims);
             next.run(req).await
         }
-        Err(e) => text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
+        Err(e) => ApiError::BadToken(e).into_response(),
     }
 }
 
@@ -166,22 +233,16 @@ async fn wait_for_restore(
     if progress.done.load(Ordering::Acquire) {
         return next.run(req).await;
     }
-    let mut response = json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!(
-            "loading checkpoints: {} of {} hosts done, {} MB read",
-            progress.hosts_done.load(Ordering::Relaxed),
-            progress.hosts_total.load(Ordering::Relaxed),
-            progress.bytes.load(Ordering::Relaxed) / 1_000_000
-        ),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    response
+    ApiError::Restoring {
+        hosts_done: progress.hosts_done.load(Ordering::Relaxed),
+        hosts_total: progress.hosts_total.load(Ordering::Relaxed),
+        mb_read: progress.bytes.load(Ordering::Relaxed) / 1_000_000,
+    }
+    .into_response()
 }
 
-/// With `admin-roles` configured, requires one of them for free and debug.
+/// With `admin-roles` configured, requires one of them for free and debug
+/// (and `/metrics` with `metrics-endpoint-auth`).
 async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if state.admin_roles.is_empty() || state.verifier.is_none() {
         return next.run(req).await;
@@ -193,13 +254,7 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
     if allowed {
         next.run(req).await
     } else {
-        text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this endpoint needs one of the roles {:?}\n",
-                state.admin_roles
-            ),
-        )
+        ApiError::Forbidden(state.admin_roles.clone()).into_response()
     }
 }
 
@@ -208,18 +263,21 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
 pub async fn deadline(limit: std::time::Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => json_error(StatusCode::REQUEST_TIMEOUT, "request not completed in time"),
+        Err(_) => ApiError::Timeout.into_response(),
     }
 }
 
 /// Runs CPU-bound work off the async runtime's threads.
+///
+/// # Errors
+///
+/// [`ApiError::Worker`] when the work panicked.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| {
-        tracing::error!(error = %e, "request worker failed");
-        json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    })
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::Worker)
 }
 
 /// The raw value of the first `name=` pair of a query string, without URL
@@ -238,6 +296,7 @@ pub fn raw_query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::persist::Persistence;
     use crate::registry::Registry;
     use axum::body::Body;
     use std::sync::atomic::Ordering;
@@ -245,16 +304,12 @@ mod tests {
 
     #[tokio::test]
     async fn data_endpoints_answer_503_until_checkpoints_are_loaded() {
+        let dir = tempfile::tempdir().unwrap();
         let restore = Arc::new(RestoreProgress::default());
         restore.hosts_total.store(40, Ordering::Relaxed);
         restore.hosts_done.store(12, Ordering::Relaxed);
-        let state = Arc::new(AppState {
-            store: Arc::new(MetricStore::new(Registry::default())),
-            verifier: None,
-            admin_roles: Vec::new(),
-            restore: Arc::clone(&restore),
-        });
-        let app = router(state, 1 << 20);
+        let state = state(dir.path(), &restore, None, false);
+        let app = router(Arc::clone(&state), 1 << 20);
         let call = |method: &str, path: &str, body: &'static str| {
             axum::http::Request::builder()
                 .method(method)
@@ -278,12 +333,128 @@ mod tests {
         }
         let r = app.clone().oneshot(call("GET", "/nope", "")).await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = app
+            .clone()
+            .oneshot(call("GET", "/metrics", ""))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "/metrics answers during the restore"
+        );
+        let text = body_text(r).await;
+        assert!(text.contains("ccstore_restore_in_progress 1\n"), "{text}");
+        assert!(text.contains("ccstore_restore_hosts_done 12\n"), "{text}");
         restore.done.store(true, Ordering::Release);
         let r = app
             .oneshot(call("POST", "/api/write?cluster=c", ""))
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
+        let text = state
+            .metrics
+            .encode(cc_common::metrics::Format::Text)
+            .unwrap();
+        for line in [
+            "ccstore_http_requests_total{endpoint=\"write\",code=\"503\"} 1\n",
+            "ccstore_http_requests_total{endpoint=\"write\",code=\"200\"} 1\n",
+            "ccstore_http_requests_total{endpoint=\"debug\",code=\"503\"} 1\n",
+            "ccstore_http_request_duration_seconds_count{endpoint=\"write\"} 2\n",
+            "ccstore_restore_in_progress 0\n",
+        ] {
+            assert!(text.contains(line), "{line}in:\n{text}");
+        }
+        assert!(
+            !text.contains("code=\"404\""),
+            "unknown paths are not counted"
+        );
+    }
+
+    fn state(
+        dir: &std::path::Path,
+        restore: &Arc<RestoreProgress>,
+        verifier: Option<JwtVerifier>,
+        metrics_auth: bool,
+    ) -> Arc<AppState> {
+        let store = Arc::new(MetricStore::new(Registry::default()));
+        let persistence =
+            Arc::new(Persistence::new(dir, crate::persist::Format::Bin, true, 0).unwrap());
+        let metrics = Arc::new(Metrics::new(crate::metrics::Sources {
+            store: Arc::clone(&store),
+            persistence,
+            restore: Arc::clone(restore),
+            memory_cap: 0,
+        }));
+        Arc::new(AppState {
+            store,
+            verifier,
+            admin_roles: vec!["admin".to_owned()],
+            restore: Arc::clone(restore),
+            metrics,
+            metrics_auth,
+        })
+    }
+
+    async fn body_text(r: Response) -> String {
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn metrics_endpoint_is_open_unless_configured_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let restore = Arc::new(RestoreProgress::default());
+        restore.done.store(true, Ordering::Release);
+        let key =
+            cc_common::auth::PublicKey::from_base64("kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0=")
+                .unwrap();
+        let verifier = || Some(JwtVerifier::new(vec![key.clone()]).unwrap());
+        let get = |path: &str| {
+            axum::http::Request::builder()
+                .uri(path)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let open = router(state(dir.path(), &restore, verifier(), false), 1 << 20);
+        let r = open.clone().oneshot(get("/metrics")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            cc_common::metrics::TEXT_CONTENT_TYPE
+        );
+        let r = open.clone().oneshot(get("/api/debug")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the API is not");
+        let r = open
+            .oneshot(
+                axum::http::Request::builder()
+                    .method("POST")
+                    .uri("/metrics")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "GET, HEAD");
+
+        let guarded = router(state(dir.path(), &restore, verifier(), true), 1 << 20);
+        let r = guarded.clone().oneshot(get("/metrics")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(body_text(r).await, "Use JWT Authentication\n");
+        // The upstream sample token is valid but has none of the admin roles.
+        let sample = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSJ9.eyJ1c2VyIjoiYWRtaW4iLCJyb2xlcyI6WyJST0xFX0FETUlOIiwiUk9MRV9BTkFMWVNUIiwiUk9MRV9VU0VSIl19.d-3_3FZTsadPjDEdsWrrQ7nS0edMAR4zjl-eK7rJU3HziNBfI9PDHDIpJVHTNN5E5SlLGLFXctWyKAkwhXL-Dw";
+        let r = guarded
+            .oneshot(
+                axum::http::Request::builder()
+                    .uri("/metrics")
+                    .header(header::AUTHORIZATION, format!("Bearer {sample}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `POST /api/write[?cluster=C]`: line protocol into the store.
 //!
-//! Answers 200 with an empty body once every sample is in memory. If any
-//! line of a configured metric is malformed, the well-formed lines are still
+//! Answers 200 with an empty body once every sample is in memory; lines of
+//! metrics that are not configured, samples older than their series' newest
+//! chunk and lines whose cluster or host name would leave the checkpoint
+//! directory are skipped (and counted) without changing that. If any line
+//! of a configured metric is malformed, the well-formed lines are still
 //! stored and the answer is 400 with the first error, e.g.
 //! `{"status":"Bad Request","error":"at line 3:17: expected '=' after tag key"}`.
 //!
@@ -16,8 +19,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::{AppState, blocking, json_error, raw_query_param};
-use crate::ingest::ingest;
+use super::{ApiError, AppState, blocking, raw_query_param};
+use crate::ingest::{Source, ingest};
 
 /// Handles a write request.
 pub async fn handle(
@@ -25,25 +28,32 @@ pub async fn handle(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let cluster = raw_query_param(query.as_deref(), "cluster")
-        .unwrap_or("")
-        .to_owned();
+    match write(&state, query.as_deref(), body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn write(state: &AppState, query: Option<&str>, body: Bytes) -> Result<(), ApiError> {
+    let cluster = raw_query_param(query, "cluster").unwrap_or("").to_owned();
     let now = unix_now();
     let store = Arc::clone(&state.store);
-    let report = match blocking(move || ingest(&store, &body, &cluster, now)).await {
-        Ok(report) => report,
-        Err(response) => return response,
-    };
-    if let Some(message) = report.wal_error {
+    let report = blocking(move || {
+        let report = ingest(&store, &body, &cluster, now);
+        store.count_batch(Source::Http, body.len(), &report);
+        report
+    })
+    .await?;
+    if let Some(e) = report.wal_error {
         // The samples are in memory but not on disk: the sender should try
         // again (writing a sample twice stores it once).
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, message);
+        return Err(e.into());
     }
-    match report.error_message() {
-        None => StatusCode::OK.into_response(),
-        Some(message) => {
-            tracing::debug!(%message, stored = report.written, "write request had invalid lines");
-            json_error(StatusCode::BAD_REQUEST, message)
+    match report.invalid_lines() {
+        None => Ok(()),
+        Some(invalid) => {
+            tracing::debug!(error = %invalid, stored = report.written, "write request had invalid lines");
+            Err(invalid.into())
         }
     }
 }

@@ -170,6 +170,7 @@ fn omitted_keys_take_their_defaults() {
     assert!(main.admin_roles.is_empty());
     assert_eq!(main.read_timeout, Duration::from_secs(30));
     assert_eq!(main.write_timeout, Duration::from_secs(30));
+    assert!(!main.metrics_endpoint_auth, "/metrics is open by default");
 
     let store = &config.metric_store;
     assert_eq!(store.checkpoint_interval, Duration::from_secs(12 * 3600));
@@ -427,6 +428,23 @@ fn errors_on_the_first_line_of_a_section_are_shifted_by_its_column() {
     assert_eq!(*line, 1);
     let (_, value_column) = position_of(text, "\"60\"");
     assert_eq!(*column, value_column + "\"60\"".len() - 1);
+}
+
+#[test]
+fn metrics_endpoint_auth_needs_a_jwt_key() {
+    let mut doc = base();
+    doc["main"] = json!({"jwt-public-key": SAMPLE_KEY, "metrics-endpoint-auth": true});
+    assert!(load_value(&doc).unwrap().main.metrics_endpoint_auth);
+
+    doc["main"] = json!({"metrics-endpoint-auth": true});
+    let err = error_of(&doc);
+    assert_eq!(key_of(&err), "main.metrics-endpoint-auth");
+    assert!(err.to_string().contains("needs jwt-public-key"), "{err}");
+
+    doc["main"] = json!({"metrics-endpoint-auth": "yes"});
+    assert!(matches!(error_of(&doc), ConfigError::Parse { .. }));
+    doc["main"] = json!({"metrics-auth": true});
+    assert!(error_of(&doc).to_string().contains("unknown field"));
 }
 
 #[test]

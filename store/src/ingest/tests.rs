@@ -90,10 +90,10 @@ cpu_load,cluster=c,hostname=h value=2 1700000000
 ";
     let report = ingest(&s, body, "", 0);
     assert_eq!(
-        (report.written, report.unknown_metric, report.invalid),
+        (report.written, report.unknown_metric(), report.invalid()),
         (1, 2, 0)
     );
-    assert_eq!(report.error_message(), None);
+    assert_eq!(report.invalid_lines(), None);
     assert_eq!(s.unknown_lines(), 2);
 }
 
@@ -107,10 +107,17 @@ cpu_load,cluster=c,hostname value=1 1700000060
 cpu_load,cluster=c,hostname=h value=2 1700000060
 ";
     let report = ingest(&s, body, "", 0);
-    assert_eq!((report.written, report.invalid), (2, 3), "{report:?}");
+    assert_eq!((report.written, report.invalid()), (2, 3), "{report:?}");
     assert_eq!(
-        report.error_message().unwrap(),
+        report.invalid_lines().unwrap().to_string(),
         "at line 2: host h: unsupported value type in message: string (and 2 more invalid lines)"
+    );
+    assert_eq!(
+        (
+            report.rejected(Rejection::BadField),
+            report.rejected(Rejection::Syntax)
+        ),
+        (2, 1)
     );
     assert_eq!(values(&s, &["c", "h"], "cpu_load"), [1.0, 2.0]);
 }
@@ -125,7 +132,7 @@ fn unknown_field_names_the_host_and_value() {
         0,
     );
     assert_eq!(
-        report.error_message().unwrap(),
+        report.invalid_lines().unwrap().to_string(),
         "at line 1: host h: unknown field: 'foo' (value: 1.5)"
     );
 }
@@ -184,19 +191,68 @@ cpu_load,cluster=c,hostname=ns value=1 1700000000123456789
 }
 
 #[test]
-fn refuses_unsafe_or_missing_names() {
+fn unsafe_names_are_skipped_and_the_batch_stays_valid() {
     let s = store();
     let body = b"cpu_load,cluster=c,hostname=../etc value=1 1700000000
 cpu_load,cluster=a/b,hostname=h value=1 1700000000
-cpu_load,cluster=c value=1 1700000000
+cpu_load,cluster=c,hostname=a\\\\b value=1 1700000000
+cpu_load,cluster=c,hostname=. value=1 1700000000
+cpu_load,cluster=..,hostname=h value=1 1700000000
+cpu_load,cluster=c,hostname=ok value=1 1700000000
+";
+    let report = ingest(&s, body, "", 0);
+    assert_eq!(
+        (
+            report.written,
+            report.rejected(Rejection::UnsafeName),
+            report.invalid()
+        ),
+        (1, 5, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.invalid_lines(), None, "a write is answered 200");
+    assert_eq!(s.root().child_names(), ["c"]);
+    assert_eq!(s.root().find(&["c"]).unwrap().child_names(), ["ok"]);
+}
+
+#[test]
+fn unsafe_name_rule() {
+    for bad in [".", "..", "a..b", "../x", "a/b", "/", "a\\b", "a\0b"] {
+        assert!(is_unsafe_name(bad), "{bad:?}");
+    }
+    for good in ["", "a", "a.b", ".a", "a.", "node-01", "00000000:49:00.0"] {
+        assert!(!is_unsafe_name(good), "{good:?}");
+    }
+}
+
+#[test]
+fn missing_host_or_cluster_are_errors() {
+    let s = store();
+    let body = b"cpu_load,cluster=c value=1 1700000000
 cpu_load,hostname=h value=1 1700000000
 cpu_load,cluster=c,hostname=ok value=1 1700000000
 ";
     let report = ingest(&s, body, "", 0);
-    assert_eq!((report.written, report.invalid), (1, 4), "{report:?}");
-    assert!(report.first_error.unwrap().contains("\"../etc\""));
-    assert_eq!(s.root().child_names(), ["c"]);
-    assert_eq!(s.root().find(&["c"]).unwrap().child_names(), ["ok"]);
+    assert_eq!((report.written, report.invalid()), (1, 2), "{report:?}");
+    assert_eq!(
+        (
+            report.rejected(Rejection::NoHost),
+            report.rejected(Rejection::NoCluster)
+        ),
+        (1, 1)
+    );
+    assert_eq!(
+        report.invalid_lines().unwrap().to_string(),
+        "at line 1: line has no hostname (or host) tag (and 1 more invalid lines)"
+    );
+    assert_eq!(
+        LineError::NoCluster {
+            line: 2,
+            host: "h".into()
+        }
+        .to_string(),
+        "at line 2: host h: no cluster (neither a cluster tag nor ?cluster=)"
+    );
 }
 
 #[test]
@@ -217,13 +273,18 @@ fn samples_older_than_the_head_are_counted_not_errors() {
 cpu_load,cluster=c,hostname=h value=2 1600000000
 ";
     let report = ingest(&s, body, "", 0);
-    assert_eq!((report.written, report.too_old, report.invalid), (1, 1, 0));
+    assert_eq!(
+        (report.written, report.too_old(), report.invalid()),
+        (1, 1, 0)
+    );
 }
 
 #[test]
 fn empty_body_does_nothing() {
     let s = store();
-    assert_eq!(ingest(&s, b"", "c", 0), IngestReport::default());
+    let report = ingest(&s, b"", "c", 0);
+    assert_eq!((report.lines, report.written, report.invalid()), (0, 0, 0));
+    assert!(report.first_error.is_none() && report.wal_error.is_none());
 }
 
 #[test]
@@ -231,8 +292,32 @@ fn timestamps_out_of_range_are_errors_not_slots() {
     let s = store();
     let body = b"cpu_load,cluster=c,hostname=h value=1 -5\ncpu_load,cluster=c,hostname=h value=1 -1000000000000\ncpu_load,cluster=c,hostname=h value=2 1000\n";
     let report = ingest(&s, body, "", 0);
-    assert_eq!((report.invalid, report.written), (2, 1));
-    assert!(report.first_error.unwrap().contains("out of range"));
+    assert_eq!((report.invalid(), report.written), (2, 1));
+    assert_eq!(report.rejected(Rejection::BadTimestamp), 2);
+    assert!(
+        report
+            .first_error
+            .unwrap()
+            .to_string()
+            .contains("out of range")
+    );
+}
+
+#[test]
+fn every_rejection_has_its_own_counter_and_label() {
+    for (i, reason) in Rejection::ALL.iter().enumerate() {
+        assert_eq!(reason.index(), i, "{reason:?}");
+    }
+    let mut labels: Vec<&str> = Rejection::ALL.iter().map(|r| r.label()).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    assert_eq!(labels.len(), Rejection::COUNT);
+    let skipped: Vec<&str> = Rejection::ALL
+        .iter()
+        .filter(|r| !r.is_error())
+        .map(|r| r.label())
+        .collect();
+    assert_eq!(skipped, ["unknown_metric", "too_old", "unsafe_name"]);
 }
 
 #[test]

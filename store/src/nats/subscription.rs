@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::Message;
 
 use crate::config::NatsSubscription;
-use crate::ingest::{IngestReport, ingest};
+use crate::ingest::{IngestReport, Source, ingest};
 use crate::store::MetricStore;
 
 /// Invalid lines are logged at most this often per subscription.
@@ -126,14 +126,14 @@ impl Subscription {
         add(&self.bytes, bytes);
         add(&self.lines, report.lines);
         add(&self.written, report.written);
-        add(&self.invalid_lines, report.invalid);
-        add(&self.unknown_metric, report.unknown_metric);
-        add(&self.too_old, report.too_old);
+        add(&self.invalid_lines, report.invalid());
+        add(&self.unknown_metric, report.unknown_metric());
+        add(&self.too_old, report.too_old());
         if report.wal_error.is_some() {
             // `ingest` has logged it.
             add(&self.wal_errors, 1);
         }
-        if report.invalid > 0 {
+        if report.invalid() > 0 {
             add(&self.invalid_messages, 1);
             self.log_invalid(report);
         }
@@ -147,9 +147,9 @@ impl Subscription {
         tracing::warn!(
             subject = %self.subject,
             cluster_tag = %self.cluster_tag,
-            invalid_lines = report.invalid,
+            invalid_lines = report.invalid(),
             stored = report.written,
-            error = report.first_error.as_deref().unwrap_or(""),
+            error = %report.first_error.as_ref().map(ToString::to_string).unwrap_or_default(),
             unlogged_invalid_messages = unlogged,
             "NATS message with invalid lines (its valid lines are stored; \
              invalid messages are logged at most once a minute)"
@@ -163,6 +163,7 @@ pub fn decode(store: &MetricStore, subscription: &Subscription, message: &Messag
     let now = received_at(message).unwrap_or_else(cc_common::time::now_secs);
     let report = ingest(store, &message.payload, &subscription.cluster_tag, now);
     subscription.record(message.payload.len(), &report);
+    store.count_batch(Source::Nats, message.payload.len(), &report);
     report
 }
 

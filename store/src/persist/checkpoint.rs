@@ -57,7 +57,8 @@ pub fn checkpoint_all(
     checkpoint_hosts(store, persistence, hosts, now, workers)
 }
 
-/// Snapshots the given hosts, `workers` at a time.
+/// Snapshots the given hosts, `workers` at a time, and records the round
+/// in [`Persistence::checkpoint_stats`].
 pub fn checkpoint_hosts(
     store: &MetricStore,
     persistence: &Persistence,
@@ -65,6 +66,7 @@ pub fn checkpoint_hosts(
     now: i64,
     workers: usize,
 ) -> CheckpointReport {
+    let started = std::time::Instant::now();
     let next = AtomicUsize::new(0);
     let report = Mutex::new(CheckpointReport {
         hosts: hosts.len(),
@@ -104,7 +106,13 @@ pub fn checkpoint_hosts(
         }
         work();
     });
-    report.into_inner()
+    let report = report.into_inner();
+    persistence.record_checkpoint(
+        report.failed,
+        cc_common::time::now_secs(),
+        started.elapsed(),
+    );
+    report
 }
 
 /// Snapshots one host: the chunks written since its last snapshot (after a
@@ -140,7 +148,7 @@ pub fn checkpoint_host(
     if heads.is_empty() {
         // Every sample of the WAL is in an earlier snapshot already.
         if persistence.has_wal() && state.wal_len > super::wal::HEADER_LEN {
-            state.remove_wal(files.dir())?;
+            persistence.remove_wal(files, &mut state)?;
         }
         return Ok(None);
     }
@@ -176,7 +184,7 @@ pub fn checkpoint_host(
         values += part.value_count();
     }
     if persistence.has_wal()
-        && let Err(e) = state.remove_wal(files.dir())
+        && let Err(e) = persistence.remove_wal(files, &mut state)
     {
         tracing::warn!(dir = %files.dir().display(), error = %e, "cannot remove a WAL after its snapshot");
     }

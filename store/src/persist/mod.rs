@@ -34,7 +34,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -74,6 +75,25 @@ pub struct Persistence {
     oversized: AtomicBool,
     wal_bytes: AtomicU64,
     wal_errors: AtomicU64,
+    /// Bytes in all WAL files now: the sum of every host's `wal_len`,
+    /// changed together with it.
+    wal_on_disk: AtomicU64,
+    /// Outcomes of checkpoint rounds (`/metrics`).
+    checkpoints: CheckpointStats,
+}
+
+/// What checkpoint rounds did since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    /// Rounds finished.
+    pub rounds: AtomicU64,
+    /// Host snapshots that failed.
+    pub failures: AtomicU64,
+    /// Unix seconds at the end of the last round in which no host failed
+    /// (0: none yet).
+    pub last_success: AtomicI64,
+    /// Duration of the last round, in microseconds.
+    pub last_duration_us: AtomicU64,
 }
 
 /// The files of one host.
@@ -130,6 +150,8 @@ impl Persistence {
             oversized: AtomicBool::new(false),
             wal_bytes: AtomicU64::new(0),
             wal_errors: AtomicU64::new(0),
+            wal_on_disk: AtomicU64::new(0),
+            checkpoints: CheckpointStats::default(),
         })
     }
 
@@ -157,10 +179,61 @@ impl Persistence {
         self.wal_bytes.load(Ordering::Relaxed)
     }
 
-    /// Failed WAL writes since start.
+    /// Failed WAL writes and fsyncs since start.
     #[must_use]
     pub fn wal_errors(&self) -> u64 {
         self.wal_errors.load(Ordering::Relaxed)
+    }
+
+    /// Bytes in the WAL files of all hosts now (headers included).
+    #[must_use]
+    pub fn wal_on_disk(&self) -> u64 {
+        self.wal_on_disk.load(Ordering::Relaxed)
+    }
+
+    /// What checkpoint rounds did since start.
+    #[must_use]
+    pub fn checkpoint_stats(&self) -> &CheckpointStats {
+        &self.checkpoints
+    }
+
+    /// Records a finished checkpoint round: `failed` hosts could not be
+    /// saved, it ended at `now` (Unix seconds) and took `took`.
+    pub fn record_checkpoint(&self, failed: usize, now: i64, took: Duration) {
+        let c = &self.checkpoints;
+        c.rounds.fetch_add(1, Ordering::Relaxed);
+        c.failures
+            .fetch_add(u64::try_from(failed).unwrap_or(u64::MAX), Ordering::Relaxed);
+        c.last_duration_us.store(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if failed == 0 {
+            c.last_success.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets a host's WAL length, keeping [`Self::wal_on_disk`] in step.
+    pub(crate) fn set_wal_len(&self, state: &mut HostState, len: u64) {
+        if len >= state.wal_len {
+            self.wal_on_disk
+                .fetch_add(len - state.wal_len, Ordering::Relaxed);
+        } else {
+            self.wal_on_disk
+                .fetch_sub(state.wal_len - len, Ordering::Relaxed);
+        }
+        state.wal_len = len;
+    }
+
+    /// Closes and removes the WAL of `files` (after its content went into
+    /// a snapshot).
+    ///
+    /// # Errors
+    ///
+    /// The file exists and cannot be removed.
+    pub fn remove_wal(&self, files: &HostFiles, state: &mut HostState) -> io::Result<()> {
+        self.set_wal_len(state, 0);
+        state.remove_wal(&files.dir)
     }
 
     /// The files of `cluster`/`host`, registered on first use.
@@ -222,7 +295,7 @@ impl Persistence {
                 let len = file.metadata()?.len();
                 let file = Arc::new(file);
                 state.wal = Some(Arc::clone(&file));
-                state.wal_len = len;
+                self.set_wal_len(state, len);
                 file
             }
         };
@@ -237,7 +310,7 @@ impl Persistence {
             return Err(e);
         }
         let n = state.buf.len() as u64;
-        state.wal_len += n;
+        self.set_wal_len(state, state.wal_len + n);
         self.wal_bytes.fetch_add(n, Ordering::Relaxed);
         state.buf.clear();
         state.unsynced = true;
@@ -383,7 +456,8 @@ impl HostState {
         self.buf.len() >= WAL_BUFFER
     }
 
-    /// Closes and removes the WAL (after its content went into a snapshot).
+    /// Closes and removes the WAL; see [`Persistence::remove_wal`], which
+    /// also keeps the byte total.
     fn remove_wal(&mut self, dir: &Path) -> io::Result<()> {
         self.buf.clear();
         self.unsynced = false;

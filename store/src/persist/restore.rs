@@ -52,6 +52,8 @@ pub struct RestoreProgress {
     pub hosts_done: AtomicUsize,
     /// Bytes of checkpoint files read.
     pub bytes: AtomicU64,
+    /// Checkpoint files read (snapshots and WAL files).
+    pub files: AtomicU64,
     /// Set once the restore has finished.
     pub done: AtomicBool,
 }
@@ -128,7 +130,8 @@ pub fn restore(
         work();
     });
     if cutoff > i64::MIN {
-        store.root().free_saved(cutoff);
+        let freed = store.root().free_saved(cutoff);
+        store.count_freed(crate::store::FreeReason::Retention, freed);
     }
     progress.done.store(true, Ordering::Release);
     Ok(total.into_inner())
@@ -247,6 +250,7 @@ fn restore_host(
         match load_file(&level, registry, *format, path, cutoff, &mut report) {
             Ok(bytes) => {
                 progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+                progress.files.fetch_add(1, Ordering::Relaxed);
             }
             Err(snapshot::SnapshotError::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => {
                 // The disk, not the file: keep it, and keep everything of
@@ -261,15 +265,25 @@ fn restore_host(
         }
     }
     reopen_heads(&level);
-    if let Some(path) = wal
-        && !replay_wal(&level, registry, &path, cutoff, &mut report)
-    {
-        blocked = true;
+    let mut wal_len = 0;
+    if let Some(path) = wal {
+        let bytes_before = report.bytes;
+        if !replay_wal(&level, registry, &path, cutoff, &mut report) {
+            blocked = true;
+        }
+        progress
+            .bytes
+            .fetch_add(report.bytes - bytes_before, Ordering::Relaxed);
+        progress.files.fetch_add(1, Ordering::Relaxed);
+        // What is left of it (cut at a torn tail, or gone) stays until the
+        // host's next snapshot.
+        wal_len = fs::metadata(&path).map_or(0, |m| m.len());
     }
     let files = persistence.host(cluster, host);
     let mut state = files.lock();
     state.last_snapshot = last;
     state.blocked = blocked;
+    persistence.set_wal_len(&mut state, wal_len);
     report
 }
 

@@ -110,7 +110,7 @@ fn run(ops: &[Op], format: Format, crash: bool) -> Result<(), TestCaseError> {
         match *op {
             Op::Write(h, l, m, s, v) => {
                 let report = ingest(&store, line(h, l, m, s, v).as_bytes(), "", T0);
-                prop_assert_eq!(report.invalid, 0);
+                prop_assert_eq!(report.invalid(), 0);
                 prop_assert!(report.wal_error.is_none());
             }
             Op::Checkpoint => {

@@ -26,7 +26,7 @@ fn store() -> MetricStore {
 
 fn write(store: &MetricStore, body: &str) {
     let report = ingest(store, body.as_bytes(), "", 0);
-    assert_eq!(report.invalid, 0, "{report:?}");
+    assert_eq!(report.invalid(), 0, "{report:?}");
 }
 
 fn query(store: &MetricStore, body: &str) -> String {
@@ -173,9 +173,10 @@ fn aggregation_sum_avg_and_none() {
     let none = run(
         r#"{"cluster":"c","from":1000,"to":1200,"queries":[{"metric":"cpu_load","host":"h"}]}"#,
     );
+    assert_eq!(none[0][0].error, Some(SelectorError::InvalidAggregation));
     assert_eq!(
-        none[0][0].error.as_deref(),
-        Some("[METRICSTORE]> invalid aggregation")
+        SelectorError::InvalidAggregation.to_string(),
+        "[METRICSTORE]> invalid aggregation"
     );
 }
 
