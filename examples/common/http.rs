@@ -1,6 +1,6 @@
 //! A minimal HTTP/1.1 client over one keep-alive connection, for the load
-//! and query generators (no TLS, no chunked answers: enough for cc-store,
-//! cc-relay and VictoriaMetrics).
+//! and query generators (no TLS; answers with a length or chunked: enough
+//! for cc-store, cc-relay and VictoriaMetrics).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -37,6 +37,7 @@ pub fn request(
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("bad status line {status_line:?}"))?;
     let mut length = 0usize;
+    let mut chunked = false;
     loop {
         let mut header = String::new();
         conn.read_line(&mut header)?;
@@ -48,13 +49,37 @@ pub fn request(
             if k.eq_ignore_ascii_case("content-length") {
                 length = v.trim().parse()?;
             } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                anyhow::bail!("chunked answers are not supported");
+                chunked = v.trim().eq_ignore_ascii_case("chunked");
             }
         }
     }
-    let mut sink = vec![0; length];
-    conn.read_exact(&mut sink)?;
-    Ok((status, length))
+    if !chunked {
+        let mut sink = vec![0; length];
+        conn.read_exact(&mut sink)?;
+        return Ok((status, length));
+    }
+    // Chunked: size lines in hex, each chunk followed by CRLF, a last chunk
+    // of size 0, then optional trailers and an empty line.
+    let mut total = 0;
+    loop {
+        let mut size_line = String::new();
+        conn.read_line(&mut size_line)?;
+        let size_hex = size_line.trim_end().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size_hex.trim(), 16)
+            .with_context(|| format!("bad chunk size {size_line:?}"))?;
+        if size == 0 {
+            loop {
+                let mut trailer = String::new();
+                conn.read_line(&mut trailer)?;
+                if trailer.trim_end().is_empty() {
+                    return Ok((status, total));
+                }
+            }
+        }
+        let mut sink = vec![0; size + 2];
+        conn.read_exact(&mut sink)?;
+        total += size;
+    }
 }
 
 /// Splits `http://HOST:PORT/PATH` into host and path (`/` when empty).
