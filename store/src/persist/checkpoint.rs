@@ -117,13 +117,18 @@ pub fn checkpoint_hosts(
 
 /// Snapshots one host: the chunks written since its last snapshot (after a
 /// failed snapshot, what it had taken is unsaved again). Returns the number
-/// of values written, or `None` if nothing had changed. On success the
-/// host's WAL is removed.
+/// of values written, or `None` if nothing had changed.
+///
+/// The host's WAL lock (which its ingest takes) is held only to take the
+/// data and set the WAL aside, never while files are written and fsynced:
+/// ingest into the host goes on into a new WAL meanwhile. Once the snapshot
+/// is on disk the set-aside WAL is removed; should the snapshot fail, it
+/// stays (and is replayed at the next start) and the next snapshot takes
+/// the same data again.
 ///
 /// # Errors
 ///
-/// Writing the snapshot failed; the host's WAL is kept and its next
-/// snapshot takes the same data again.
+/// Setting the WAL aside or writing the snapshot failed.
 pub fn checkpoint_host(
     registry: &Registry,
     persistence: &Persistence,
@@ -131,31 +136,52 @@ pub fn checkpoint_host(
     level: &Level,
     now: i64,
 ) -> io::Result<Option<usize>> {
-    let mut state = files.lock();
-    if state.blocked {
-        return Err(io::Error::other(
-            "its files could not be read at start; they are left alone (and its WAL grows) until the next start",
-        ));
-    }
-    if persistence.has_wal() {
-        // Buffered records go to the file first, so the WAL is complete
-        // should the snapshot fail.
-        if let Err(e) = persistence.flush_wal(files, &mut state) {
-            tracing::warn!(dir = %files.dir().display(), error = %e, "WAL write failed before a snapshot");
+    let _one_at_a_time = files.snapshot_guard();
+    let (parts, mut last_name, set_aside) = {
+        let mut state = files.lock();
+        if state.blocked {
+            return Err(io::Error::other(
+                "its files could not be read at start; they are left alone (and its WAL grows) until the next start",
+            ));
         }
-    }
-    let (older, heads) = take_unsaved(level, registry, false);
-    if heads.is_empty() {
-        // Every sample of the WAL is in an earlier snapshot already.
-        if persistence.has_wal() && state.wal_len > super::wal::HEADER_LEN {
-            persistence.remove_wal(files, &mut state)?;
+        if persistence.has_wal() {
+            // Buffered records go to the file first, so that the WAL set
+            // aside holds every sample the snapshot takes.
+            if let Err(e) = persistence.flush_wal(files, &mut state) {
+                tracing::warn!(dir = %files.dir().display(), error = %e, "WAL write failed before a snapshot");
+            }
         }
-        return Ok(None);
-    }
-    // Older chunks first (in runs without long gaps), the newest chunks in
-    // a last file, so that a restore puts every newest chunk back as it was.
-    let parts: Vec<SnapLevel> = older.into_iter().chain([heads]).collect();
+        let (older, heads) = take_unsaved(level, registry, false);
+        if heads.is_empty() {
+            // Every sample of the WAL is in an earlier snapshot already.
+            if persistence.has_wal() {
+                let count = persistence.set_wal_aside(files, &mut state)?;
+                persistence.remove_set_aside(&mut state, count)?;
+            }
+            return Ok(None);
+        }
+        // Older chunks first (in runs without long gaps), the newest chunks
+        // in a last file, so that a restore puts every newest chunk back as
+        // it was.
+        let parts: Vec<SnapLevel> = older.into_iter().chain([heads]).collect();
+        let set_aside = if persistence.has_wal() {
+            match persistence.set_wal_aside(files, &mut state) {
+                Ok(count) => count,
+                Err(e) => {
+                    drop(state);
+                    for part in &parts {
+                        mark_unsaved(level, registry, part);
+                    }
+                    return Err(e);
+                }
+            }
+        } else {
+            0
+        };
+        (parts, state.last_snapshot, set_aside)
+    };
     let mut values = 0;
+    let mut written = Ok(());
     for part in &parts {
         if part.is_empty() {
             continue;
@@ -163,9 +189,7 @@ pub fn checkpoint_host(
         let (min_start, max_end) = bounds(part);
         // Names only grow per host, and never run ahead of the clock (a
         // sample from the future must not hold back later names).
-        let name = min_start
-            .min(now)
-            .max(state.last_snapshot.saturating_add(1));
+        let name = min_start.min(now).max(last_name.saturating_add(1));
         let snap = Snapshot {
             from: name,
             to: now.max(max_end).max(name),
@@ -174,18 +198,24 @@ pub fn checkpoint_host(
         let format = persistence.format();
         let path = files.dir().join(format!("{name}.{}", format.extension()));
         if let Err(e) = write_atomically(&path, |out| snapshot::write(format, &snap, out)) {
-            // Everything taken is unsaved again, for the next round.
-            for part in &parts {
-                mark_unsaved(level, registry, part);
-            }
-            return Err(e);
+            written = Err(e);
+            break;
         }
-        state.last_snapshot = name;
+        last_name = name;
         values += part.value_count();
     }
-    if persistence.has_wal()
-        && let Err(e) = persistence.remove_wal(files, &mut state)
-    {
+    let mut state = files.lock();
+    state.last_snapshot = last_name;
+    if let Err(e) = written {
+        drop(state);
+        // Everything taken is unsaved again, for the next round; the WALs
+        // set aside keep it on disk until then.
+        for part in &parts {
+            mark_unsaved(level, registry, part);
+        }
+        return Err(e);
+    }
+    if let Err(e) = persistence.remove_set_aside(&mut state, set_aside) {
         tracing::warn!(dir = %files.dir().display(), error = %e, "cannot remove a WAL after its snapshot");
     }
     Ok(Some(values))

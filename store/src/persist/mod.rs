@@ -44,6 +44,13 @@ pub use snapshot::Format;
 /// Name of the write-ahead log in a host directory.
 pub const WAL_FILE: &str = "current.wal";
 
+/// Prefix of a WAL set aside while a snapshot of its host is written
+/// (`current.wal.<n>`): ingest goes on into a new `current.wal` meanwhile,
+/// and the file is removed once the snapshot is on disk. Left behind by a
+/// crash or a failed snapshot, it is replayed at start before
+/// `current.wal`, oldest `<n>` first.
+pub const SET_ASIDE_WAL_PREFIX: &str = "current.wal.";
+
 /// File created and removed at start to check that the directory is
 /// writable (ignored by restore should it be left behind).
 pub const WRITE_PROBE: &str = ".cc-store-write-test";
@@ -103,6 +110,9 @@ pub struct HostFiles {
     host: Box<str>,
     dir: PathBuf,
     state: Arc<Mutex<HostState>>,
+    /// Held while a snapshot of this host is taken and written, so that two
+    /// rounds (periodic, WAL size, memory cap, shutdown) never overlap.
+    snapshotting: Mutex<()>,
 }
 
 /// A host's lock held by its owner (see [`HostFiles::lock_owned`]).
@@ -127,6 +137,9 @@ pub struct HostState {
     /// Restore could not read this host's files: no snapshot may replace
     /// them (its WAL keeps growing) until the next start.
     pub(crate) blocked: bool,
+    /// WALs set aside for snapshots and not yet removed, oldest first, with
+    /// their sizes.
+    set_aside: Vec<(PathBuf, u64)>,
 }
 
 impl Persistence {
@@ -225,15 +238,75 @@ impl Persistence {
         state.wal_len = len;
     }
 
-    /// Closes and removes the WAL of `files` (after its content went into
-    /// a snapshot).
+    /// Sets the WAL of `files` aside for a snapshot (see
+    /// [`SET_ASIDE_WAL_PREFIX`]): it is closed and renamed, and the next
+    /// record opens a new one. Records still buffered stay buffered for the
+    /// new file. Returns how many set-aside WALs the host has now; once the
+    /// snapshot is written, [`Self::remove_set_aside`] removes them.
     ///
     /// # Errors
     ///
-    /// The file exists and cannot be removed.
-    pub fn remove_wal(&self, files: &HostFiles, state: &mut HostState) -> io::Result<()> {
-        self.set_wal_len(state, 0);
-        state.remove_wal(&files.dir)
+    /// The rename failed; the WAL stays in place.
+    pub fn set_wal_aside(&self, files: &HostFiles, state: &mut HostState) -> io::Result<usize> {
+        let path = files.dir.join(WAL_FILE);
+        if state.wal.is_some() || state.wal_len > 0 || path.exists() {
+            let previous = state
+                .set_aside
+                .last()
+                .and_then(|(p, _)| set_aside_number(p))
+                .unwrap_or(0);
+            let number = cc_common::time::now_ms().max(previous + 1);
+            let to = files.dir.join(format!("{SET_ASIDE_WAL_PREFIX}{number}"));
+            match fs::rename(&path, &to) {
+                Ok(()) => state.set_aside.push((to, state.wal_len)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            // Its bytes stay counted in `wal_on_disk` until it is removed.
+            state.wal = None;
+            state.wal_len = 0;
+            state.unsynced = false;
+            state.wal_broken = false;
+        }
+        Ok(state.set_aside.len())
+    }
+
+    /// Removes the first `count` set-aside WALs of a host (their samples
+    /// are in a snapshot now).
+    ///
+    /// # Errors
+    ///
+    /// A file exists and cannot be removed; the rest are still tried, and
+    /// the failed one is tried again next time.
+    pub fn remove_set_aside(&self, state: &mut HostState, count: usize) -> io::Result<()> {
+        let mut first_error = None;
+        let mut kept = Vec::new();
+        let count = count.min(state.set_aside.len());
+        for (path, len) in state.set_aside.drain(..count) {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    first_error.get_or_insert(e);
+                    kept.push((path, len));
+                }
+                _ => {
+                    self.wal_on_disk.fetch_sub(
+                        len.min(self.wal_on_disk.load(Ordering::Relaxed)),
+                        Ordering::Relaxed,
+                    );
+                }
+            }
+        }
+        state.set_aside.splice(..0, kept);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Registers WALs set aside by an earlier run (found at start, oldest
+    /// first), so that the host's next snapshot removes them.
+    pub(crate) fn adopt_set_aside(&self, state: &mut HostState, found: Vec<(PathBuf, u64)>) {
+        for (_, len) in &found {
+            self.wal_on_disk.fetch_add(*len, Ordering::Relaxed);
+        }
+        state.set_aside = found;
     }
 
     /// The files of `cluster`/`host`, registered on first use.
@@ -255,6 +328,7 @@ impl Persistence {
                         host: Box::from(host),
                         dir: self.root.join(cluster).join(host),
                         state: Arc::new(Mutex::new(HostState::default())),
+                        snapshotting: Mutex::new(()),
                     })
                 }),
         )
@@ -416,6 +490,12 @@ impl HostFiles {
         self.state.lock()
     }
 
+    /// Taken for the whole of a snapshot of this host (see
+    /// [`HostFiles`]); ingest never takes it.
+    pub fn snapshot_guard(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.snapshotting.lock()
+    }
+
     /// [`Self::lock`], as a guard that owns its share of the lock (so that
     /// ingest can keep it across the consecutive lines of one host).
     pub fn lock_owned(&self) -> OwnedHostGuard {
@@ -455,20 +535,16 @@ impl HostState {
     pub fn buffer_full(&self) -> bool {
         self.buf.len() >= WAL_BUFFER
     }
+}
 
-    /// Closes and removes the WAL; see [`Persistence::remove_wal`], which
-    /// also keeps the byte total.
-    fn remove_wal(&mut self, dir: &Path) -> io::Result<()> {
-        self.buf.clear();
-        self.unsynced = false;
-        self.wal = None;
-        self.wal_len = 0;
-        self.wal_broken = false;
-        match fs::remove_file(dir.join(WAL_FILE)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
+/// The `<n>` of a set-aside WAL's name.
+#[must_use]
+pub fn set_aside_number(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix(SET_ASIDE_WAL_PREFIX)?
+        .parse()
+        .ok()
 }
 
 /// Opens (creating it and its directories, which are then fsynced so that

@@ -10,8 +10,10 @@
 //!    dropped; a metric saved at another frequency than the configured one
 //!    is converted to it (each value goes to the slot holding the middle of
 //!    its old slot).
-//! 2. `current.wal` is replayed through the normal write path. A torn tail
-//!    (what a crash leaves) ends the replay and is cut off the file.
+//! 2. WALs set aside for a snapshot that did not finish
+//!    (`current.wal.<n>`, oldest first), then `current.wal`, are replayed
+//!    through the normal write path. A torn tail (what a crash leaves) ends
+//!    the replay and is cut off the file.
 //!
 //! Nothing here stops the store from starting: a snapshot that cannot be
 //! read, a WAL with a wrong header, or a snapshot with a non-numeric name is
@@ -29,7 +31,7 @@ use parking_lot::Mutex;
 
 use super::snapshot::{self, Format, SnapLevel};
 use super::wal::{OpenError, WalReader};
-use super::{Persistence, QUARANTINE_SUFFIX, WAL_FILE, safe_dir_name};
+use super::{Persistence, QUARANTINE_SUFFIX, WAL_FILE, safe_dir_name, set_aside_number};
 use crate::buffer::{Chain, Chunk};
 use crate::registry::Registry;
 use crate::store::MetricStore;
@@ -212,6 +214,7 @@ fn restore_host(
     };
     let mut snapshots: Vec<(i64, Format, PathBuf)> = Vec::new();
     let mut wal = None;
+    let mut set_aside: Vec<(u64, PathBuf)> = Vec::new();
     match fs::read_dir(dir) {
         Ok(entries) => {
             for entry in entries.flatten() {
@@ -224,6 +227,8 @@ fn restore_host(
                 }
                 if name == WAL_FILE {
                     wal = Some(path);
+                } else if let Some(number) = set_aside_number(&path) {
+                    set_aside.push((number, path));
                 } else if let Some((ts, format)) = snapshot::parse_file_name(name) {
                     snapshots.push((ts, format, path));
                 } else if snapshot::has_snapshot_extension(name) {
@@ -265,6 +270,21 @@ fn restore_host(
         }
     }
     reopen_heads(&level);
+    set_aside.sort_unstable_by_key(|(number, _)| *number);
+    let mut set_aside_found = Vec::new();
+    for (_, path) in set_aside {
+        let bytes_before = report.bytes;
+        if !replay_wal(&level, registry, &path, cutoff, &mut report) {
+            blocked = true;
+        }
+        progress
+            .bytes
+            .fetch_add(report.bytes - bytes_before, Ordering::Relaxed);
+        progress.files.fetch_add(1, Ordering::Relaxed);
+        if let Ok(meta) = fs::metadata(&path) {
+            set_aside_found.push((path, meta.len()));
+        }
+    }
     let mut wal_len = 0;
     if let Some(path) = wal {
         let bytes_before = report.bytes;
@@ -284,6 +304,7 @@ fn restore_host(
     state.last_snapshot = last;
     state.blocked = blocked;
     persistence.set_wal_len(&mut state, wal_len);
+    persistence.adopt_set_aside(&mut state, set_aside_found);
     report
 }
 

@@ -297,3 +297,62 @@ fn wal_files_written_since_the_last_sync_are_synced_once() {
         "only the host written to"
     );
 }
+
+#[test]
+fn a_wal_set_aside_for_a_failed_snapshot_is_replayed_at_start_and_removed_after_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let persistence = Arc::new(Persistence::new(dir.path(), Format::Bin, true, 0).unwrap());
+    let store = MetricStore::new(registry()).with_wal(Arc::clone(&persistence));
+    let write = |store: &MetricStore, ts: i64, v: f64| {
+        let body = format!("cpu_load,cluster=c,hostname=h value={v} {ts}\n");
+        assert_eq!(ingest(store, body.as_bytes(), "", T0).written, 1);
+    };
+    write(&store, T0, 1.5);
+    let host = dir.path().join("c/h");
+    let names = || {
+        let mut names: Vec<String> = std::fs::read_dir(&host)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // A directory where the snapshot's temporary file belongs: the WAL is
+    // set aside, then writing the snapshot fails.
+    let blocker = host.join(format!("{}.bin.tmp", T0 - 30));
+    std::fs::create_dir_all(&blocker).unwrap();
+    let report = checkpoint_all(&store, &persistence, T0 + 60, 1);
+    assert_eq!((report.written, report.failed), (0, 1));
+    // Later samples go to a new WAL.
+    write(&store, T0 + 60, 2.5);
+    let found = names();
+    assert!(found.contains(&"current.wal".to_owned()), "{found:?}");
+    assert_eq!(
+        found
+            .iter()
+            .filter(|n| n.starts_with(super::SET_ASIDE_WAL_PREFIX))
+            .count(),
+        1,
+        "{found:?}"
+    );
+    let expected = dump(&store);
+    assert!(persistence.wal_on_disk() > 2 * super::wal::HEADER_LEN);
+
+    // A crash now: both WALs are replayed.
+    drop(store);
+    let fresh = Arc::new(Persistence::new(dir.path(), Format::Bin, true, 0).unwrap());
+    let restored = MetricStore::new(registry()).with_wal(Arc::clone(&fresh));
+    restore(&restored, &fresh, i64::MIN, 1, &RestoreProgress::default()).unwrap();
+    assert_eq!(dump(&restored), expected);
+
+    // The next snapshot holds everything and removes both.
+    std::fs::remove_dir(&blocker).unwrap();
+    let report = checkpoint_all(&restored, &fresh, T0 + 120, 1);
+    assert_eq!((report.written, report.failed), (1, 0));
+    let found = names();
+    assert!(
+        found.iter().all(|n| n.ends_with(".bin")),
+        "only snapshots left: {found:?}"
+    );
+    assert_eq!(fresh.wal_on_disk(), 0);
+}
