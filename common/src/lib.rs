@@ -21,7 +21,9 @@
 //! - [`tls`]: rustls server and client configurations from PEM files, with
 //!   `ring` as the one crypto provider;
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token, plus a
-//!   task tracker for orderly shutdown.
+//!   task tracker for orderly shutdown;
+//! - [`systemd`]: readiness, status lines and the watchdog of `Type=notify`
+//!   units.
 
 pub mod auth;
 pub mod config;
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod nats;
 pub mod secret;
 pub mod shutdown;
+pub mod systemd;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

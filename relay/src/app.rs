@@ -172,6 +172,11 @@ pub async fn run_with(
         upstreams = runtime.upstreams().len(),
         "cc-relay running"
     );
+    cc_common::systemd::ready(&format!(
+        "accepting data; forwarding to {} upstream(s)",
+        runtime.upstreams().len()
+    ));
+    cc_common::systemd::spawn_watchdog();
     let reload = crate::reload::spawn(config.clone(), options, hup, secrets, shutdown.token());
     let storage_failed = watch_storage(&queue, &shutdown);
 
@@ -180,6 +185,10 @@ pub async fn run_with(
         "shutting down: no new data accepted; forwarding for up to {:?}",
         config.shutdown_grace
     );
+    cc_common::systemd::stopping(&format!(
+        "shutting down: forwarding for up to {:?}",
+        config.shutdown_grace
+    ));
     // NATS inputs first: they unsubscribe and store what they already
     // received before the runtime refuses data.
     nats_stop.cancel();

@@ -25,6 +25,13 @@ use crate::store::{FreeReason, MetricStore};
 /// How long in-flight requests may take to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Time systemd is asked to allow after each progress report of the
+/// checkpoint restore (reports come every 5 s).
+const RESTORE_PROGRESS_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// Time systemd is asked to allow for the final checkpoint.
+const FINAL_CHECKPOINT_ALLOWANCE: Duration = Duration::from_secs(120);
+
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -149,6 +156,7 @@ pub async fn serve(
     tokio::spawn(async move {
         stop.cancelled().await;
         tracing::info!("shutting down: finishing in-flight requests");
+        cc_common::systemd::stopping("shutting down: finishing requests, then a final checkpoint");
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -188,6 +196,8 @@ pub async fn serve(
         nats.start_decoding();
     }
     start_background_tasks(&state.store, &persistence, &config, &shutdown);
+    cc_common::systemd::ready(&format!("serving on {local}; checkpoints loaded"));
+    cc_common::systemd::spawn_watchdog();
 
     // At shutdown NATS is drained while HTTP finishes its requests; both
     // are done before the final checkpoint.
@@ -206,6 +216,8 @@ pub async fn serve(
         }
     };
     let (result, ()) = tokio::join!(http, nats);
+    cc_common::systemd::status("writing the final checkpoint");
+    cc_common::systemd::extend_timeout(FINAL_CHECKPOINT_ALLOWANCE);
     final_checkpoint(&state.store, &persistence, workers).await;
     result
 }
@@ -224,6 +236,8 @@ async fn restore_checkpoints(
         None => i64::MIN,
     };
     tracing::info!(directory = %persistence.root().display(), workers, "loading checkpoints");
+    cc_common::systemd::status("loading checkpoints");
+    cc_common::systemd::extend_timeout(RESTORE_PROGRESS_ALLOWANCE);
     let task = {
         let (store, persistence, progress) = (
             Arc::clone(store),
@@ -240,12 +254,20 @@ async fn restore_checkpoints(
     let joined = loop {
         tokio::select! {
             joined = &mut task => break joined,
-            _ = ticker.tick() => tracing::info!(
-                hosts_done = progress.hosts_done.load(Ordering::Relaxed),
-                hosts = progress.hosts_total.load(Ordering::Relaxed),
-                mb_read = progress.bytes.load(Ordering::Relaxed) / 1_000_000,
-                "loading checkpoints"
-            ),
+            _ = ticker.tick() => {
+                let (done, total, mb) = (
+                    progress.hosts_done.load(Ordering::Relaxed),
+                    progress.hosts_total.load(Ordering::Relaxed),
+                    progress.bytes.load(Ordering::Relaxed) / 1_000_000,
+                );
+                tracing::info!(hosts_done = done, hosts = total, mb_read = mb, "loading checkpoints");
+                // Still making progress: systemd's start timeout counts
+                // from here.
+                cc_common::systemd::status(&format!(
+                    "loading checkpoints: {done} of {total} hosts, {mb} MB read"
+                ));
+                cc_common::systemd::extend_timeout(RESTORE_PROGRESS_ALLOWANCE);
+            }
         }
     };
     let report = match joined {
