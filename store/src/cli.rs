@@ -12,6 +12,15 @@ use std::path::PathBuf;
 use cc_common::telemetry::LogFormat;
 use clap::Parser;
 
+/// What `--version` prints after the program name: the version and the git
+/// commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CC_STORE_COMMIT"),
+    ")"
+);
+
 /// ClusterCockpit metric store, compatible with cc-metric-store.
 ///
 /// Keeps recent node metrics in memory at fixed frequency, answers
@@ -25,7 +34,7 @@ use clap::Parser;
 /// delivered, finish in-flight requests, write a last snapshot of everything
 /// not yet saved, and exit.
 #[derive(Debug, Parser)]
-#[command(name = "cc-store", version, about, long_about)]
+#[command(name = "cc-store", version = VERSION, about, long_about)]
 pub struct Cli {
     /// Configuration file in the cc-metric-store format. Without it the store
     /// runs on built-in defaults (127.0.0.1:8082, no authentication, the
