@@ -1,0 +1,215 @@
+//! The deployment examples in `examples/` run as they are written: each test
+//! takes the example files, replaces only addresses, directories, keys and
+//! limits of this machine, and drives the real programs with them.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::nats::{free_ports, nats_server_binary};
+use common::{Stub, http, now, start_relay_in, wait_for};
+use nkeys::KeyPair;
+use serde_json::{Value, json};
+
+fn example(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `text` with `from` replaced by `to`; `from` must occur.
+fn replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the example no longer has {from:?}");
+    text.replace(from, to)
+}
+
+fn secret_file(path: &Path, content: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, format!("{content}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.display().to_string()
+}
+
+/// A nats-server started on a configuration file; killed when dropped.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+#[test]
+fn the_nats_cluster_example_carries_collector_lines_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // nats-server on the example's configuration.
+    let ports = free_ports(2);
+    let relay_key = KeyPair::new_user();
+    let mut conf = example("nats-cluster/nats-server.conf");
+    conf = replace(
+        &conf,
+        "listen: 0.0.0.0:4222",
+        &format!("listen: 127.0.0.1:{}", ports[0]),
+    );
+    conf = replace(
+        &conf,
+        "http: 127.0.0.1:8222",
+        &format!("http: 127.0.0.1:{}", ports[1]),
+    );
+    conf = replace(
+        &conf,
+        "/var/lib/nats/jetstream",
+        &dir.path().join("jetstream").display().to_string(),
+    );
+    conf = replace(&conf, "max_file_store: 64GB", "max_file_store: 1GB");
+    conf = replace(
+        &conf,
+        "UBLHG3SU73WBXKJOHOD33JLFJXMWTOKN4GVZOU6OTN2XYKKPZXEVEGWI",
+        &relay_key.public_key(),
+    );
+    let conf_path = dir.path().join("nats-server.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let log = dir.path().join("nats.log");
+    let server = Server {
+        child: Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        log,
+    };
+    let monitor = format!("127.0.0.1:{}", ports[1]);
+    assert!(
+        wait_for(Duration::from_secs(20), || http(
+            &monitor,
+            "GET",
+            "/healthz",
+            &[],
+            b""
+        )
+        .is_ok_and(|r| r.status == 200)),
+        "nats-server did not come up:\n{}",
+        server.log_text()
+    );
+    let url = format!("nats://127.0.0.1:{}", ports[0]);
+
+    // cc-relay on the example's configuration.
+    let relay_dir = tempfile::tempdir().unwrap();
+    let stub = Stub::start();
+    let mut relay: Value = serde_json::from_str(&example("nats-cluster/cc-relay.json")).unwrap();
+    relay["data_dir"] = json!(relay_dir.path().join("data").display().to_string());
+    relay["admin"]["address"] = Value::Null;
+    let input = &mut relay["ingress"]["nats"][0];
+    input["servers"] = json!([url]);
+    input["auth"]["nkey_seed_file"] = json!(secret_file(
+        &relay_dir.path().join("relay.nk"),
+        &relay_key.seed().unwrap()
+    ));
+    // This machine's JetStream takes smaller streams.
+    input["jetstream"]["stream_config"]["max_bytes"] = json!("64MiB");
+    let store = &mut relay["upstreams"][0];
+    store["url"] = json!(format!("http://{}/api/write", stub.addr));
+    store["auth"]["jwt_file"] = json!(secret_file(
+        &relay_dir.path().join("store.jwt"),
+        "example-token"
+    ));
+    let (relay, _admin) = start_relay_in(relay, relay_dir);
+
+    // A collector with the example sink's settings publishes a node's lines.
+    let sink: Value = serde_json::from_str(&example("nats-cluster/collector-sink.json")).unwrap();
+    let sink = &sink["nats-fritz"];
+    assert_eq!(sink["type"], "nats");
+    let subject = sink["subject"].as_str().unwrap().to_owned();
+    let t = now();
+    let lines: Vec<String> = (0..20)
+        .map(|i| format!("cpu_load,hostname=node{i:03},type=node value={i} {t}"))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (user, password) = (
+        sink["user"].as_str().unwrap().to_owned(),
+        sink["password"].as_str().unwrap().to_owned(),
+    );
+    let sub_refused = rt.block_on(async {
+        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let collector = async_nats::ConnectOptions::with_user_and_password(user, password)
+            .event_callback(move |event| {
+                let tx = events_tx.clone();
+                async move {
+                    let _ = tx.send(event);
+                }
+            })
+            .connect(url.as_str())
+            .await
+            .unwrap();
+        collector
+            .publish(subject.clone(), lines.join("\n").into())
+            .await
+            .unwrap();
+        collector.flush().await.unwrap();
+        // Collectors may not read anything.
+        let _sub = collector.subscribe("ccmetrics.>").await.unwrap();
+        collector.flush().await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Some(async_nats::Event::ServerError(e))) => break e.to_string(),
+                Ok(Some(_)) => {}
+                _ => break String::new(),
+            }
+        }
+    });
+    assert!(
+        sub_refused
+            .to_lowercase()
+            .contains("permissions violation for subscription"),
+        "{sub_refused:?}"
+    );
+
+    let delivered = wait_for(Duration::from_secs(20), || {
+        let got = stub.delivered_lines();
+        lines.iter().all(|l| got.contains(l))
+    });
+    assert!(
+        delivered,
+        "delivered: {:?}\nrelay log:\n{}\nnats log:\n{}",
+        stub.delivered_lines(),
+        relay.log_text(),
+        server.log_text()
+    );
+    // The store was asked for the example's cluster.
+    assert!(
+        stub.requests()
+            .iter()
+            .all(|r| r.target.contains("cluster=fritz")),
+        "{:?}",
+        stub.requests()
+            .iter()
+            .map(|r| r.target.clone())
+            .collect::<Vec<_>>()
+    );
+}
