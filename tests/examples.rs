@@ -213,3 +213,90 @@ fn the_nats_cluster_example_carries_collector_lines_to_the_store() {
             .collect::<Vec<_>>()
     );
 }
+
+/// The metric names an expression of the rules file uses.
+fn metric_names(rules: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for prefix in ["ccrelay_", "ccstore_"] {
+        let mut rest = rules;
+        while let Some(at) = rest.find(prefix) {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    names
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_use_metrics_the_programs_export() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monitoring/cc-alerts.yml");
+    let out = match Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "promtool is not installed: this test checks the alert rules with it; install \
+             Debian's `prometheus` package (scripts/test does)"
+        ),
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "promtool check rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A store and a relay, both with NATS, after some traffic: every
+    // family the rules name must be in their /metrics.
+    let nats = common::nats::NatsServer::start(common::nats::NatsSetup::new());
+    let mut store_config = common::store_config();
+    store_config["nats"] = json!({ "address": nats.url() });
+    store_config["metric-store"]["nats-subscriptions"] =
+        json!([{ "subscribe-to": "hpc.metrics", "cluster-tag": "fritz" }]);
+    let store = common::start_store(store_config);
+    let mut relay = common::relay_config(json!([{
+        "name": "store",
+        "type": "ccms-http",
+        "url": format!("http://{}/api/write", store.addr)
+    }]));
+    relay["ingress"]["nats"] = json!([{
+        "name": "bus",
+        "servers": [nats.url()],
+        "subjects": [{ "subject": "metrics.>", "cluster": "fritz" }]
+    }]);
+    let (relay, admin) = common::start_relay(relay);
+    let body = format!("cpu_load,hostname=n1 value=1 {}\n", now());
+    let r = http(
+        &relay.addr,
+        "POST",
+        "/api/write?cluster=fritz",
+        &[],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let relay_metrics = http(&admin, "GET", "/metrics", &[], b"").unwrap().text();
+    let store_metrics = store.request("GET", "/metrics", &[], b"").text();
+    let missing: Vec<String> = metric_names(&std::fs::read_to_string(&path).unwrap())
+        .into_iter()
+        .filter(|name| {
+            let text = if name.starts_with("ccrelay_") {
+                &relay_metrics
+            } else {
+                &store_metrics
+            };
+            !text.contains(&format!("# TYPE {name} ")) && !text.contains(&format!("\n{name}{{"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the rules use metrics the programs do not export: {missing:?}\n--- relay ---\n{relay_metrics}\n--- store ---\n{store_metrics}"
+    );
+}
