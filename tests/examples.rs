@@ -232,7 +232,7 @@ fn metric_names(rules: &str) -> std::collections::BTreeSet<String> {
 }
 
 #[test]
-fn the_alert_rules_pass_promtool_and_use_metrics_the_programs_export() {
+fn the_alert_rules_and_dashboard_use_metrics_the_programs_export() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monitoring/cc-alerts.yml");
     let out = match Command::new("promtool")
         .args(["check", "rules"])
@@ -284,7 +284,30 @@ fn the_alert_rules_pass_promtool_and_use_metrics_the_programs_export() {
     assert_eq!(r.status, 200, "{}", r.text());
     let relay_metrics = http(&admin, "GET", "/metrics", &[], b"").unwrap().text();
     let store_metrics = store.request("GET", "/metrics", &[], b"").text();
-    let missing: Vec<String> = metric_names(&std::fs::read_to_string(&path).unwrap())
+    // The dashboard: every panel but the rows queries something.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monitoring/cc-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut exprs = String::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{panel}");
+        for target in targets {
+            exprs.push_str(target["expr"].as_str().unwrap());
+            exprs.push('\n');
+        }
+    }
+    let rules = std::fs::read_to_string(&path).unwrap();
+    let used = metric_names(&format!("{rules}\n{exprs}"));
+    assert!(used.len() > 20, "{used:?}");
+    let missing: Vec<String> = used
         .into_iter()
         .filter(|name| {
             let text = if name.starts_with("ccrelay_") {
@@ -297,6 +320,6 @@ fn the_alert_rules_pass_promtool_and_use_metrics_the_programs_export() {
         .collect();
     assert!(
         missing.is_empty(),
-        "the rules use metrics the programs do not export: {missing:?}\n--- relay ---\n{relay_metrics}\n--- store ---\n{store_metrics}"
+        "the rules or the dashboard use metrics the programs do not export: {missing:?}\n--- relay ---\n{relay_metrics}\n--- store ---\n{store_metrics}"
     );
 }
