@@ -93,12 +93,44 @@ fn wait_delivered(stub: &Stub, expected: &[String], relay: &Process) {
     let missing: Vec<&String> = expected.iter().filter(|l| !set.contains(*l)).collect();
     assert!(
         ok,
-        "{} of {} lines missing, e.g. {:?}\nrelay log:\n{}",
+        "{} of {} lines missing, e.g. {:?}\nrelay log:\n{}\nrelay counters:\n{}",
         missing.len(),
         expected.len(),
         missing.first(),
-        relay.log_text()
+        relay.log_text(),
+        relay_counters(relay)
     );
+}
+
+/// The relay's NATS, ingest and upstream series, to tell a message that
+/// never arrived from one that was not forwarded.
+fn relay_counters(relay: &Process) -> String {
+    let config: Value = std::fs::read_to_string(relay.dir.path().join("relay.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let Some(admin) = config["admin"]["address"].as_str() else {
+        return "(no admin address)".to_owned();
+    };
+    match common::http(admin, "GET", "/metrics", &[], b"") {
+        Ok(r) => r
+            .text()
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#')
+                    && [
+                        "ccrelay_nats",
+                        "ccrelay_ingest_lines",
+                        "ccrelay_upstream_sent",
+                        "ccrelay_queue_records",
+                    ]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("(no /metrics: {e})"),
+    }
 }
 
 #[test]
@@ -190,6 +222,23 @@ fn relay_gets_through(server: &NatsServer, auth: Value) {
     let (relay, _admin) = start_relay(config(i, &stub));
     let sent = lines("a", 3);
     publish(&rt, server, "metrics.r", &sent);
+    if !wait_for(Duration::from_secs(20), || {
+        let got = stub.delivered_lines();
+        sent.iter().all(|l| got.contains(l))
+    }) {
+        let varz = server.monitor("/varz").unwrap_or_default();
+        eprintln!(
+            "server: in_msgs {} out_msgs {} slow_consumers {} connections {}; connections and subscriptions now: {}",
+            varz["in_msgs"],
+            varz["out_msgs"],
+            varz["slow_consumers"],
+            varz["total_connections"],
+            server
+                .monitor("/connz?subs=detail&state=all")
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        );
+    }
     wait_delivered(&stub, &sent, &relay);
     assert!(!relay.log_text().contains("authorization violation"));
 }

@@ -700,7 +700,14 @@ fn the_default_configuration_bounds_a_wal_at_16_mib() {
         "{}",
         store.log_text()
     );
-    assert!(store.log_text().contains("WAL size limit"));
+    // The round is logged once every host in it is done.
+    assert!(
+        wait_for(Duration::from_secs(20), || store
+            .log_text()
+            .contains("WAL size limit")),
+        "{}",
+        store.log_text()
+    );
 }
 
 /// A one-route HTTP server standing in for cc-backend: answers every request

@@ -86,6 +86,9 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
     if !s.runtime.is_accepting() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    if !s.runtime.is_started() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    }
     if s.runtime.disk().pressure.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "disk limits reached\n").into_response();
     }

@@ -172,6 +172,7 @@ pub async fn run_with(
         upstreams = runtime.upstreams().len(),
         "cc-relay running"
     );
+    runtime.mark_started();
     cc_common::systemd::ready(&format!(
         "accepting data; forwarding to {} upstream(s)",
         runtime.upstreams().len()

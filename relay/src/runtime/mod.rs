@@ -132,6 +132,9 @@ pub struct Runtime {
     upstreams: Vec<Arc<Upstream>>,
     split: SplitLimits,
     accepting: AtomicBool,
+    /// Set once every source has started (and registered what readiness
+    /// depends on).
+    started: AtomicBool,
     disk: Arc<DiskState>,
     /// Source counters.
     pub counters: IngestCounters,
@@ -164,6 +167,7 @@ impl Runtime {
             upstreams,
             split,
             accepting: AtomicBool::new(true),
+            started: AtomicBool::new(false),
             disk,
             counters: IngestCounters::default(),
             nats,
@@ -198,6 +202,18 @@ impl Runtime {
     #[must_use]
     pub fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::Relaxed)
+    }
+
+    /// Whether every source has started: before that `/readyz` cannot tell
+    /// whether all of them take data.
+    #[must_use]
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Start-up is complete: every source is running.
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::Relaxed);
     }
 
     /// Shutdown: every later batch is refused with [`Refused::ShuttingDown`].
