@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Process, mint_token, now, start_store, store_config, test_public_key};
+use common::{Process, files_below, mint_token, now, start_store, store_config, test_public_key};
 use serde_json::{Value, json};
 
 fn write(store: &Process, cluster: &str, body: &str) -> common::Response {
@@ -175,24 +175,6 @@ cpu_load,hostname=h,type=node,type-id=0 value=5 1000
         json!([5.0]),
         "node query descends into level 0"
     );
-}
-
-/// Every file below `dir`, relative, sorted.
-fn files_below(dir: &std::path::Path) -> Vec<String> {
-    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                out.push(path.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 /// Spec store.md §2.3 step 4: a line whose cluster or host would leave the

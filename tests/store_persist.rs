@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Process, now, start_store_in, store_config, wait_for};
+use common::{Process, files_below, now, start_store_in, store_config, wait_for};
 use serde_json::{Value, json};
 
 fn write(store: &Process, body: &str) {
@@ -25,24 +25,6 @@ fn query(store: &Process, body: &Value) -> String {
     let r = store.request("GET", "/api/query", &[], body.to_string().as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     r.text()
-}
-
-/// Every file below `dir`, relative, sorted.
-fn files_below(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else {
-                out.push(path.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 fn config_with(format: &str, extra: &Value) -> Value {

@@ -270,31 +270,28 @@ fn restore_host(
         }
     }
     reopen_heads(&level);
-    set_aside.sort_unstable_by_key(|(number, _)| *number);
-    let mut set_aside_found = Vec::new();
-    for (_, path) in set_aside {
+    // Replays one WAL, counting its bytes as restore progress; false when
+    // it could not be read.
+    let replay = |path: &Path, report: &mut RestoreReport| {
         let bytes_before = report.bytes;
-        if !replay_wal(&level, registry, &path, cutoff, &mut report) {
-            blocked = true;
-        }
+        let ok = replay_wal(&level, registry, path, cutoff, report);
         progress
             .bytes
             .fetch_add(report.bytes - bytes_before, Ordering::Relaxed);
         progress.files.fetch_add(1, Ordering::Relaxed);
+        ok
+    };
+    set_aside.sort_unstable_by_key(|(number, _)| *number);
+    let mut set_aside_found = Vec::new();
+    for (_, path) in set_aside {
+        blocked |= !replay(&path, &mut report);
         if let Ok(meta) = fs::metadata(&path) {
             set_aside_found.push((path, meta.len()));
         }
     }
     let mut wal_len = 0;
     if let Some(path) = wal {
-        let bytes_before = report.bytes;
-        if !replay_wal(&level, registry, &path, cutoff, &mut report) {
-            blocked = true;
-        }
-        progress
-            .bytes
-            .fetch_add(report.bytes - bytes_before, Ordering::Relaxed);
-        progress.files.fetch_add(1, Ordering::Relaxed);
+        blocked |= !replay(&path, &mut report);
         // What is left of it (cut at a torn tail, or gone) stays until the
         // host's next snapshot.
         wal_len = fs::metadata(&path).map_or(0, |m| m.len());
