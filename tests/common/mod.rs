@@ -229,7 +229,7 @@ impl Drop for Process {
 /// Starts `cc-store` with the given configuration (its `main.addr` is set to
 /// a free port) and waits until it answers HTTP.
 pub fn start_store(config: serde_json::Value) -> Process {
-    start_store_on(config, free_port())
+    start_store_in(config, tempfile::tempdir().expect("temp dir"))
 }
 
 /// Starts `cc-store` on a given loopback port.
@@ -240,7 +240,19 @@ pub fn start_store_on(config: serde_json::Value, port: u16) -> Process {
 /// Starts `cc-store` in `dir` (its checkpoints go to `dir/checkpoints`
 /// unless the config names a directory), e.g. the directory of a store
 /// stopped before, and waits until it has loaded its checkpoints.
-pub fn start_store_in(config: serde_json::Value, dir: tempfile::TempDir) -> Process {
+pub fn start_store_in(config: serde_json::Value, mut dir: tempfile::TempDir) -> Process {
+    // A port found free may be taken by another test before the store binds
+    // it: then the store is started again on another port.
+    for _ in 1..3 {
+        let mut process = spawn_store(config.clone(), free_port(), dir);
+        match try_until_up(&mut process) {
+            Ok(()) => return process,
+            Err(log) if log.contains("Address already in use") => {
+                dir = std::mem::replace(&mut process.dir, tempfile::tempdir().expect("temp dir"));
+            }
+            Err(log) => panic!("{log}"),
+        }
+    }
     start_store_with(config, free_port(), dir)
 }
 
@@ -296,14 +308,25 @@ fn spawn_store(mut config: serde_json::Value, port: u16, dir: tempfile::TempDir)
 /// Waits until the store answers HTTP with something else than 503 (it has
 /// loaded its checkpoints); panics if it exits or takes longer than 15 s.
 pub fn wait_until_up(p: &mut Process) {
+    if let Err(message) = try_until_up(p) {
+        panic!("{message}");
+    }
+}
+
+/// [`wait_until_up`], with the reason as an error when the process exits
+/// first.
+fn try_until_up(p: &mut Process) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(Some(status)) = p.child.try_wait() {
-            panic!("process exited early ({status}):\n{}", p.log_text());
+            return Err(format!(
+                "process exited early ({status}):\n{}",
+                p.log_text()
+            ));
         }
         // 503 while checkpoints are loading.
         if http(&p.addr, "GET", "/api/query/", &[], b"{}").is_ok_and(|r| r.status != 503) {
-            return;
+            return Ok(());
         }
         assert!(
             Instant::now() < deadline,
@@ -382,71 +405,90 @@ pub fn start_relay_in(config: serde_json::Value, dir: tempfile::TempDir) -> (Pro
 /// Addresses already in `config` are kept; missing ones get free ports.
 pub fn start_relay_when(
     mut config: serde_json::Value,
-    dir: tempfile::TempDir,
+    mut dir: tempfile::TempDir,
     ready: impl Fn(&str) -> bool,
 ) -> (Process, String) {
     // A relay with only NATS inputs has no HTTP ingress address.
-    let mut ingress = String::new();
-    if config["ingress"]["http"]
+    let has_ingress = config["ingress"]["http"]
         .as_array()
-        .is_some_and(|a| !a.is_empty())
-    {
-        if config["ingress"]["http"][0]["address"].is_null() {
-            config["ingress"]["http"][0]["address"] =
-                serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
-        }
-        ingress = config["ingress"]["http"][0]["address"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    }
-    if config["admin"]["address"].is_null() {
-        config["admin"]["address"] = serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
-    }
-    let admin = config["admin"]["address"].as_str().unwrap().to_owned();
+        .is_some_and(|a| !a.is_empty());
+    let ingress_free = has_ingress && config["ingress"]["http"][0]["address"].is_null();
+    let admin_free = config["admin"]["address"].is_null();
     if config["data_dir"].is_null() {
         config["data_dir"] = serde_json::Value::from(dir.path().join("data").display().to_string());
     }
-    let config_path = dir.path().join("relay.json");
-    std::fs::write(
-        &config_path,
-        serde_json::to_vec_pretty(&config).expect("json"),
-    )
-    .expect("write config");
-    let log = dir.path().join(format!("relay-{}.log", free_port()));
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(binary("cc-relay"))
-        .arg("--config")
-        .arg(&config_path)
-        .args(["--log-level", "info"])
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("start cc-relay");
-    let mut process = Process {
-        child,
-        addr: ingress,
-        dir,
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(Some(status)) = process.child.try_wait() {
-            panic!("cc-relay exited early ({status}):\n{}", process.log_text());
+    // A port found free may be taken by another test before the relay binds
+    // it: then the relay is started again on other ports.
+    for attempt in 1..=3 {
+        if ingress_free {
+            config["ingress"]["http"][0]["address"] =
+                serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
         }
-        if ready(&admin) {
-            break;
+        if admin_free {
+            config["admin"]["address"] =
+                serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
         }
-        assert!(
-            Instant::now() < deadline,
-            "relay not ready:\n{}",
-            process.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(25));
+        let ingress = if has_ingress {
+            config["ingress"]["http"][0]["address"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        } else {
+            String::new()
+        };
+        let admin = config["admin"]["address"].as_str().unwrap().to_owned();
+        let config_path = dir.path().join("relay.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&config).expect("json"),
+        )
+        .expect("write config");
+        let log = dir.path().join(format!("relay-{}.log", free_port()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(binary("cc-relay"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--log-level", "info"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start cc-relay");
+        let mut process = Process {
+            child,
+            addr: ingress,
+            dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let started = loop {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                let log = process.log_text();
+                if attempt < 3
+                    && (ingress_free || admin_free)
+                    && log.contains("Address already in use")
+                {
+                    break false;
+                }
+                panic!("cc-relay exited early ({status}):\n{log}");
+            }
+            if ready(&admin) {
+                break true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay not ready:\n{}",
+                process.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        if started {
+            return (process, admin);
+        }
+        dir = std::mem::replace(&mut process.dir, tempfile::tempdir().expect("temp dir"));
     }
-    (process, admin)
+    unreachable!("the last attempt either starts or panics")
 }
 
 impl Process {
