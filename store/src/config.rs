@@ -66,6 +66,8 @@
 //! | `main.backend-token` | none | API token (role `api`) that the node provider sends to cc-backend's `/api/jobs/used_nodes` (upstream sends none, and cc-backend refuses it) |
 //! | `main.metrics-endpoint-auth` | `false` | when true, `/metrics` needs what `/api/debug` needs: a valid token, with one of `admin-roles` when those are set; requires `jwt-public-key` |
 //! | `metric-store.checkpoints.wal-fsync-interval` | `"1s"` | how often WAL files are fsynced (upstream never syncs) |
+//! | `metric-store.checkpoints.interval` | — | the architecture guide's spelling of `checkpoint-interval`, read as that key (with a notice in the log); both set to different values is an error |
+//! | `metric-store.cleanup.interval` | every `retention-in-memory` | how often old checkpoint files are deleted or archived (the architecture guide's key) |
 //!
 //! `memory-cap` also accepts fractions of a GB (`0.5`); upstream only whole
 //! numbers.
@@ -376,6 +378,10 @@ pub struct CleanupConfig {
     pub mode: CleanupMode,
     /// `directory`: root of the Parquet archive; always set in archive mode.
     pub directory: Option<PathBuf>,
+    /// `interval` (cc-store's, as the architecture guide writes it): how
+    /// often old checkpoints are cleaned up; `None` means every
+    /// `retention-in-memory`, as upstream.
+    pub interval: Option<Duration>,
 }
 
 impl CleanupConfig {
@@ -850,8 +856,8 @@ struct MetricStoreFile {
     #[serde(with = "go_duration")]
     retention_in_memory: Duration,
     memory_cap: f64,
-    #[serde(default = "default_checkpoint_interval", with = "go_duration")]
-    checkpoint_interval: Duration,
+    #[serde(default)]
+    checkpoint_interval: Option<GoDuration>,
     #[serde(default)]
     num_workers: usize,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -886,7 +892,15 @@ struct CheckpointsFile {
     max_wal_size: ByteSize,
     #[serde(with = "go_duration")]
     wal_fsync_interval: Duration,
+    /// The architecture guide's spelling of `checkpoint-interval`.
+    interval: Option<GoDuration>,
 }
+
+/// A duration in a Go duration string (see [`go_duration`]), for optional
+/// keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+struct GoDuration(#[serde(with = "go_duration")] Duration);
 
 impl Default for CheckpointsFile {
     fn default() -> Self {
@@ -896,6 +910,7 @@ impl Default for CheckpointsFile {
             directory: defaults.directory,
             max_wal_size: ByteSize(defaults.max_wal_size),
             wal_fsync_interval: defaults.wal_fsync_interval,
+            interval: None,
         }
     }
 }
@@ -905,6 +920,7 @@ impl Default for CheckpointsFile {
 struct CleanupFile {
     mode: CleanupMode,
     directory: Option<String>,
+    interval: Option<GoDuration>,
 }
 
 #[derive(Deserialize)]
@@ -934,9 +950,32 @@ fn store_config(file: MetricStoreFile, origin: &str) -> Result<MetricStoreConfig
             "must be a number of GB ≥ 0 (0 means no cap)",
         ));
     }
-    if file.checkpoint_interval.is_zero() {
+    // The architecture guide writes `checkpoints.interval`; it means the
+    // same as upstream's `checkpoint-interval`.
+    let (checkpoint_interval, interval_key) = match (
+        file.checkpoint_interval,
+        file.checkpoints.interval,
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(
+                "checkpoints.interval",
+                "contradicts metric-store.checkpoint-interval; set only checkpoint-interval",
+            ));
+        }
+        (Some(GoDuration(d)), _) => (d, "checkpoint-interval"),
+        (None, Some(GoDuration(d))) => {
+            tracing::info!(
+                file = origin,
+                "metric-store.checkpoints.interval is read as metric-store.checkpoint-interval ({})",
+                humantime::format_duration(d)
+            );
+            (d, "checkpoints.interval")
+        }
+        (None, None) => (default_checkpoint_interval(), "checkpoint-interval"),
+    };
+    if checkpoint_interval.is_zero() {
         return Err(invalid(
-            "checkpoint-interval",
+            interval_key,
             "must be greater than zero, e.g. \"12h\"",
         ));
     }
@@ -958,7 +997,22 @@ fn store_config(file: MetricStoreFile, origin: &str) -> Result<MetricStoreConfig
     let cleanup = CleanupConfig {
         mode: file.cleanup.mode,
         directory: non_empty(file.cleanup.directory).map(PathBuf::from),
+        interval: file.cleanup.interval.map(|GoDuration(d)| d),
     };
+    if let Some(every) = cleanup.interval {
+        if every.is_zero() {
+            return Err(invalid(
+                "cleanup.interval",
+                "must be greater than zero, e.g. \"1h\"",
+            ));
+        }
+        tracing::info!(
+            file = origin,
+            "metric-store.cleanup.interval: old checkpoints are cleaned up every {} (a cc-store key \
+             from the architecture guide; cc-metric-store cleans up every retention-in-memory)",
+            humantime::format_duration(every)
+        );
+    }
     if cleanup.mode == CleanupMode::Archive && cleanup.directory.is_none() {
         return Err(invalid(
             "cleanup.directory",
@@ -985,7 +1039,7 @@ fn store_config(file: MetricStoreFile, origin: &str) -> Result<MetricStoreConfig
     Ok(MetricStoreConfig {
         retention_in_memory: file.retention_in_memory,
         memory_cap_bytes: gb_to_bytes(file.memory_cap),
-        checkpoint_interval: file.checkpoint_interval,
+        checkpoint_interval,
         num_workers: file.num_workers,
         checkpoints,
         cleanup,

@@ -358,6 +358,7 @@ fn start_background_tasks(
                     .archive_directory()
                     .map(std::path::Path::to_path_buf),
                 retention,
+                ms.cleanup.interval.unwrap_or(retention),
                 workers,
                 shutdown.token(),
             ),
@@ -449,15 +450,17 @@ fn log_checkpoint(report: &persist::checkpoint::CheckpointReport, why: &str) {
 
 /// Deletes or archives checkpoint files whose data is older than the
 /// retention window: once right after start (so a store restarted more often
-/// than its retention period still cleans up), then every retention period.
+/// than its retention period still cleans up), then every `every`
+/// (`cleanup.interval`, by default the retention period).
 async fn cleanup_task(
     root: std::path::PathBuf,
     archive: Option<std::path::PathBuf>,
     retention: Duration,
+    every: Duration,
     workers: usize,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(retention.max(Duration::from_secs(1)));
+    let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,

@@ -454,7 +454,7 @@ fn unknown_keys_are_rejected_in_strict_sections() {
         ("/metric-store/interval", json!("12h")),
         (
             "/metric-store/cleanup",
-            json!({"mode": "delete", "interval": "48h"}),
+            json!({"mode": "delete", "period": "48h"}),
         ),
         (
             "/metrics/cpu_load",
@@ -1001,4 +1001,53 @@ proptest! {
         let expected = Duration::from_secs(h * 3600 + m * 60 + s) + Duration::from_millis(ms);
         prop_assert_eq!(go_duration::parse(&text), Ok(expected));
     }
+}
+
+#[test]
+fn the_architecture_guides_interval_keys_are_accepted() {
+    // `checkpoints.interval` stands for `checkpoint-interval` when that is
+    // not set.
+    let mut doc = base();
+    doc["metric-store"]
+        .as_object_mut()
+        .unwrap()
+        .remove("checkpoint-interval");
+    doc["metric-store"]["checkpoints"] = json!({"interval": "6h", "directory": "/x"});
+    let config = load_value(&doc).unwrap();
+    assert_eq!(
+        config.metric_store.checkpoint_interval,
+        Duration::from_secs(6 * 3600)
+    );
+    // The same value twice is fine; two different ones are an error naming
+    // the guide's key.
+    doc["metric-store"]["checkpoint-interval"] = json!("6h");
+    assert!(load_value(&doc).is_ok());
+    doc["metric-store"]["checkpoint-interval"] = json!("12h");
+    let err = error_of(&doc);
+    assert_eq!(key_of(&err), "metric-store.checkpoints.interval");
+    doc["metric-store"]
+        .as_object_mut()
+        .unwrap()
+        .remove("checkpoint-interval");
+    doc["metric-store"]["checkpoints"]["interval"] = json!("0s");
+    assert_eq!(key_of(&error_of(&doc)), "metric-store.checkpoints.interval");
+
+    // `cleanup.interval` sets how often old checkpoints are cleaned up;
+    // without it, every retention period.
+    let config = load_value(&with(
+        "/metric-store/cleanup",
+        json!({"mode": "delete", "interval": "1h"}),
+    ))
+    .unwrap();
+    assert_eq!(
+        config.metric_store.cleanup.interval,
+        Some(Duration::from_secs(3600))
+    );
+    let config = load_value(&with("/metric-store/cleanup", json!({"mode": "delete"}))).unwrap();
+    assert_eq!(config.metric_store.cleanup.interval, None);
+    let err = error_of(&with(
+        "/metric-store/cleanup",
+        json!({"mode": "delete", "interval": "0s"}),
+    ));
+    assert_eq!(key_of(&err), "metric-store.cleanup.interval");
 }
