@@ -323,3 +323,87 @@ fn the_alert_rules_and_dashboard_use_metrics_the_programs_export() {
         "the rules or the dashboard use metrics the programs do not export: {missing:?}\n--- relay ---\n{relay_metrics}\n--- store ---\n{store_metrics}"
     );
 }
+
+#[test]
+fn the_two_stores_example_feeds_both_and_rides_out_one_being_down() {
+    // Two stores, one relay on the example's configuration.
+    let store_a = common::start_store(common::store_config());
+    let mut store_b = common::start_store(common::store_config());
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay: Value = serde_json::from_str(&example("two-stores/cc-relay.json")).unwrap();
+    relay["data_dir"] = json!(dir.path().join("data").display().to_string());
+    relay["admin"]["address"] = Value::Null;
+    relay["ingress"]["http"][0]["address"] = Value::Null;
+    relay["ingress"]["http"][0]["auth"]["jwt_public_key_file"] = json!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt/test-public.b64")
+            .display()
+            .to_string()
+    );
+    let store_jwt = secret_file(&dir.path().join("store.jwt"), "example-token");
+    for (upstream, store) in relay["upstreams"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .zip([&store_a, &store_b])
+    {
+        upstream["url"] = json!(format!("http://{}/api/write", store.addr));
+        upstream["auth"]["jwt_file"] = json!(store_jwt);
+    }
+    let (relay, _admin) = start_relay_in(relay, dir);
+    let token = common::mint_token(&json!({"sub": "node1"}));
+    let t = now() - 600;
+    let post = |from: i64, n: i64| {
+        let body: String = (from..from + n)
+            .map(|i| format!("cpu_load,hostname=n1 value={i} {}\n", t + i * 60))
+            .collect();
+        // The collectors' http sink: POST with a bearer token, no content type.
+        let r = http(
+            &relay.addr,
+            "POST",
+            "/api/write?cluster=fritz",
+            &[("Authorization", &format!("Bearer {token}"))],
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    let points = |store: &common::Process| -> usize {
+        let q = json!({"cluster": "fritz", "from": t - 60, "to": t + 600,
+                       "queries": [{"metric": "cpu_load", "host": "n1"}]});
+        let r = store.request("GET", "/api/query", &[], q.to_string().as_bytes());
+        if r.status != 200 {
+            return 0;
+        }
+        r.json()["results"][0][0]["data"]
+            .as_array()
+            .map_or(0, |d| d.iter().filter(|v| !v.is_null()).count())
+    };
+    post(0, 4);
+    assert!(
+        wait_for(Duration::from_secs(20), || points(&store_a) == 4
+            && points(&store_b) == 4),
+        "both stores get every line: {} / {}\n{}",
+        points(&store_a),
+        points(&store_b),
+        relay.log_text()
+    );
+
+    // Store B goes down; store A keeps getting data, B's lines wait on disk.
+    let b_port: u16 = store_b.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let (_, b_dir) = store_b.stop();
+    post(4, 4);
+    assert!(
+        wait_for(Duration::from_secs(20), || points(&store_a) == 8),
+        "store A: {}",
+        points(&store_a)
+    );
+    // Store B comes back on its port and directory, and catches up.
+    store_b = common::start_store_on_in(common::store_config(), b_port, b_dir);
+    assert!(
+        wait_for(Duration::from_secs(30), || points(&store_b) == 8),
+        "store B after its restart: {}\n{}",
+        points(&store_b),
+        relay.log_text()
+    );
+}

@@ -237,6 +237,12 @@ pub fn start_store_on(config: serde_json::Value, port: u16) -> Process {
     start_store_with(config, port, tempfile::tempdir().expect("temp dir"))
 }
 
+/// Starts `cc-store` on a given loopback port in `dir` (e.g. a store that
+/// was stopped, started again where its clients expect it).
+pub fn start_store_on_in(config: serde_json::Value, port: u16, dir: tempfile::TempDir) -> Process {
+    start_store_with(config, port, dir)
+}
+
 /// Starts `cc-store` in `dir` (its checkpoints go to `dir/checkpoints`
 /// unless the config names a directory), e.g. the directory of a store
 /// stopped before, and waits until it has loaded its checkpoints.
