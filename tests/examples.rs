@@ -407,3 +407,103 @@ fn the_two_stores_example_feeds_both_and_rides_out_one_being_down() {
         relay.log_text()
     );
 }
+
+#[test]
+fn the_isolated_network_example_passes_lines_through_two_relays_over_mutual_tls() {
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
+    let tls_file = |name: &str| json!(tls.join(name).display().to_string());
+    let public_key = json!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt/test-public.b64")
+            .display()
+            .to_string()
+    );
+    let store = common::start_store(common::store_config());
+
+    // The head-node relay: mutual TLS and a relay token from the racks,
+    // the store on its own network.
+    let head_dir = tempfile::tempdir().unwrap();
+    let mut head: Value =
+        serde_json::from_str(&example("isolated-network/head-relay.json")).unwrap();
+    head["data_dir"] = json!(head_dir.path().join("data").display().to_string());
+    head["admin"]["address"] = Value::Null;
+    let ingress = &mut head["ingress"]["http"][0];
+    ingress["address"] = Value::Null;
+    ingress["tls"]["cert_file"] = tls_file("server.pem");
+    ingress["tls"]["key_file"] = tls_file("server-key.pem");
+    ingress["tls"]["client_ca_file"] = tls_file("ca.pem");
+    ingress["auth"]["jwt_public_key_file"] = public_key.clone();
+    head["upstreams"][0]["url"] = json!(format!("http://{}/api/write", store.addr));
+    head["upstreams"][0]["auth"]["jwt_file"] = json!(secret_file(
+        &head_dir.path().join("store.jwt"),
+        "store-token"
+    ));
+    let (head, _) = start_relay_in(head, head_dir);
+    let head_port = head.addr.rsplit(':').next().unwrap().to_owned();
+
+    // The rack relay on the compute network.
+    let rack_dir = tempfile::tempdir().unwrap();
+    let mut rack: Value =
+        serde_json::from_str(&example("isolated-network/rack-relay.json")).unwrap();
+    rack["data_dir"] = json!(rack_dir.path().join("data").display().to_string());
+    rack["admin"]["address"] = Value::Null;
+    rack["ingress"]["http"][0]["address"] = Value::Null;
+    rack["ingress"]["http"][0]["auth"]["jwt_public_key_file"] = public_key;
+    let up = &mut rack["upstreams"][0];
+    // The test certificate names `localhost`.
+    up["url"] = json!(format!("https://localhost:{head_port}/api/write"));
+    up["tls"]["ca_file"] = tls_file("ca.pem");
+    up["tls"]["cert_file"] = tls_file("client.pem");
+    up["tls"]["key_file"] = tls_file("client-key.pem");
+    up["auth"]["jwt_file"] = json!(secret_file(
+        &rack_dir.path().join("rack17.jwt"),
+        &common::mint_token(&json!({"sub": "rack17", "roles": ["relay"]}))
+    ));
+    let (rack, _) = start_relay_in(rack, rack_dir);
+
+    // A collector posts to the rack relay; the lines reach the store.
+    let t = now() - 300;
+    let body: String = (0..5)
+        .map(|i| format!("cpu_load,hostname=n7 value={i} {}\n", t + i * 60))
+        .collect();
+    let token = common::mint_token(&json!({"sub": "n7"}));
+    let r = http(
+        &rack.addr,
+        "POST",
+        "/api/write?cluster=fritz",
+        &[("Authorization", &format!("Bearer {token}"))],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stored = || {
+        let q = json!({"cluster": "fritz", "from": t - 60, "to": t + 360,
+                       "queries": [{"metric": "cpu_load", "host": "n7"}]});
+        let r = store.request("GET", "/api/query", &[], q.to_string().as_bytes());
+        r.json()["results"][0][0]["data"]
+            .as_array()
+            .map_or(0, |d| d.iter().filter(|v| !v.is_null()).count())
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || stored() == 5),
+        "stored {}\nrack relay:\n{}\nhead relay:\n{}",
+        stored(),
+        rack.log_text(),
+        head.log_text()
+    );
+
+    // Without a client certificate, even with a relay token, the head relay
+    // takes nothing.
+    let relay_token = common::mint_token(&json!({"sub": "rack17", "roles": ["relay"]}));
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(tls.join("ca.pem"))
+        .args(["-H", &format!("Authorization: Bearer {relay_token}")])
+        .args(["--data-binary", &body])
+        .arg(format!(
+            "https://localhost:{head_port}/api/write?cluster=fritz"
+        ))
+        .output()
+        .expect("curl (scripts/test installs it)");
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
+}
