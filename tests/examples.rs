@@ -507,3 +507,107 @@ fn the_isolated_network_example_passes_lines_through_two_relays_over_mutual_tls(
         .expect("curl (scripts/test installs it)");
     assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
 }
+
+/// `text` with every `/etc/cc-relay/<name>` replaced by a file of that name
+/// in `dir` holding what such a file holds: a public key, a token, an NKey
+/// seed, a certificate or key of the test CA.
+fn with_etc_files(text: &str, dir: &Path) -> String {
+    const PREFIX: &str = "/etc/cc-relay/";
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("common/testdata/tls");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt");
+    let mut rest = text;
+    while let Some(start) = rest.find(PREFIX) {
+        let after = &rest[start + PREFIX.len()..];
+        let end = after.find('"').unwrap();
+        let name = &after[..end];
+        let path = dir.join(name);
+        let copy = |from: PathBuf| std::fs::copy(from, &path).map(|_| ()).unwrap();
+        if name.ends_with(".pub") {
+            copy(fixtures.join("test-public.b64"));
+        } else if name.ends_with(".crt") {
+            copy(tls.join("server.pem"));
+        } else if name.ends_with(".key") {
+            copy(tls.join("server-key.pem"));
+        } else if name.ends_with(".pem") {
+            copy(tls.join("ca.pem"));
+        } else if name.ends_with(".nk") {
+            secret_file(&path, &KeyPair::new_user().seed().unwrap());
+        } else if name.ends_with(".creds") {
+            let user = KeyPair::new_user();
+            let account = KeyPair::new_account();
+            let jwt = common::nats::jwt::user(&account, &user, "relay", None);
+            std::fs::write(&path, common::nats::jwt::creds(&jwt, &user.seed().unwrap())).unwrap();
+        } else {
+            secret_file(&path, "example-token");
+        }
+        rest = &after[end..];
+    }
+    text.replace(PREFIX, &format!("{}/", dir.display()))
+}
+
+#[test]
+fn every_example_configuration_passes_check_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut relay_configs = Vec::new();
+    for dir in ["cc-relay", "nats-cluster", "two-stores", "isolated-network"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".json") && !name.starts_with("collector") {
+                relay_configs.push(path);
+            }
+        }
+    }
+    assert!(relay_configs.len() >= 7, "{relay_configs:?}");
+    for path in relay_configs {
+        let dir = tempfile::tempdir().unwrap();
+        let text = with_etc_files(&std::fs::read_to_string(&path).unwrap(), dir.path());
+        let config = dir.path().join("relay.json");
+        std::fs::write(&config, text).unwrap();
+        let out = common::relay_cli(&config, &["--check-config"]);
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The store's example loads as it is.
+    let out = Command::new(common::binary("cc-store"))
+        .arg("--config")
+        .arg(root.join("cc-store/config.json"))
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains(": OK: listens on"), "{summary}");
+    // And a broken one names the key.
+    let broken = tempfile::tempdir().unwrap();
+    let path = broken.path().join("config.json");
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(root.join("cc-store/config.json"))
+            .unwrap()
+            .replace("\"retention-in-memory\"", "\"retention-in-memroy\""),
+    )
+    .unwrap();
+    let out = Command::new(common::binary("cc-store"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retention-in-memroy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -61,6 +61,12 @@ pub struct Cli {
     #[arg(long = "cleanup-checkpoints")]
     pub cleanup_checkpoints: bool,
 
+    /// Load and check the configuration (every key, the JWT key, the
+    /// metrics), print a summary and exit: 0 if the store would start with
+    /// it, 1 with the reason (file, key and position) otherwise.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+
     /// Accepted for compatibility (`-dev`, upstream's Swagger UI switch); has
     /// no effect.
     #[arg(long = "dev", hide = true)]

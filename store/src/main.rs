@@ -37,6 +37,21 @@ fn main() -> ExitCode {
             Config::embedded_default()
         }
     };
+    if cli.check_config {
+        let ms = &config.metric_store;
+        println!(
+            "{}: OK: listens on {}, {} metrics, checkpoints in {} ({}, every {}), retention {}, {} NATS subscription(s)",
+            config.source,
+            config.main.bind_address(),
+            config.metrics.len(),
+            ms.checkpoints.directory.display(),
+            format!("{:?}", ms.checkpoints.file_format).to_lowercase(),
+            humantime::format_duration(ms.checkpoint_interval),
+            humantime::format_duration(ms.retention_in_memory),
+            ms.nats_subscriptions.len()
+        );
+        return ExitCode::SUCCESS;
+    }
     if cli.cleanup_checkpoints {
         return cleanup_once(&config);
     }
