@@ -283,7 +283,17 @@ fn the_alert_rules_and_dashboard_use_metrics_the_programs_export() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let relay_metrics = http(&admin, "GET", "/metrics", &[], b"").unwrap().text();
-    let store_metrics = store.request("GET", "/metrics", &[], b"").text();
+    // Once the relay has delivered, every per-cluster family has a series.
+    let store_scrape = || store.request("GET", "/metrics", &[], b"").text();
+    assert!(
+        wait_for(Duration::from_secs(20), || common::sample(
+            &store_scrape(),
+            "ccstore_hosts"
+        ) == Some(1.0)),
+        "{}",
+        store_scrape()
+    );
+    let store_metrics = store_scrape();
     // The dashboard: every panel but the rows queries something.
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(

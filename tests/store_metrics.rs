@@ -479,3 +479,49 @@ fn nats_messages_are_counted_per_subscription() {
     assert_families(&text, true);
     promtool_check(&text);
 }
+
+#[test]
+fn hosts_that_stopped_reporting_are_counted_per_cluster() {
+    let store = start_store(store_config());
+    let t = now();
+    // In fritz: n1 reports, n2 last reported 20 minutes ago (frequency
+    // 60 s: stale after five minutes); in alex, n3 reports.
+    let body = format!(
+        "cpu_load,hostname=n1 value=1 {t}\n\
+         cpu_load,hostname=n2 value=1 {}\n\
+         mem_bw,hostname=n2,type=socket,type-id=0 value=1 {}\n",
+        t - 1200,
+        t - 1300
+    );
+    assert_eq!(write(&store, "?cluster=fritz", &body), 200);
+    assert_eq!(
+        write(
+            &store,
+            "?cluster=alex",
+            &format!("cpu_load,hostname=n3 value=1 {t}\n")
+        ),
+        200
+    );
+    let text = scrape(&store);
+    expect_all(
+        &text,
+        &[
+            ("ccstore_silent_hosts{cluster=\"fritz\"}", 1.0),
+            ("ccstore_silent_hosts{cluster=\"alex\"}", 0.0),
+            ("ccstore_hosts", 3.0),
+        ],
+    );
+    // n2 reports again.
+    assert_eq!(
+        write(
+            &store,
+            "?cluster=fritz",
+            &format!("cpu_load,hostname=n2 value=2 {t}\n")
+        ),
+        200
+    );
+    expect_all(
+        &scrape(&store),
+        &[("ccstore_silent_hosts{cluster=\"fritz\"}", 0.0)],
+    );
+}

@@ -348,6 +348,32 @@ impl StoreCollector {
             "Hosts in memory",
             single(gauge(to_u64(hosts))),
         )?;
+        // Per cluster, the hosts none of whose series got a sample in the
+        // last five of its periods.
+        let now = cc_common::time::now_secs();
+        let silent: Vec<(String, u64)> = root
+            .read()
+            .children
+            .iter()
+            .map(|(name, cluster)| (name.to_string(), Arc::clone(cluster)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(name, cluster)| {
+                let hosts: Vec<Arc<crate::tree::Level>> =
+                    cluster.read().children.values().cloned().collect();
+                let silent = hosts.iter().filter(|h| !h.has_fresh_data(now)).count();
+                (name, to_u64(silent))
+            })
+            .collect();
+        encode_family(
+            enc,
+            "silent_hosts",
+            "Hosts in memory none of whose series got a sample within five of its periods, by cluster \
+             (nodes that stopped reporting, or left the cluster less than retention-in-memory ago)",
+            silent
+                .into_iter()
+                .map(|(cluster, n)| ([("cluster", cluster)], gauge(n))),
+        )?;
         encode_family(
             enc,
             "series",

@@ -182,6 +182,27 @@ impl Level {
         freed
     }
 
+    /// Whether any series in this subtree has a sample in its newest chunk
+    /// that is not stale at `now` (within five of its periods, the rule of
+    /// the health check). Stops at the first such series, so a host that
+    /// reports is answered quickly.
+    #[must_use]
+    pub fn has_fresh_data(&self, now: i64) -> bool {
+        let children: Vec<Arc<Level>> = {
+            let data = self.inner.read();
+            if data
+                .chains
+                .iter()
+                .flatten()
+                .any(|c| c.head_is_stale(now) == Some(false))
+            {
+                return true;
+            }
+            data.children.values().cloned().collect()
+        };
+        children.iter().any(|c| c.has_fresh_data(now))
+    }
+
     /// Bytes held by this subtree: slot arrays by capacity, plus a rough
     /// fixed cost per chunk and per level (what the memory cap counts).
     #[must_use]
@@ -276,6 +297,24 @@ mod tests {
         assert!(root.find(&["c", "h"]).is_some());
         assert!(root.find(&["c", "x"]).is_none());
         assert_eq!(root.child_names(), ["c"]);
+    }
+
+    #[test]
+    fn fresh_data_is_found_anywhere_below_a_host() {
+        let root = Arc::new(Level::new());
+        let host = root.find_or_create(&["c", "h"]);
+        assert!(!host.has_fresh_data(1000), "no data at all");
+        // A node metric written at 1000 (frequency 60) is fresh until 1300.
+        host.write_sample(0, 60, 1000, 1.0).unwrap();
+        assert!(host.has_fresh_data(1300));
+        assert!(!host.has_fresh_data(1400));
+        // A newer sample two levels down keeps the host fresh.
+        root.find_or_create(&["c", "h", "socket0", "memctrl1"])
+            .write_sample(1, 60, 1300, 2.0)
+            .unwrap();
+        assert!(host.has_fresh_data(1400));
+        assert!(root.has_fresh_data(1400));
+        assert!(!host.has_fresh_data(1700));
     }
 
     #[test]
