@@ -103,3 +103,43 @@ fn store_rejects_an_unknown_log_level() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown log level \"verbose\""));
 }
+
+#[test]
+fn both_binaries_print_completions_and_a_manual_page() {
+    for name in ["cc-relay", "cc-store"] {
+        let out = run(name, &["--completions", "bash"]);
+        assert!(out.status.success(), "{name} --completions bash failed");
+        let script = stdout(&out);
+        assert!(script.contains("--check-config"), "{name}: {script}");
+        // The script is valid bash.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &script).unwrap();
+        let check = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        for shell in ["zsh", "fish"] {
+            let out = run(name, &["--completions", shell]);
+            assert!(
+                out.status.success() && !out.stdout.is_empty(),
+                "{name} {shell}"
+            );
+        }
+        let out = run(name, &["--manpage"]);
+        assert!(out.status.success(), "{name} --manpage failed");
+        let page = stdout(&out);
+        assert!(page.contains(&format!(".TH {name} 1")), "{page}");
+        assert!(page.contains("check\\-config"), "{page}");
+        // An unknown shell is a usage error naming the choices.
+        let out = run(name, &["--completions", "tcsh"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("bash"));
+    }
+}

@@ -61,6 +61,17 @@ pub struct Cli {
     #[arg(long)]
     pub print_default_config: bool,
 
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) and exit, e.g. `cc-relay --completions bash >
+    /// /usr/share/bash-completion/completions/cc-relay`.
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the manual page (roff) and exit, e.g. `cc-relay --manpage >
+    /// /usr/share/man/man1/cc-relay.1`.
+    #[arg(long)]
+    pub manpage: bool,
+
     /// Log filter, e.g. `info` or `cc_relay=debug,info` (overrides the
     /// configuration; `RUST_LOG` overrides both).
     #[arg(long, value_name = "LEVEL")]
@@ -120,6 +131,26 @@ pub enum DlqCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+}
+
+/// Writes what `--completions` or `--manpage` asked for to stdout; `false`
+/// if neither was given.
+///
+/// # Errors
+///
+/// Writing to stdout failed.
+pub fn print_docs(cli: &Cli) -> std::io::Result<bool> {
+    use clap::CommandFactory as _;
+    let mut out = std::io::stdout().lock();
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut Cli::command(), "cc-relay", &mut out);
+        return Ok(true);
+    }
+    if cli.manpage {
+        clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

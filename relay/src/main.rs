@@ -9,6 +9,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cc_relay::cli::print_docs(&cli) {
+        Ok(true) => return ExitCode::SUCCESS,
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("cc-relay: {e}");
+            return ExitCode::from(1);
+        }
+    }
     if cli.print_default_config {
         return match serde_json::to_string_pretty(&Config::embedded_default().redacted()) {
             Ok(text) => {

@@ -61,6 +61,17 @@ pub struct Cli {
     #[arg(long = "cleanup-checkpoints")]
     pub cleanup_checkpoints: bool,
 
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) and exit, e.g. `cc-store --completions bash >
+    /// /usr/share/bash-completion/completions/cc-store`.
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the manual page (roff) and exit, e.g. `cc-store --manpage >
+    /// /usr/share/man/man1/cc-store.1`.
+    #[arg(long)]
+    pub manpage: bool,
+
     /// Load and check the configuration (every key, the JWT key, the
     /// metrics), print a summary and exit: 0 if the store would start with
     /// it, 1 with the reason (file, key and position) otherwise.
@@ -141,6 +152,26 @@ where
 
 /// Flags that take a value.
 const VALUE_FLAGS: &[&str] = &["--config", "--loglevel", "--log-format"];
+
+/// Writes what `--completions` or `--manpage` asked for to stdout; `false`
+/// if neither was given.
+///
+/// # Errors
+///
+/// Writing to stdout failed.
+pub fn print_docs(cli: &Cli) -> std::io::Result<bool> {
+    use clap::CommandFactory as _;
+    let mut out = std::io::stdout().lock();
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut Cli::command(), "cc-store", &mut out);
+        return Ok(true);
+    }
+    if cli.manpage {
+        clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
 
 #[cfg(test)]
 mod tests {

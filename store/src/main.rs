@@ -10,6 +10,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
+    match cc_store::cli::print_docs(&cli) {
+        Ok(true) => return ExitCode::SUCCESS,
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("cc-store: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let Some(directive) = go_loglevel_directive(&cli.loglevel) else {
         eprintln!(
             "cc-store: unknown log level {:?} (expected debug, info, warn, err or crit)",
