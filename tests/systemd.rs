@@ -68,7 +68,31 @@ impl Systemd {
     }
 }
 
-fn spawn(name: &str, args: &[&str], dir: &Path, notify: &str, watchdog: bool) -> Child {
+/// A child process that is killed if the test ends without stopping it
+/// (a failed assertion must not leave a relay or store running).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Guard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(name: &str, args: &[&str], dir: &Path, notify: &str, watchdog: bool) -> Guard {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     // systemd names the watched process in WATCHDOG_PID: the binary is
     // started by a shell that sets its own PID and then becomes the binary.
@@ -90,7 +114,7 @@ fn spawn(name: &str, args: &[&str], dir: &Path, notify: &str, watchdog: bool) ->
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(log);
-    command.spawn().unwrap()
+    Guard(command.spawn().unwrap())
 }
 
 fn terminate(child: &mut Child) {
