@@ -58,8 +58,6 @@ pub struct MetricStore {
     registry: Registry,
     /// Unknown metric names already logged, so each is logged once.
     unknown_logged: Mutex<HashSet<String>>,
-    /// Lines of unconfigured metrics dropped since start.
-    unknown_lines: AtomicU64,
     /// The checkpoint directory, when samples are journaled to a WAL.
     wal: Option<Arc<Persistence>>,
     /// What each source delivered, by [`Source`] (`/metrics`).
@@ -79,7 +77,6 @@ impl MetricStore {
             root: Arc::new(Level::new()),
             registry,
             unknown_logged: Mutex::new(HashSet::new()),
-            unknown_lines: AtomicU64::new(0),
             wal: None,
             totals: Default::default(),
             freed: Default::default(),
@@ -113,16 +110,10 @@ impl MetricStore {
         &self.registry
     }
 
-    /// Lines of unconfigured metrics dropped since start.
-    #[must_use]
-    pub fn unknown_lines(&self) -> u64 {
-        self.unknown_lines.load(Ordering::Relaxed)
-    }
-
-    /// Counts a line of an unconfigured metric and logs the name the first
-    /// time it is seen (collectors often send more metrics than a store keeps).
+    /// Logs the name of an unconfigured metric the first time it is seen
+    /// (collectors often send more metrics than a store keeps; the lines are
+    /// counted in `ccstore_ingest_rejected_lines_total{reason="unknown_metric"}`).
     pub fn note_unknown_metric(&self, name: &str) {
-        self.unknown_lines.fetch_add(1, Ordering::Relaxed);
         let mut logged = self.unknown_logged.lock();
         if logged.len() < UNKNOWN_NAMES_LOGGED && !logged.contains(name) {
             logged.insert(name.to_owned());
