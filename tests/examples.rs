@@ -39,6 +39,37 @@ fn secret_file(path: &Path, content: &str) -> String {
     path.display().to_string()
 }
 
+/// Posts `n` lines of `cpu_load` for `host` (one per minute from `t`) to a
+/// relay as the collectors' http sink does: a bearer token, no content type.
+fn post_lines(relay: &str, token: &str, host: &str, t: i64, from: i64, n: i64) {
+    let body: String = (from..from + n)
+        .map(|i| format!("cpu_load,hostname={host} value={i} {}\n", t + i * 60))
+        .collect();
+    let r = http(
+        relay,
+        "POST",
+        "/api/write?cluster=fritz",
+        &[("Authorization", &format!("Bearer {token}"))],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// How many `cpu_load` values of `host` in cluster `fritz` the store holds
+/// from `t` on (0 while it does not answer).
+fn stored_points(store: &common::Process, host: &str, t: i64) -> usize {
+    let q = json!({"cluster": "fritz", "from": t - 60, "to": t + 3600,
+                   "queries": [{"metric": "cpu_load", "host": host}]});
+    let r = store.request("GET", "/api/query", &[], q.to_string().as_bytes());
+    if r.status != 200 {
+        return 0;
+    }
+    r.json()["results"][0][0]["data"]
+        .as_array()
+        .map_or(0, |d| d.iter().filter(|v| !v.is_null()).count())
+}
+
 /// A nats-server started on a configuration file; killed when dropped.
 struct Server {
     child: Child,
@@ -363,32 +394,8 @@ fn the_two_stores_example_feeds_both_and_rides_out_one_being_down() {
     let (relay, _admin) = start_relay_in(relay, dir);
     let token = common::mint_token(&json!({"sub": "node1"}));
     let t = now() - 600;
-    let post = |from: i64, n: i64| {
-        let body: String = (from..from + n)
-            .map(|i| format!("cpu_load,hostname=n1 value={i} {}\n", t + i * 60))
-            .collect();
-        // The collectors' http sink: POST with a bearer token, no content type.
-        let r = http(
-            &relay.addr,
-            "POST",
-            "/api/write?cluster=fritz",
-            &[("Authorization", &format!("Bearer {token}"))],
-            body.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
-    };
-    let points = |store: &common::Process| -> usize {
-        let q = json!({"cluster": "fritz", "from": t - 60, "to": t + 600,
-                       "queries": [{"metric": "cpu_load", "host": "n1"}]});
-        let r = store.request("GET", "/api/query", &[], q.to_string().as_bytes());
-        if r.status != 200 {
-            return 0;
-        }
-        r.json()["results"][0][0]["data"]
-            .as_array()
-            .map_or(0, |d| d.iter().filter(|v| !v.is_null()).count())
-    };
+    let post = |from, n| post_lines(&relay.addr, &token, "n1", t, from, n);
+    let points = |store: &common::Process| stored_points(store, "n1", t);
     post(0, 4);
     assert!(
         wait_for(Duration::from_secs(20), || points(&store_a) == 4
@@ -473,27 +480,9 @@ fn the_isolated_network_example_passes_lines_through_two_relays_over_mutual_tls(
 
     // A collector posts to the rack relay; the lines reach the store.
     let t = now() - 300;
-    let body: String = (0..5)
-        .map(|i| format!("cpu_load,hostname=n7 value={i} {}\n", t + i * 60))
-        .collect();
     let token = common::mint_token(&json!({"sub": "n7"}));
-    let r = http(
-        &rack.addr,
-        "POST",
-        "/api/write?cluster=fritz",
-        &[("Authorization", &format!("Bearer {token}"))],
-        body.as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    let stored = || {
-        let q = json!({"cluster": "fritz", "from": t - 60, "to": t + 360,
-                       "queries": [{"metric": "cpu_load", "host": "n7"}]});
-        let r = store.request("GET", "/api/query", &[], q.to_string().as_bytes());
-        r.json()["results"][0][0]["data"]
-            .as_array()
-            .map_or(0, |d| d.iter().filter(|v| !v.is_null()).count())
-    };
+    post_lines(&rack.addr, &token, "n7", t, 0, 5);
+    let stored = || stored_points(&store, "n7", t);
     assert!(
         wait_for(Duration::from_secs(20), || stored() == 5),
         "stored {}\nrack relay:\n{}\nhead relay:\n{}",
@@ -509,7 +498,10 @@ fn the_isolated_network_example_passes_lines_through_two_relays_over_mutual_tls(
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
         .arg(tls.join("ca.pem"))
         .args(["-H", &format!("Authorization: Bearer {relay_token}")])
-        .args(["--data-binary", &body])
+        .args([
+            "--data-binary",
+            &format!("cpu_load,hostname=n8 value=1 {t}\n"),
+        ])
         .arg(format!(
             "https://localhost:{head_port}/api/write?cluster=fritz"
         ))

@@ -85,6 +85,16 @@ fn delivered(stub: &Stub) -> (BTreeSet<String>, usize) {
 }
 
 fn wait_delivered(stub: &Stub, expected: &[String], relay: &Process) {
+    wait_delivered_from(stub, expected, relay, None);
+}
+
+/// [`wait_delivered`]; on failure it also shows what `server` saw.
+fn wait_delivered_from(
+    stub: &Stub,
+    expected: &[String],
+    relay: &Process,
+    server: Option<&NatsServer>,
+) {
     let ok = wait_for(Duration::from_secs(20), || {
         let (set, _) = delivered(stub);
         expected.iter().all(|l| set.contains(l))
@@ -93,12 +103,13 @@ fn wait_delivered(stub: &Stub, expected: &[String], relay: &Process) {
     let missing: Vec<&String> = expected.iter().filter(|l| !set.contains(*l)).collect();
     assert!(
         ok,
-        "{} of {} lines missing, e.g. {:?}\nrelay log:\n{}\nrelay counters:\n{}",
+        "{} of {} lines missing, e.g. {:?}\nrelay log:\n{}\nrelay counters:\n{}\n{}",
         missing.len(),
         expected.len(),
         missing.first(),
         relay.log_text(),
-        relay_counters(relay)
+        relay_counters(relay),
+        server.map(NatsServer::traffic).unwrap_or_default()
     );
 }
 
@@ -222,24 +233,7 @@ fn relay_gets_through(server: &NatsServer, auth: Value) {
     let (relay, _admin) = start_relay(config(i, &stub));
     let sent = lines("a", 3);
     publish(&rt, server, "metrics.r", &sent);
-    if !wait_for(Duration::from_secs(20), || {
-        let got = stub.delivered_lines();
-        sent.iter().all(|l| got.contains(l))
-    }) {
-        let varz = server.monitor("/varz").unwrap_or_default();
-        eprintln!(
-            "server: in_msgs {} out_msgs {} slow_consumers {} connections {}; connections and subscriptions now: {}",
-            varz["in_msgs"],
-            varz["out_msgs"],
-            varz["slow_consumers"],
-            varz["total_connections"],
-            server
-                .monitor("/connz?subs=detail&state=all")
-                .map(|v| v.to_string())
-                .unwrap_or_default()
-        );
-    }
-    wait_delivered(&stub, &sent, &relay);
+    wait_delivered_from(&stub, &sent, &relay, Some(server));
     assert!(!relay.log_text().contains("authorization violation"));
 }
 

@@ -429,6 +429,8 @@ struct Scratch {
     below_key: String,
     /// Hosts whose WAL got records in this batch.
     touched: Vec<Arc<HostFiles>>,
+    /// The unconfigured metric of the previous line, already noted.
+    last_unknown: String,
     /// The first line skipped for an unsafe name: its number, cluster and host.
     first_unsafe: Option<(usize, String, String)>,
 }
@@ -457,6 +459,7 @@ impl Scratch {
             hasher: RandomState::default(),
             below_key: String::new(),
             touched: Vec::new(),
+            last_unknown: String::new(),
             first_unsafe: None,
         }
     }
@@ -487,7 +490,13 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
         };
         let Some((metric, info)) = store.registry().lookup(line.measurement()) else {
             report.skip(Rejection::UnknownMetric);
-            store.note_unknown_metric(line.measurement());
+            // Lines of one metric come in runs: the store's list of logged
+            // names is consulted once per run, not per line.
+            if scratch.last_unknown != line.measurement() {
+                scratch.last_unknown.clear();
+                scratch.last_unknown.push_str(line.measurement());
+                store.note_unknown_metric(line.measurement());
+            }
             continue;
         };
         let ts = match line.timestamp() {

@@ -332,9 +332,14 @@ impl StoreCollector {
 
     fn tree(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let root = self.sources.store.root();
-        let clusters: Vec<Arc<crate::tree::Level>> =
-            root.read().children.values().cloned().collect();
-        let hosts: usize = clusters.iter().map(|c| c.read().children.len()).sum();
+        // Clusters by name, taken without holding the root's lock further.
+        let clusters: Vec<(String, Arc<crate::tree::Level>)> = root
+            .read()
+            .children
+            .iter()
+            .map(|(name, level)| (name.to_string(), Arc::clone(level)))
+            .collect();
+        let hosts: usize = clusters.iter().map(|(_, c)| c.read().children.len()).sum();
         let census = root.census();
         encode_family(
             enc,
@@ -351,12 +356,7 @@ impl StoreCollector {
         // Per cluster, the hosts none of whose series got a sample in the
         // last five of its periods.
         let now = cc_common::time::now_secs();
-        let silent: Vec<(String, u64)> = root
-            .read()
-            .children
-            .iter()
-            .map(|(name, cluster)| (name.to_string(), Arc::clone(cluster)))
-            .collect::<Vec<_>>()
+        let silent: Vec<(String, u64)> = clusters
             .into_iter()
             .map(|(name, cluster)| {
                 let hosts: Vec<Arc<crate::tree::Level>> =

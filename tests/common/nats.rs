@@ -847,6 +847,22 @@ impl NatsServer {
         self.node.monitor_addr()
     }
 
+    /// What the server saw, for failure messages: message totals, and every
+    /// connection (closed ones too) with its subscriptions and counters.
+    pub fn traffic(&self) -> String {
+        let varz = self.monitor("/varz").unwrap_or_default();
+        format!(
+            "server: in_msgs {} out_msgs {} slow_consumers {} connections {}; connections: {}",
+            varz["in_msgs"],
+            varz["out_msgs"],
+            varz["slow_consumers"],
+            varz["total_connections"],
+            self.monitor("/connz?subs=detail&state=all")
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        )
+    }
+
     /// GET a monitoring endpoint (`/varz`, `/jsz?streams=true`, …) as JSON;
     /// `None` if the server does not answer 200 with JSON.
     pub fn monitor(&self, path: &str) -> Option<Value> {

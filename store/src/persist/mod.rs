@@ -289,10 +289,11 @@ impl Persistence {
                     kept.push((path, len));
                 }
                 _ => {
-                    self.wal_on_disk.fetch_sub(
-                        len.min(self.wal_on_disk.load(Ordering::Relaxed)),
-                        Ordering::Relaxed,
-                    );
+                    let _ =
+                        self.wal_on_disk
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                Some(n.saturating_sub(len))
+                            });
                 }
             }
         }
