@@ -9,7 +9,10 @@
 
 mod common;
 
-use common::{Process, files_below, mint_token, now, start_store, store_config, test_public_key};
+use common::{
+    Process, files_below, mint_token, now, start_store, start_store_with_main, store_config,
+    test_public_key,
+};
 use serde_json::{Value, json};
 
 fn write(store: &Process, cluster: &str, body: &str) -> common::Response {
@@ -478,15 +481,9 @@ fn healthcheck_states() {
     );
 }
 
-fn with_auth(extra_main: Value) -> Process {
-    let mut config = store_config();
-    config["main"] = extra_main;
-    start_store(config)
-}
-
 #[test]
 fn jwt_authentication() {
-    let store = with_auth(json!({"jwt-public-key": test_public_key()}));
+    let store = start_store_with_main(json!({"jwt-public-key": test_public_key()}));
     let body = json!({"cluster":"c","from":0,"to":10,"queries":[]}).to_string();
     let ask =
         |headers: &[(&str, &str)]| store.request("GET", "/api/query", headers, body.as_bytes());
@@ -547,8 +544,9 @@ fn jwt_authentication() {
 
 #[test]
 fn upstream_sample_token_verifies() {
-    let store =
-        with_auth(json!({"jwt-public-key": "kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0="}));
+    let store = start_store_with_main(
+        json!({"jwt-public-key": "kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0="}),
+    );
     let token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSJ9.eyJ1c2VyIjoiYWRtaW4iLCJyb2xlcyI6WyJST0xFX0FETUlOIiwiUk9MRV9BTkFMWVNUIiwiUk9MRV9VU0VSIl19.d-3_3FZTsadPjDEdsWrrQ7nS0edMAR4zjl-eK7rJU3HziNBfI9PDHDIpJVHTNN5E5SlLGLFXctWyKAkwhXL-Dw";
     let r = store.request(
         "POST",
@@ -561,7 +559,9 @@ fn upstream_sample_token_verifies() {
 
 #[test]
 fn admin_roles_guard_free_and_debug_when_configured() {
-    let store = with_auth(json!({"jwt-public-key": test_public_key(), "admin-roles": ["admin"]}));
+    let store = start_store_with_main(
+        json!({"jwt-public-key": test_public_key(), "admin-roles": ["admin"]}),
+    );
     let user = format!(
         "Bearer {}",
         mint_token(&json!({"sub":"u","roles":["user"]}))

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use common::nats::{NatsServer, NatsSetup};
 use common::{
-    Process, mint_token, now, promtool_check, sample, start_store, start_store_in, store_config,
-    test_public_key, wait_for,
+    Process, mint_token, now, promtool_check, sample, start_store, start_store_in,
+    start_store_with_main, store_config, test_public_key, wait_for,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// What Prometheus 2.x sends when it scrapes.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
@@ -328,15 +328,11 @@ fn checkpoint_wal_and_restore_figures_follow_the_disk() {
     );
 }
 
-fn with_auth(main: Value) -> Process {
-    let mut config = store_config();
-    config["main"] = main;
-    start_store(config)
-}
-
 #[test]
 fn metrics_endpoint_auth_guards_metrics_as_debug() {
-    let open = with_auth(json!({"jwt-public-key": test_public_key(), "admin-roles": ["admin"]}));
+    let open = start_store_with_main(
+        json!({"jwt-public-key": test_public_key(), "admin-roles": ["admin"]}),
+    );
     assert_eq!(
         open.request("GET", "/api/debug", &[], b"").status,
         401,
@@ -349,7 +345,7 @@ fn metrics_endpoint_auth_guards_metrics_as_debug() {
     );
     drop(open);
 
-    let guarded = with_auth(json!({
+    let guarded = start_store_with_main(json!({
         "jwt-public-key": test_public_key(),
         "admin-roles": ["admin"],
         "metrics-endpoint-auth": true

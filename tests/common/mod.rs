@@ -232,6 +232,14 @@ pub fn start_store(config: serde_json::Value) -> Process {
     start_store_in(config, tempfile::tempdir().expect("temp dir"))
 }
 
+/// Starts `cc-store` on [`store_config`] with `main` as its `main` section
+/// (authentication, roles, …).
+pub fn start_store_with_main(main: serde_json::Value) -> Process {
+    let mut config = store_config();
+    config["main"] = main;
+    start_store(config)
+}
+
 /// Starts `cc-store` on a given loopback port.
 pub fn start_store_on(config: serde_json::Value, port: u16) -> Process {
     start_store_with(config, port, tempfile::tempdir().expect("temp dir"))
