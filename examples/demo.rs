@@ -515,6 +515,11 @@ async fn story(
     let mut outage_end: Option<Instant> = None;
     let mut restarted_at: Option<Instant> = None;
     let mut drain: Option<(Instant, u64)> = None;
+    // The relay's queue depth in normal operation (batches lingering and in
+    // flight), taken just before the outage: the drain is over once the
+    // queue is back near it.
+    let mut queue_before = 0;
+    let rack_interval_lines = (args.nodes * metrics_lines()) as u64;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sending = true;
@@ -540,6 +545,7 @@ async fn story(
                      the same to the relay)",
                     humantime::format_duration(args.outage)
                 ));
+                queue_before = status.queued_lines;
                 let exit = procs.store.stop(Duration::from_secs(60)).await;
                 match exit {
                     Some(s) if s.success() => {}
@@ -572,13 +578,14 @@ async fn story(
         }
         if let Some((since, sent_before)) = drain
             && store_state == StoreState::Up
-            && status.queued_lines == 0
-            && status.received_lines > 0
+            && (status.queued_lines <= queue_before + rack_interval_lines || !sending)
         {
             let secs = since.elapsed().as_secs_f64().max(0.001);
+            let delivered = status.sent_lines.saturating_sub(sent_before);
             progress.event(&format!(
-                "queue empty again: {} lines delivered in {secs:.1} s since the store came back",
-                status.sent_lines.saturating_sub(sent_before)
+                "the relay has caught up: {delivered} lines delivered in {secs:.1} s since the \
+                 store came back ({}/s)",
+                si(delivered as f64 / secs)
             ));
             drain = None;
         }

@@ -95,7 +95,7 @@ fn demo_runs_the_story_and_stops_on_one_ctrl_c() {
         "stopping cc-store for 2s",
         "starting cc-store again",
         "cc-store is back",
-        "queue empty again",
+        "the relay has caught up",
         "Nothing lost",
     ] {
         assert!(
