@@ -452,3 +452,115 @@ fn a_clean_shutdown_stores_every_message_taken_from_nats() {
         }
     }
 }
+
+/// The architecture guide's "Large Cluster (External + NATS)" cc-metric-store
+/// configuration, as administrators copy it (no `metrics` section, the
+/// guide's `checkpoints.interval` and `cleanup.interval`), with only its
+/// address, directories, NATS URL, password and key filled in: the store
+/// starts, subscribes, learns each metric's interval from the collectors'
+/// samples, and answers cc-backend's queries at that resolution.
+#[test]
+fn the_architecture_guides_large_cluster_config_runs_as_written() {
+    let nats = NatsServer::start(NatsSetup::new().user_password("cc-metric-store", "s3cret"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::fixture(
+        "store/architecture-guide-large-cluster.json",
+    ))
+    .unwrap()
+    .replace("@ADDR@", "127.0.0.1:0")
+    .replace("@JWT_PUBLIC_KEY@", &common::test_public_key())
+    .replace("@NATS_URL@", &nats.url())
+    .replace("@NATS_PASSWORD@", "s3cret")
+    .replace("@DIR@", &dir.path().display().to_string());
+    assert!(!text.contains('@'), "a placeholder is left: {text}");
+    let config: Value = serde_json::from_str(&text).unwrap();
+    assert!(config.get("metrics").is_none());
+    let store = start_store_in(config.clone(), dir);
+    wait_for_store_subscriptions(&nats, &["hpc-nats"]);
+
+    // Collectors publish every 10 s: node-level cpu_load and a metric no
+    // built-in list knows, per hardware thread.
+    let publisher = Publisher::connect(&nats);
+    let t0 = hours_ago(1);
+    for k in 0..6 {
+        let t = t0 + 10 * k;
+        publisher.publish(
+            "hpc-nats",
+            format!(
+                "cpu_load,hostname=n1,type=node value={k} {t}\n\
+                 site_temp,hostname=n1,type=hwthread,type-id=0 value={} {t}\n\
+                 site_temp,hostname=n1,type=hwthread,type-id=1 value={} {t}\n",
+                40 + k,
+                50 + k
+            ),
+        );
+    }
+    publisher.flush();
+
+    let token = common::mint_token(&json!({"sub": "cc-backend", "roles": ["api"]}));
+    let auth = format!("Bearer {token}");
+    let query = |store: &Process, q: Value| -> Value {
+        let body = json!({"cluster": "mycluster", "from": t0, "to": t0 + 60, "queries": [q]});
+        let r = store.request(
+            "GET",
+            "/api/query?version=v2",
+            &[("Authorization", &auth)],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["results"][0].clone()
+    };
+    let stored = wait_for(Duration::from_secs(15), || {
+        query(&store, json!({"metric": "cpu_load", "host": "n1"}))[0]["data"]
+            .as_array()
+            .is_some_and(|d| d.len() == 6)
+    });
+    assert!(stored, "{}", store.log_text());
+    let cpu = query(&store, json!({"metric": "cpu_load", "host": "n1"}));
+    assert_eq!(cpu[0]["resolution"], 10, "{cpu}");
+    assert_eq!(cpu[0]["data"], json!([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
+    let temps = query(
+        &store,
+        json!({"metric": "site_temp", "host": "n1", "type": "hwthread",
+                             "type-ids": ["0", "1"]}),
+    );
+    assert_eq!(
+        temps[1]["data"],
+        json!([50.0, 51.0, 52.0, 53.0, 54.0, 55.0]),
+        "{temps}"
+    );
+    // Its aggregation is unknown, so the store refuses to guess one for the
+    // node.
+    let node = query(
+        &store,
+        json!({"metric": "site_temp", "host": "n1", "type": "hwthread",
+                            "type-ids": ["0", "1"], "aggreg": true}),
+    );
+    assert!(node[0]["error"].is_string(), "{node}");
+
+    let log = store.log_text();
+    assert!(log.contains("learned a new metric"), "{log}");
+    assert!(
+        log.contains("checkpoints.interval"),
+        "the alias notice: {log}"
+    );
+
+    // After a restart the metrics are known again, with the same interval,
+    // from what the store wrote to disk.
+    let (status, dir) = store.stop();
+    assert!(status.success(), "{status}");
+    let store = start_store_in(config, dir);
+    let cpu = query(&store, json!({"metric": "cpu_load", "host": "n1"}));
+    assert_eq!(cpu[0]["resolution"], 10, "{cpu}");
+    assert_eq!(cpu[0]["data"], json!([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
+    let temps = query(
+        &store,
+        json!({"metric": "site_temp", "host": "n1", "type": "hwthread",
+                                     "type-ids": ["0", "1"]}),
+    );
+    assert_eq!(
+        temps[0]["data"],
+        json!([40.0, 41.0, 42.0, 43.0, 44.0, 45.0]),
+        "{temps}"
+    );
+}

@@ -277,6 +277,25 @@ impl Chain {
             .sum()
     }
 
+    /// Moves a chain that holds a single sample onto the slots of
+    /// `frequency`, which its metric has just learned (see
+    /// [`crate::registry::Registry::observe`]); a chain with more data, or
+    /// already at `frequency`, stays as it is.
+    pub fn adopt_frequency(&mut self, frequency: i64) {
+        if let [only] = self.chunks.as_mut_slice()
+            && only.frequency != frequency
+            && frequency > 0
+            && only.len() == 1
+            && !only.archived
+            && let Some(&value) = only.data.first()
+        {
+            let mut chunk = Chunk::new_at(only.first_write(), frequency);
+            chunk.push(value);
+            chunk.unsaved = true;
+            *only = chunk;
+        }
+    }
+
     /// Writes one sample at the head.
     ///
     /// # Errors

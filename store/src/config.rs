@@ -10,7 +10,9 @@
 //! The file is one JSON object whose keys are sections:
 //!
 //! - `main` (required): listen address, TLS files, privileges, JWT key;
-//! - `metrics` (required): metric name → `{"frequency": 60, "aggregation": "sum"}`;
+//! - `metrics`: metric name → `{"frequency": 60, "aggregation": "sum"}`;
+//!   upstream requires it; without it (or with `null`) every metric is
+//!   accepted and its frequency learned from its samples;
 //! - `metric-store` (required): retention, memory cap, checkpoints, cleanup,
 //!   NATS subscriptions;
 //! - `nats` (optional): the NATS server to subscribe on.
@@ -159,8 +161,14 @@ pub struct Config {
     /// Section `main`: HTTP server, TLS, privileges, authentication.
     pub main: MainConfig,
     /// Section `metrics`: the only metrics accepted, by name. Lines for other
-    /// metrics are dropped.
+    /// metrics are dropped. Empty when the section is absent (see
+    /// [`Config::learn_metrics`]).
     pub metrics: BTreeMap<String, MetricConfig>,
+    /// The file has no `metrics` section (ours; upstream requires one): every
+    /// metric is accepted and its frequency learned from its samples (see
+    /// [`crate::registry`]). An empty section (`"metrics": {}`) still accepts
+    /// none, as upstream.
+    pub learn_metrics: bool,
     /// Section `metric-store`: retention, checkpoints, cleanup, subscriptions.
     pub metric_store: MetricStoreConfig,
     /// Section `nats`; `None` when absent, `null`, or without an address
@@ -487,8 +495,10 @@ impl Config {
         let main_part = required("main")?;
         let main = main_config(main_part.parse("main")?, &main_part.origin)?;
 
-        let metrics_part = required("metrics")?;
-        let metrics = metrics_config(metrics_part.parse("metrics")?, &metrics_part.origin)?;
+        let (metrics, learn_metrics) = match sections.get("metrics") {
+            Some(part) => (metrics_config(part.parse("metrics")?, &part.origin)?, false),
+            None => (BTreeMap::new(), true),
+        };
 
         let store_part = required("metric-store")?;
         let metric_store = store_config(store_part.parse("metric-store")?, &store_part.origin)?;
@@ -506,6 +516,7 @@ impl Config {
         Ok(Self {
             main,
             metrics,
+            learn_metrics,
             metric_store,
             nats,
             source: origin.to_owned(),

@@ -479,7 +479,7 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
             Ok(line) => line,
             Err(e) => {
                 let measurement = measurement_of(body, e.offset);
-                if store.registry().id(&measurement).is_none() {
+                if !store.registry().is_learning() && store.registry().id(&measurement).is_none() {
                     report.skip(Rejection::UnknownMetric);
                     store.note_unknown_metric(&measurement);
                 } else {
@@ -488,7 +488,8 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 continue;
             }
         };
-        let Some((metric, info)) = store.registry().lookup(line.measurement()) else {
+        let Some((metric, info)) = store.registry().lookup_or_learn(line.measurement(), None)
+        else {
             report.skip(Rejection::UnknownMetric);
             // Lines of one metric come in runs: the store's list of logged
             // names is consulted once per run, not per line.
@@ -536,6 +537,7 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 continue;
             }
         };
+        store.registry().observe(metric, info, level, ts);
         let stored = match (wal, &scratch.files) {
             (Some(wal), Some(files)) => {
                 // The record goes into the host's WAL buffer and the sample
@@ -553,7 +555,7 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                     });
                     continue;
                 }
-                let stored = level.write_sample(metric, info.frequency, ts, value);
+                let stored = level.write_sample(metric, info.frequency(), ts, value);
                 if stored.is_err() {
                     // Not stored, so not journaled either.
                     state.rewind(mark);
@@ -572,7 +574,7 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
                 }
                 stored
             }
-            _ => level.write_sample(metric, info.frequency, ts, value),
+            _ => level.write_sample(metric, info.frequency(), ts, value),
         };
         match stored {
             Ok(()) => report.written += 1,

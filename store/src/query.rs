@@ -405,7 +405,7 @@ fn read_selector(
         });
     }
     let count = series.len();
-    let Some((window, mut data)) = combine(series, info.frequency)? else {
+    let Some((window, mut data)) = combine(series, info.frequency())? else {
         return Ok(None);
     };
     if count > 1 {

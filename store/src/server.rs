@@ -128,7 +128,12 @@ pub async fn serve(
         );
     }
     let store = Arc::new(
-        MetricStore::new(Registry::new(&config.metrics)).with_wal(Arc::clone(&persistence)),
+        MetricStore::new(if config.learn_metrics {
+            Registry::learning(&Config::embedded_default().metrics)
+        } else {
+            Registry::new(&config.metrics)
+        })
+        .with_wal(Arc::clone(&persistence)),
     );
     let restore = Arc::new(RestoreProgress::default());
     let metrics = Arc::new(Metrics::new(Sources {

@@ -137,12 +137,27 @@ impl Level {
             data.chains.resize_with(metric + 1, || None);
         }
         match data.chains.get_mut(metric) {
-            Some(Some(chain)) => chain.write(ts, value),
+            Some(Some(chain)) => {
+                chain.adopt_frequency(frequency);
+                chain.write(ts, value)
+            }
             Some(slot) => {
                 *slot = Some(Chain::with_sample(ts, value, frequency));
                 Ok(())
             }
             None => Ok(()),
+        }
+    }
+
+    /// The time of the only sample of `metric` in this level, if its chain
+    /// holds exactly one (how a learned metric's interval is found).
+    #[must_use]
+    pub fn single_sample_time(&self, metric: MetricId) -> Option<i64> {
+        let data = self.inner.read();
+        let chain = data.chains.get(metric)?.as_ref()?;
+        match chain.chunks() {
+            [only] if only.len() == 1 => Some(only.first_write()),
+            _ => None,
         }
     }
 

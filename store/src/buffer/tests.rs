@@ -417,3 +417,23 @@ fn a_gap_or_a_reopened_head_never_allocates_past_the_capacity() {
     assert_eq!(restored.chunks().len(), 1);
     assert_eq!(restored.head().unwrap().data.capacity(), CHUNK_CAPACITY);
 }
+
+#[test]
+fn a_single_sample_chain_moves_onto_a_learned_frequency_and_no_other_does() {
+    let mut chain = Chain::with_sample(1000, 1.0, 60);
+    chain.adopt_frequency(10);
+    let head = chain.head().unwrap();
+    assert_eq!(
+        (head.frequency, head.first_write(), head.len()),
+        (10, 1000, 1)
+    );
+    chain.write(1010, 2.0).unwrap();
+    assert_eq!(chain.head().unwrap().data, [1.0, 2.0]);
+    // Two samples: the slots stay.
+    chain.adopt_frequency(30);
+    assert_eq!(chain.head().unwrap().frequency, 10);
+    // A chunk loaded from a checkpoint stays too.
+    let mut loaded = chain_of(vec![Chunk::loaded(995, 10, vec![1.0])]);
+    loaded.adopt_frequency(60);
+    assert_eq!(loaded.head().unwrap().frequency, 10);
+}

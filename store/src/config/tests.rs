@@ -319,7 +319,7 @@ fn unknown_top_level_keys_are_ignored() {
 
 #[test]
 fn missing_sections_are_named_with_the_file() {
-    for section in ["main", "metrics", "metric-store"] {
+    for section in ["main", "metric-store"] {
         let mut doc = base();
         doc.as_object_mut().unwrap().remove(section);
         let err = error_of(&doc);
@@ -334,6 +334,24 @@ fn missing_sections_are_named_with_the_file() {
         doc[section] = Value::Null;
         assert_eq!(key_of(&error_of(&doc)), section);
     }
+}
+
+#[test]
+fn without_a_metrics_section_metrics_are_learned() {
+    let config = load_value(&base()).unwrap();
+    assert!(!config.learn_metrics);
+    let mut doc = base();
+    doc.as_object_mut().unwrap().remove("metrics");
+    let config = load_value(&doc).unwrap();
+    assert!(config.learn_metrics, "an absent section learns");
+    assert!(config.metrics.is_empty());
+    doc["metrics"] = Value::Null;
+    assert!(load_value(&doc).unwrap().learn_metrics, "null is absent");
+    // An empty section is upstream's "accept nothing".
+    doc["metrics"] = json!({});
+    let config = load_value(&doc).unwrap();
+    assert!(!config.learn_metrics);
+    assert!(config.metrics.is_empty());
 }
 
 #[test]

@@ -352,3 +352,83 @@ mem_bw,cluster=c,hostname=b,type=socket,type-id=0,stype=memctrl,stype-id=1 value
     );
     assert_eq!(values(&s, &["c", "b", "socket01"], "mem_bw"), [5.0]);
 }
+
+/// A store whose configuration has no `metrics` section.
+fn learning_store() -> MetricStore {
+    let mut known = BTreeMap::new();
+    known.insert(
+        "flops_any".to_owned(),
+        MetricConfig {
+            frequency: 60,
+            aggregation: Aggregation::Sum,
+        },
+    );
+    MetricStore::new(Registry::learning(&known))
+}
+
+fn chunk_frequencies(store: &MetricStore, path: &[&str], metric: &str) -> Vec<i64> {
+    let id = store.registry().id(metric).unwrap();
+    let level = store.root().find(path).unwrap();
+    let data = level.read();
+    let chain = data.chains.get(id).and_then(Option::as_ref).expect("chain");
+    chain.chunks().iter().map(|c| c.frequency).collect()
+}
+
+#[test]
+fn without_configured_metrics_every_metric_is_learned_with_its_interval() {
+    let s = learning_store();
+    // First interval: two hosts, one new metric each; both registered at
+    // the provisional frequency.
+    let report = ingest(
+        &s,
+        b"my_gauge,cluster=c,hostname=a value=1 1700000000\n\
+          my_gauge,cluster=c,hostname=b value=2 1700000000\n\
+          flops_any,cluster=c,hostname=a,type=hwthread,type-id=0 value=3 1700000000\n",
+        "",
+        0,
+    );
+    assert_eq!(report.written, 3, "{report:?}");
+    assert_eq!(report.unknown_metric(), 0);
+    let (_, info) = s.registry().lookup("my_gauge").unwrap();
+    assert!(!info.is_settled());
+    assert_eq!(info.frequency(), crate::registry::PROVISIONAL_FREQUENCY);
+    // Aggregation: the built-in list's for names it knows, null otherwise.
+    assert_eq!(info.aggregation, Aggregation::None);
+    assert_eq!(
+        s.registry().lookup("flops_any").unwrap().1.aggregation,
+        Aggregation::Sum
+    );
+
+    // Second interval, 10 s later: the distance is the frequency, and the
+    // first samples move onto the new slots of every host.
+    for k in 1..=3 {
+        let t = 1_700_000_000 + 10 * k;
+        let body = format!(
+            "my_gauge,cluster=c,hostname=a value={} {t}\nmy_gauge,cluster=c,hostname=b value={} {t}\n",
+            1 + k,
+            2 + k
+        );
+        let report = ingest(&s, body.as_bytes(), "", 0);
+        assert_eq!(report.written, 2, "{report:?}");
+    }
+    let (_, info) = s.registry().lookup("my_gauge").unwrap();
+    assert!(info.is_settled());
+    assert_eq!(info.frequency(), 10);
+    assert_eq!(values(&s, &["c", "a"], "my_gauge"), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(values(&s, &["c", "b"], "my_gauge"), [2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(chunk_frequencies(&s, &["c", "b"], "my_gauge"), [10]);
+}
+
+#[test]
+fn an_empty_metrics_section_still_accepts_nothing() {
+    let s = MetricStore::new(Registry::new(&BTreeMap::new()));
+    let report = ingest(
+        &s,
+        b"my_gauge,cluster=c,hostname=a value=1 1700000000\n",
+        "",
+        0,
+    );
+    assert_eq!(report.written, 0);
+    assert_eq!(report.unknown_metric(), 1);
+    assert!(s.registry().is_empty());
+}

@@ -353,7 +353,7 @@ pub fn load_level(
     {
         let mut data = level.write();
         for (name, metric) in snap.metrics {
-            let Some((id, info)) = registry.lookup(&name) else {
+            let Some((id, info)) = registry.lookup_or_learn(&name, Some(metric.frequency)) else {
                 report.unknown_values += metric.data.len();
                 continue;
             };
@@ -364,7 +364,7 @@ pub fn load_level(
                 metric.start,
                 metric.frequency,
                 metric.data.len(),
-                info.frequency,
+                info.frequency(),
             ) {
                 tracing::warn!(
                     metric = name,
@@ -377,11 +377,16 @@ pub fn load_level(
                 continue;
             }
             report.values += metric.data.len();
-            let chunk = if metric.frequency == info.frequency {
+            let chunk = if metric.frequency == info.frequency() {
                 Chunk::loaded(metric.start, metric.frequency, metric.data)
             } else {
                 report.converted += 1;
-                convert(metric.start, metric.frequency, &metric.data, info.frequency)
+                convert(
+                    metric.start,
+                    metric.frequency,
+                    &metric.data,
+                    info.frequency(),
+                )
             };
             if data.chains.len() <= id {
                 data.chains.resize_with(id + 1, || None);
@@ -498,13 +503,14 @@ fn replay_wal(
         if record.ts < cutoff {
             continue;
         }
-        let Some((id, info)) = registry.lookup(&record.metric) else {
+        let Some((id, info)) = registry.lookup_or_learn(&record.metric, None) else {
             report.unknown_values += 1;
             continue;
         };
         let target = level.find_or_create(&record.selector);
+        registry.observe(id, info, &target, record.ts);
         // A sample older than what the snapshots hold is already in them.
-        let _ = target.write_sample(id, info.frequency, record.ts, record.value);
+        let _ = target.write_sample(id, info.frequency(), record.ts, record.value);
     }
     report.wal_records += records;
     report.bytes += reader.valid_len();
