@@ -306,7 +306,11 @@ pub fn json_response(value: &impl serde::Serialize) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot encode the status as JSON");
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the status\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the status\n",
+            )
+                .into_response()
         }
     }
 }
@@ -317,7 +321,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 * 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{202f}');
         }
         out.push(c);

@@ -129,7 +129,10 @@ mod tests {
         let first = w.observe(t0, counters(&[("a", 100)]));
         assert_eq!(first.span, None);
         assert_eq!(first.get("a"), None);
-        let later = w.observe(t0 + Duration::from_secs(5), counters(&[("a", 150), ("b", 7)]));
+        let later = w.observe(
+            t0 + Duration::from_secs(5),
+            counters(&[("a", 150), ("b", 7)]),
+        );
         assert_eq!(later.span, Some(Duration::from_secs(5)));
         assert_eq!(later.get("a"), Some(10.0));
         assert_eq!(later.get("b"), None, "a new counter has no rate yet");
