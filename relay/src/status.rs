@@ -277,10 +277,19 @@ impl RelayStatus {
             &rows,
             "No upstream is configured.",
         );
-        page.note(&Html::text(
-            "Dead letters: lines the upstream refused, since start (entries held in the \
-             dead-letter queue in brackets; `cc-relay dlq dump` shows them). Dropped lines: \
-             lost to buffer.max_bytes, buffer.max_age or disk pressure.",
+        page.note(&Html::join(
+            [
+                Html::text(
+                    "Dead letters: lines the upstream refused, since start (in brackets the \
+                     entries held in the dead-letter queue, which ",
+                ),
+                Html::code("cc-relay dlq dump UPSTREAM"),
+                Html::text(
+                    " shows). Dropped lines: lost to buffer.max_bytes, buffer.max_age or \
+                     disk pressure.",
+                ),
+            ],
+            "",
         ));
 
         if !self.nats.is_empty() {

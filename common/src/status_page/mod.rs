@@ -69,6 +69,12 @@ impl Html {
         ))
     }
 
+    /// `text`, escaped, as code (a command, a configuration key).
+    #[must_use]
+    pub fn code(text: impl AsRef<str>) -> Html {
+        Html(format!("<code>{}</code>", escape(text.as_ref())))
+    }
+
     /// `—`, for a value that does not exist (yet).
     #[must_use]
     pub fn none() -> Html {
@@ -187,7 +193,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d1d1f;background:#f
 h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}\
 p.sub{margin:0;color:#555}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.15em 1.2em;margin:.4em 0}\
-dt{color:#555}dd{margin:0}\
+dt{color:#555}dd{margin:0}code{font-family:ui-monospace,monospace}\
 table{border-collapse:collapse;margin:.3em 0}\
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#f2f2f2;font-weight:600}\
@@ -484,7 +490,7 @@ mod tests {
 
     #[test]
     fn join_separates_pieces() {
-        let j = Html::join([Html::text("a<"), Html::text("b")], ", ");
-        assert_eq!(j.as_str(), "a&lt;, b");
+        let j = Html::join([Html::text("a<"), Html::code("b&")], ", ");
+        assert_eq!(j.as_str(), "a&lt;, <code>b&amp;</code>");
     }
 }
