@@ -199,6 +199,10 @@ async fn run(args: Args) -> anyhow::Result<i32> {
                 ("cc-relay (collectors post here)", RELAY_WRITE.to_owned()),
                 ("cc-relay admin (/status, /metrics)", RELAY_ADMIN.to_owned()),
                 (
+                    "status pages (open them in a browser)",
+                    format!("{RELAY_ADMIN}/  {STORE}/"),
+                ),
+                (
                     "logs",
                     format!(
                         "{}, {}",

@@ -16,6 +16,8 @@
 //!   state for metrics and readiness, and subscriptions drained without
 //!   unseen losses;
 //! - [`secret`]: credentials read from files and never printed;
+//! - [`status_page`]: the HTML status pages (`GET /`): escaping, layout,
+//!   number formats, and rates from counter snapshots;
 //! - [`telemetry`]: `tracing` set-up (`RUST_LOG`, text or JSON output);
 //! - [`time`]: the wall clock in seconds and milliseconds;
 //! - [`tls`]: rustls server and client configurations from PEM files, with
@@ -32,6 +34,7 @@ pub mod metrics;
 pub mod nats;
 pub mod secret;
 pub mod shutdown;
+pub mod status_page;
 pub mod systemd;
 pub mod telemetry;
 pub mod time;

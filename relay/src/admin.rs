@@ -1,6 +1,7 @@
 //! The admin listener (spec `relay.md` §4.11): `/metrics` (Prometheus text or
 //! OpenMetrics, see [`cc_common::metrics`]),
-//! `/healthz` (liveness), `/readyz` (accepting data), `/status` (JSON).
+//! `/healthz` (liveness), `/readyz` (accepting data), `/status` (JSON) and
+//! `/` (the same figures as a page for people; see [`crate::status`]).
 //!
 //! It binds to loopback by default; with `admin.auth_token_file` every
 //! endpoint but `/healthz` needs `Authorization: Bearer <token>`.
@@ -10,15 +11,16 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use cc_common::metrics::Registry;
-use cc_common::time::now_ms;
+use cc_common::status_page::{RateWindow, html_response, json_response};
 
-use crate::runtime::{Runtime, UpstreamCounters};
+use crate::runtime::Runtime;
+use crate::status::RelayStatus;
 
 /// What the admin endpoints report on.
 #[derive(Debug)]
@@ -31,6 +33,8 @@ pub struct AdminState {
     pub instance_id: String,
     /// What `/metrics` serves ([`crate::metrics::registry`] of the runtime).
     pub registry: Registry,
+    /// Earlier looks at the counters, for the rates of `/status` and `/`.
+    pub rates: parking_lot::Mutex<RateWindow>,
 }
 
 /// The admin router.
@@ -39,6 +43,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/", get(page))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_token,
@@ -103,82 +108,21 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
     (StatusCode::OK, "ready\n").into_response()
 }
 
+/// `/status`: the snapshot as JSON.
 async fn status(State(s): State<Arc<AdminState>>) -> Response {
-    let now_ms = now_ms();
-    let queue = s.runtime.queue();
-    let upstreams: Vec<serde_json::Value> = upstream_counters(&s)
-        .into_iter()
-        .map(|(name, c)| {
-            let q = queue.len(name).unwrap_or_default();
-            serde_json::json!({
-                "name": name,
-                "queued_records": q.records,
-                "queued_lines": q.lines,
-                "stored_bytes": q.stored_bytes,
-                "lag_seconds": q.oldest_ingest_ms.map_or(0, |t| now_ms.saturating_sub(t) / 1000),
-                "up": c.up.load(Ordering::Relaxed),
-                "sent_lines": c.sent_lines.get(),
-                "backoff_ms": c.backoff_ms.load(Ordering::Relaxed),
-                "last_success_ms": c.last_success_ms.load(Ordering::Relaxed),
-                "last_error": c.last_error.lock().clone(),
-                "dead_lettered_lines": c.dead_lettered.total(),
-            })
-        })
-        .collect();
-    let body = serde_json::json!({
-        "instance_id": s.instance_id,
-        "version": env!("CARGO_PKG_VERSION"),
-        "storage_healthy": queue.is_healthy(),
-        "accepting": s.runtime.is_accepting(),
-        "received_lines": s.runtime.counters.total_lines(),
-        "upstreams": upstreams,
-        "nats": nats_status(&s.runtime),
-    });
-    let mut r = (StatusCode::OK, format!("{body}\n")).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    json_response(&snapshot(&s))
 }
 
-/// The NATS connections: state, reconnects, the last error, and for
-/// sources their message counts.
-fn nats_status(runtime: &Runtime) -> Vec<serde_json::Value> {
-    runtime
-        .nats
-        .all()
-        .iter()
-        .map(|l| {
-            let st = &l.status;
-            let source = l.source.as_ref().map(|(_, c)| {
-                serde_json::json!({
-                    "messages": c.messages.get(),
-                    "dropped_messages": c.dropped.total(),
-                    "slow_consumer_dropped": st.dropped() + st.slow_consumer_events(),
-                })
-            });
-            serde_json::json!({
-                "role": st.role(),
-                "connected": st.is_connected(),
-                "reconnects": st.reconnects(),
-                "last_error": st.last_error(),
-                "source": source,
-            })
-        })
-        .collect()
+/// `/`: the snapshot as a page.
+async fn page(State(s): State<Arc<AdminState>>) -> Response {
+    html_response(snapshot(&s).render())
+}
+
+fn snapshot(s: &AdminState) -> RelayStatus {
+    RelayStatus::collect(&s.runtime, &s.instance_id, &s.rates)
 }
 
 /// `/metrics`: the registry, in the format the scraper asks for.
 async fn metrics(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     cc_common::metrics::response(&s.registry, &headers)
-}
-
-/// Name and counters of every upstream, in configuration order.
-fn upstream_counters(s: &AdminState) -> Vec<(&str, &UpstreamCounters)> {
-    s.runtime
-        .upstreams()
-        .iter()
-        .map(|u| (u.name.as_str(), &u.counters))
-        .collect()
 }

@@ -314,6 +314,7 @@ fn start_admin(
         token: Arc::clone(&secrets.admin_token),
         instance_id: config.instance_id.clone(),
         registry: crate::metrics::registry(runtime),
+        rates: parking_lot::Mutex::default(),
     });
     let bound = Bound {
         listener: socket,

@@ -21,7 +21,8 @@
 //! - [`nats`]: the NATS connections, for metrics and readiness.
 //! - [`app`]: start-up and shutdown, step by step; [`listen`] binds and serves
 //!   sockets; [`reload`] handles SIGHUP.
-//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/`;
+//!   [`status`] is what `/status` (JSON) and `/` (the status page) show.
 //! - [`housekeeper`]: the global disk cap and free-space floor.
 //! - [`config`], [`cli`]: the configuration file and the command line.
 //! - [`metrics`]: the prometheus-client metrics and the registry `/metrics` serves.
@@ -42,3 +43,4 @@ pub mod process;
 pub mod queue;
 pub mod reload;
 pub mod runtime;
+pub mod status;

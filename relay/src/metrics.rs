@@ -183,6 +183,20 @@ pub struct IngestCounters {
     pub ack_seconds: Family<IngressLabels, Histogram, HistogramFn>,
     /// Lines received by all sources together (for `/status`).
     received_lines: Counter,
+    /// The sources' names, in the order they started (for `/status`: a
+    /// `Family` cannot be listed).
+    sources: parking_lot::Mutex<Vec<Arc<str>>>,
+}
+
+/// What one source received, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTotals {
+    /// The source's name.
+    pub name: Arc<str>,
+    /// Lines received.
+    pub lines: u64,
+    /// Decoded bytes received.
+    pub bytes: u64,
 }
 
 impl Default for IngestCounters {
@@ -195,14 +209,22 @@ impl Default for IngestCounters {
             auth_failures: Family::default(),
             ack_seconds: Family::new_with_constructor(latency_histogram),
             received_lines: Counter::default(),
+            sources: parking_lot::Mutex::default(),
         }
     }
 }
 
 impl IngestCounters {
     /// Makes a source's line, byte and acknowledgement series exist (at 0)
-    /// before its first request.
+    /// before its first request, and lists it on the status page (once,
+    /// also when it is started again).
     pub fn add_source(&self, source: &Arc<str>) {
+        {
+            let mut sources = self.sources.lock();
+            if !sources.contains(source) {
+                sources.push(Arc::clone(source));
+            }
+        }
         let labels = IngressLabels {
             ingress: Arc::clone(source),
         };
@@ -225,6 +247,23 @@ impl IngestCounters {
     #[must_use]
     pub fn total_lines(&self) -> u64 {
         self.received_lines.get()
+    }
+
+    /// What each source received, in the order the sources started.
+    #[must_use]
+    pub fn per_source(&self) -> Vec<SourceTotals> {
+        let names: Vec<Arc<str>> = self.sources.lock().clone();
+        names
+            .into_iter()
+            .map(|name| {
+                let labels = IngressLabels {
+                    ingress: Arc::clone(&name),
+                };
+                let lines = self.lines.get_or_create(&labels).get();
+                let bytes = self.bytes.get_or_create(&labels).get();
+                SourceTotals { name, lines, bytes }
+            })
+            .collect()
     }
 }
 
@@ -336,5 +375,19 @@ mod tests {
         assert_eq!(c.total_lines(), 15);
         assert_eq!(c.lines.get_or_create(&labels(&a)).get(), 10);
         assert_eq!(c.bytes.get_or_create(&labels(&b)).get(), 50);
+    }
+
+    #[test]
+    fn sources_are_listed_once_in_start_order() {
+        let c = IngestCounters::default();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        c.add_source(&b);
+        c.add_source(&a);
+        c.add_source(&b);
+        c.received(&a, 3, 30);
+        let listed = c.per_source();
+        let names: Vec<&str> = listed.iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!((listed[1].lines, listed[1].bytes), (3, 30));
     }
 }

@@ -31,6 +31,11 @@ pub const CHUNK_CAPACITY: usize = 512;
 /// Slots allocated when a chunk gets its first value.
 pub const FIRST_SLOTS: usize = 4;
 
+/// A series whose newest slot ended more than this many of its periods ago
+/// is stale (cc-metric-store's health rule, §10.1); a host none of whose
+/// series is fresh is *silent* (`ccstore_silent_hosts`, the status page).
+pub const STALE_AFTER_PERIODS: i64 = 5;
+
 /// A run of consecutive slots at one frequency.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
@@ -504,11 +509,19 @@ impl Chain {
 
     /// Health of this chain at `now` (cc-metric-store §10.1): `None` if the
     /// head holds no value, else whether it is stale (its last slot ended
-    /// more than five periods ago).
+    /// more than [`STALE_AFTER_PERIODS`] periods ago).
     #[must_use]
     pub fn head_is_stale(&self, now: i64) -> Option<bool> {
         let head = self.head().filter(|h| !h.is_empty())?;
-        Some(now - head.slots_end() > 5 * head.frequency)
+        Some(now - head.slots_end() > STALE_AFTER_PERIODS * head.frequency)
+    }
+
+    /// Time of the newest sample, Unix seconds: the middle of the head's
+    /// last written slot (writes are anchored there); `None` without data.
+    #[must_use]
+    pub fn newest_sample(&self) -> Option<i64> {
+        let head = self.head().filter(|h| !h.is_empty())?;
+        Some(head.slots_end() - head.frequency / 2)
     }
 }
 

@@ -21,7 +21,8 @@
 //! - [`nodes`]: cc-backend's list of nodes running jobs (kept by retention);
 //! - [`persist`]: checkpoints (snapshots and WAL), restore and cleanup;
 //! - [`resample`]: LTTB downsampling of query results;
-//! - [`stats`]: query statistics and the fixed-decimal JSON numbers of the API.
+//! - [`stats`]: query statistics and the fixed-decimal JSON numbers of the API;
+//! - [`status`]: the status page (`/`) and its JSON (`/status`).
 
 pub mod api;
 pub mod buffer;
@@ -37,5 +38,6 @@ pub mod registry;
 pub mod resample;
 pub mod server;
 pub mod stats;
+pub mod status;
 pub mod store;
 pub mod tree;

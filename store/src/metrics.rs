@@ -221,6 +221,12 @@ impl Metrics {
         });
     }
 
+    /// The NATS connection's state, once NATS ingestion runs.
+    #[must_use]
+    pub fn nats_status(&self) -> Option<Arc<Status>> {
+        self.nats.get().map(|n| Arc::clone(&n.status))
+    }
+
     /// The answer to a scrape with `headers` (format by `Accept`).
     #[must_use]
     pub fn response(&self, headers: &HeaderMap) -> Response {

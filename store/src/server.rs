@@ -20,6 +20,7 @@ use crate::nodes::{NodeProvider, UsedNodes};
 use crate::persist::restore::RestoreProgress;
 use crate::persist::{self, Format, Persistence};
 use crate::registry::Registry;
+use crate::status::StatusSources;
 use crate::store::{FreeReason, MetricStore};
 
 /// How long in-flight requests may take to finish at shutdown.
@@ -136,12 +137,20 @@ pub async fn serve(
         .with_wal(Arc::clone(&persistence)),
     );
     let restore = Arc::new(RestoreProgress::default());
-    let metrics = Arc::new(Metrics::new(Sources {
+    let sources = Sources {
         store: Arc::clone(&store),
         persistence: Arc::clone(&persistence),
         restore: Arc::clone(&restore),
         memory_cap: config.metric_store.memory_cap_bytes,
-    }));
+    };
+    let metrics = Arc::new(Metrics::new(sources.clone()));
+    let status = Arc::new(StatusSources {
+        sources,
+        metrics: Arc::clone(&metrics),
+        checkpoint_interval: config.metric_store.checkpoint_interval,
+        started: cc_common::time::now_secs(),
+        rates: parking_lot::Mutex::default(),
+    });
     let state = Arc::new(AppState {
         store,
         verifier,
@@ -149,6 +158,7 @@ pub async fn serve(
         restore: Arc::clone(&restore),
         metrics: Arc::clone(&metrics),
         metrics_auth: config.main.metrics_endpoint_auth,
+        status,
     });
     let max_body = usize::try_from(config.main.max_body_size.as_u64()).unwrap_or(usize::MAX);
     let deadline = config.main.read_timeout + config.main.write_timeout;

@@ -218,6 +218,29 @@ impl Level {
         children.iter().any(|c| c.has_fresh_data(now))
     }
 
+    /// Time of the newest sample anywhere in this subtree, Unix seconds
+    /// ([`Chain::newest_sample`]); `None` without data. Holds one level's
+    /// shared lock at a time, as [`Level::census`] does.
+    #[must_use]
+    pub fn newest_sample(&self) -> Option<i64> {
+        let (own, children) = {
+            let data = self.inner.read();
+            let own = data
+                .chains
+                .iter()
+                .flatten()
+                .filter_map(Chain::newest_sample)
+                .max();
+            let children: Vec<Arc<Level>> = data.children.values().cloned().collect();
+            (own, children)
+        };
+        children
+            .iter()
+            .filter_map(|c| c.newest_sample())
+            .chain(own)
+            .max()
+    }
+
     /// Bytes held by this subtree: slot arrays by capacity, plus a rough
     /// fixed cost per chunk and per level (what the memory cap counts).
     #[must_use]
@@ -330,6 +353,20 @@ mod tests {
         assert!(host.has_fresh_data(1400));
         assert!(root.has_fresh_data(1400));
         assert!(!host.has_fresh_data(1700));
+    }
+
+    #[test]
+    fn the_newest_sample_is_found_anywhere_below_a_host() {
+        let root = Arc::new(Level::new());
+        let host = root.find_or_create(&["c", "h"]);
+        assert_eq!(host.newest_sample(), None);
+        host.write_sample(0, 60, 1000, 1.0).unwrap();
+        assert_eq!(host.newest_sample(), Some(1000));
+        root.find_or_create(&["c", "h", "socket0"])
+            .write_sample(1, 10, 1300, 2.0)
+            .unwrap();
+        assert_eq!(host.newest_sample(), Some(1300));
+        assert_eq!(root.newest_sample(), Some(1300));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod nats;
 
 /// Path of a workspace binary (`cc-store`, `cc-relay`) built next to the test

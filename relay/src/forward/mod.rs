@@ -440,6 +440,7 @@ impl Core {
         }
         *last = message.to_owned();
         drop(last);
+        c.last_error_ms.store(now_ms(), Ordering::Relaxed);
         if !matches!(outcome, Outcome::Poison(_) | Outcome::TooLarge) {
             self.state.lock().probing = true;
         }

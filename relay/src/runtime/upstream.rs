@@ -86,6 +86,8 @@ pub struct UpstreamCounters {
     pub last_success_ms: AtomicU64,
     /// Text of the last error.
     pub last_error: parking_lot::Mutex<String>,
+    /// Unix ms of the last failed attempt (0: none yet).
+    pub last_error_ms: AtomicU64,
 }
 
 impl Default for UpstreamCounters {
@@ -106,6 +108,7 @@ impl Default for UpstreamCounters {
             backoff_ms: AtomicU64::default(),
             last_success_ms: AtomicU64::default(),
             last_error: parking_lot::Mutex::default(),
+            last_error_ms: AtomicU64::default(),
         }
     }
 }

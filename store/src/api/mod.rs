@@ -8,6 +8,7 @@
 //! | GET | `/api/debug` | [`debug`]: the tree's chunks as JSON |
 //! | GET (body) | `/api/healthcheck` | [`health`]: per-node data health |
 //! | GET | `/metrics` (exactly) | the store's own metrics, see [`crate::metrics`] |
+//! | GET | `/` and `/status` (exactly) | the status page and its JSON, see [`crate::status`] |
 //!
 //! The trailing-slash forms match prefixes (`/api/write/anything`), as
 //! upstream's router does. GET routes answer HEAD. A wrong method gets 405
@@ -15,10 +16,11 @@
 //! authentication check. Handler errors are [`ApiError`]s; most are JSON:
 //! `{"status":"Bad Request","error":"…"}`.
 //!
-//! `/metrics` is not part of upstream's API: it answers also while the
-//! checkpoints load (the `/api/` routes answer 503 then), and it needs a
+//! `/metrics`, `/` and `/status` are not part of upstream's API (which has
+//! no route outside `/api/` but `/swagger/`): they answer also while the
+//! checkpoints load (the `/api/` routes answer 503 then), and they need a
 //! token only with `main.metrics-endpoint-auth` (then exactly as
-//! `/api/debug` does). Every answer of an `/api/` route, including 401,
+//! `/api/debug` does): one switch for what monitoring reads. Every answer of an `/api/` route, including 401,
 //! 403 and 503, is counted in `ccstore_http_requests_total` and timed in
 //! `ccstore_http_request_duration_seconds`; 404 and 405 are not (they reach
 //! no route), nor is the 408 of [`deadline`], which answers in place of a
@@ -45,6 +47,7 @@ pub use error::ApiError;
 
 use crate::metrics::{Endpoint, Metrics};
 use crate::persist::restore::RestoreProgress;
+use crate::status::StatusSources;
 use crate::store::MetricStore;
 
 /// What every handler needs.
@@ -61,9 +64,11 @@ pub struct AppState {
     pub restore: Arc<RestoreProgress>,
     /// What `/metrics` serves; the API counts its requests there.
     pub metrics: Arc<Metrics>,
-    /// Whether `/metrics` needs a token as `/api/debug` does
-    /// (`main.metrics-endpoint-auth`).
+    /// Whether `/metrics`, `/` and `/status` need a token as `/api/debug`
+    /// does (`main.metrics-endpoint-auth`).
     pub metrics_auth: bool,
+    /// What the status page and its JSON show.
+    pub status: Arc<StatusSources>,
 }
 
 /// Builds the router. `max_body` bounds every request body (413 beyond).
@@ -105,12 +110,15 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`, with the checks of `/api/debug` when
-/// `metrics-endpoint-auth` is set.
+/// `GET /metrics`, `GET /` and `GET /status`, with the checks of
+/// `/api/debug` when `metrics-endpoint-auth` is set.
 fn metrics_router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    let mut route = with_405(get(scrape), "GET, HEAD");
-    if state.metrics_auth {
-        route = route
+    let guard = |route: MethodRouter<Arc<AppState>>| {
+        let route = with_405(route, "GET, HEAD");
+        if !state.metrics_auth {
+            return route;
+        }
+        route
             .route_layer(middleware::from_fn_with_state(
                 Arc::clone(state),
                 require_admin,
@@ -118,9 +126,30 @@ fn metrics_router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
             .route_layer(middleware::from_fn_with_state(
                 Arc::clone(state),
                 authenticate,
-            ));
+            ))
+    };
+    Router::new()
+        .route("/metrics", guard(get(scrape)))
+        .route("/", guard(get(status_page)))
+        .route("/status", guard(get(status_json)))
+}
+
+/// `GET /`: the status page; the tree is walked on a blocking thread.
+async fn status_page(State(state): State<Arc<AppState>>) -> Response {
+    let status = Arc::clone(&state.status);
+    match blocking(move || status.snapshot().render()).await {
+        Ok(page) => cc_common::status_page::html_response(page),
+        Err(e) => e.into_response(),
     }
-    Router::new().route("/metrics", route)
+}
+
+/// `GET /status`: the status page's figures as JSON.
+async fn status_json(State(state): State<Arc<AppState>>) -> Response {
+    let status = Arc::clone(&state.status);
+    match blocking(move || status.snapshot()).await {
+        Ok(snapshot) => cc_common::status_page::json_response(&snapshot),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Answers a scrape; the tree is walked on a blocking thread.
@@ -380,12 +409,20 @@ mod tests {
         let store = Arc::new(MetricStore::new(Registry::default()));
         let persistence =
             Arc::new(Persistence::new(dir, crate::persist::Format::Bin, true, 0).unwrap());
-        let metrics = Arc::new(Metrics::new(crate::metrics::Sources {
+        let sources = crate::metrics::Sources {
             store: Arc::clone(&store),
             persistence,
             restore: Arc::clone(restore),
             memory_cap: 0,
-        }));
+        };
+        let metrics = Arc::new(Metrics::new(sources.clone()));
+        let status = Arc::new(StatusSources {
+            sources,
+            metrics: Arc::clone(&metrics),
+            checkpoint_interval: std::time::Duration::from_secs(3600),
+            started: cc_common::time::now_secs(),
+            rates: parking_lot::Mutex::default(),
+        });
         Arc::new(AppState {
             store,
             verifier,
@@ -393,6 +430,7 @@ mod tests {
             restore: Arc::clone(restore),
             metrics,
             metrics_auth,
+            status,
         })
     }
 
@@ -455,6 +493,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn status_page_and_json_answer_during_the_restore_and_follow_the_metrics_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let restore = Arc::new(RestoreProgress::default());
+        restore.hosts_total.store(40, Ordering::Relaxed);
+        restore.hosts_done.store(12, Ordering::Relaxed);
+        let key =
+            cc_common::auth::PublicKey::from_base64("kzfYrYy+TzpanWZHJ5qSdMj5uKUWgq74BWhQG6copP0=")
+                .unwrap();
+        let verifier = || Some(JwtVerifier::new(vec![key.clone()]).unwrap());
+        let get = |path: &str| {
+            axum::http::Request::builder()
+                .uri(path)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let open = router(state(dir.path(), &restore, verifier(), false), 1 << 20);
+        let r = open.clone().oneshot(get("/")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert!(body_text(r).await.contains("loading: 12 of 40 hosts"));
+        let r = open.clone().oneshot(get("/status")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let json: serde_json::Value = serde_json::from_str(&body_text(r).await).unwrap();
+        assert_eq!(json["restore"]["in_progress"], true);
+        assert_eq!(json["restore"]["hosts_done"], 12);
+        let r = open.oneshot(get("/status/x")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+        let guarded = router(state(dir.path(), &restore, verifier(), true), 1 << 20);
+        for path in ["/", "/status"] {
+            let r = guarded.clone().oneshot(get(path)).await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        }
     }
 
     #[test]
