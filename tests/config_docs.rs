@@ -19,8 +19,11 @@
 //! struct shows up in its parent's answer; a key removed stops being
 //! accepted. Two places accept any key by design, as cc-metric-store does:
 //! the store's top level and its `nats` section; their keys come from
-//! `cc_store::config::top_level_keys` and `nats_keys`, which the loader
-//! itself uses to pick the sections and to warn about unknown `nats` keys.
+//! `cc_store::config::top_level_keys` (built from the section list and the
+//! `NAME-file` rule the loader uses) and `nats_keys` (the field list of the
+//! struct the loader reads `nats` into, which it also uses to warn about
+//! unknown `nats` keys). If serde's message ever changes shape, no key is
+//! found and the tests fail instead of passing.
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,

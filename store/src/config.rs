@@ -517,11 +517,7 @@ impl Config {
         let metric_store = store_config(store_part.parse("metric-store")?, &store_part.origin)?;
 
         let nats = match sections.get("nats") {
-            Some(part) => nats_config(
-                part.parse("nats")?,
-                &part.parse("nats")?,
-                &part.origin,
-            ),
+            Some(part) => nats_config(part.parse("nats")?, &part.parse("nats")?, &part.origin),
             None => None,
         };
         if nats.is_none() && !metric_store.nats_subscriptions.is_empty() {
@@ -1097,7 +1093,10 @@ fn nats_config(
     keys: &BTreeMap<String, IgnoredAny>,
     origin: &str,
 ) -> Option<NatsConfig> {
-    for key in keys.keys().filter(|key| !nats_keys().contains(&key.as_str())) {
+    for key in keys
+        .keys()
+        .filter(|key| !nats_keys().contains(&key.as_str()))
+    {
         tracing::warn!(
             file = origin,
             key = format!("nats.{key}"),
