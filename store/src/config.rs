@@ -153,7 +153,30 @@ const EMBEDDED_DEFAULT: &str = r#"{
 }"#;
 
 /// Sections this program reads; other top-level keys are ignored.
-const SECTIONS: [&str; 4] = ["main", "metrics", "metric-store", "nats"];
+pub const SECTIONS: [&str; 4] = ["main", "metrics", "metric-store", "nats"];
+
+/// Every top-level key the loader reads: the [`SECTIONS`] and the
+/// `NAME-file` keys that stand for one of them (`main-file`, `metrics-file`,
+/// `nats-file`; not `metric-store-file`, whose name has two hyphens). The
+/// configuration reference in `docs/` is checked against this list.
+#[must_use]
+pub fn top_level_keys() -> Vec<String> {
+    let sections = SECTIONS.iter().map(|name| (*name).to_owned());
+    let files = SECTIONS
+        .iter()
+        .map(|name| format!("{name}-file"))
+        .filter(|key| indirection_target(key).and_then(section_name).is_some());
+    sections.chain(files).collect()
+}
+
+/// The keys of section `nats` the loader reads (upstream's four); others
+/// are logged and ignored, as upstream ignores them. Taken from the struct
+/// the section is read into, so this list and the loader cannot disagree;
+/// the configuration reference in `docs/` is checked against it.
+#[must_use]
+pub fn nats_keys() -> &'static [&'static str] {
+    struct_keys::<NatsFile>()
+}
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -504,7 +527,7 @@ impl Config {
         let metric_store = store_config(store_part.parse("metric-store")?, &store_part.origin)?;
 
         let nats = match sections.get("nats") {
-            Some(part) => nats_config(part.parse("nats")?, &part.origin),
+            Some(part) => nats_config(part.parse("nats")?, &part.parse("nats")?, &part.origin),
             None => None,
         };
         if nats.is_none() && !metric_store.nats_subscriptions.is_empty() {
@@ -1059,6 +1082,8 @@ fn store_config(file: MetricStoreFile, origin: &str) -> Result<MetricStoreConfig
     })
 }
 
+/// Section `nats`. Unknown keys are skipped here (no `deny_unknown_fields`)
+/// and named in a warning by [`nats_config`], as upstream ignores them.
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct NatsFile {
@@ -1070,13 +1095,19 @@ struct NatsFile {
     password: Option<String>,
     #[serde(default)]
     creds_file_path: Option<String>,
-    /// Keys upstream does not know either; logged and ignored.
-    #[serde(flatten)]
-    unknown: BTreeMap<String, IgnoredAny>,
 }
 
-fn nats_config(file: NatsFile, origin: &str) -> Option<NatsConfig> {
-    for key in file.unknown.keys() {
+/// Reads section `nats`; `keys` are all the keys written in it, for the
+/// warning about those the store does not know.
+fn nats_config(
+    file: NatsFile,
+    keys: &BTreeMap<String, IgnoredAny>,
+    origin: &str,
+) -> Option<NatsConfig> {
+    for key in keys
+        .keys()
+        .filter(|key| !nats_keys().contains(&key.as_str()))
+    {
         tracing::warn!(
             file = origin,
             key = format!("nats.{key}"),
@@ -1096,6 +1127,46 @@ fn nats_config(file: NatsFile, origin: &str) -> Option<NatsConfig> {
         password: non_empty(file.password),
         creds_file_path: non_empty(file.creds_file_path).map(PathBuf::from),
     })
+}
+
+/// The keys serde reads into the struct `T` (one without `flatten`): the
+/// field list its derived `Deserialize` passes to `deserialize_struct`,
+/// renamed as in the file. Empty for anything that is not such a struct.
+fn struct_keys<T: DeserializeOwned>() -> &'static [&'static str] {
+    /// A deserializer that only records the field list it is offered.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("only the field list was wanted"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    // The error is the point: the struct is never built.
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
 }
 
 mod go_duration;

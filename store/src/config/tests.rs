@@ -525,6 +525,30 @@ fn nats_section_tolerates_unknown_keys() {
 }
 
 #[test]
+fn nats_keys_are_upstreams_four() {
+    assert_eq!(
+        nats_keys(),
+        ["address", "username", "password", "creds-file-path"]
+    );
+}
+
+#[test]
+fn top_level_keys_are_the_sections_and_their_file_keys() {
+    assert_eq!(
+        top_level_keys(),
+        [
+            "main",
+            "metrics",
+            "metric-store",
+            "nats",
+            "main-file",
+            "metrics-file",
+            "nats-file"
+        ]
+    );
+}
+
+#[test]
 fn nats_without_address_is_off() {
     for nats in [
         Value::Null,
