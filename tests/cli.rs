@@ -143,3 +143,31 @@ fn both_binaries_print_completions_and_a_manual_page() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("bash"));
     }
 }
+
+#[test]
+fn store_reads_config_json_in_its_directory_as_upstream_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |dir: &std::path::Path| {
+        let out = Command::new(common::binary("cc-store"))
+            .arg("--check-config")
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        stdout(&out)
+    };
+    let text = check(dir.path());
+    assert!(text.starts_with("built-in defaults: OK"), "{text}");
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"main": {"addr": "127.0.0.1:18082"},
+            "metrics": {"cpu_load": {"frequency": 10, "aggregation": null}},
+            "metric-store": {"retention-in-memory": "1h", "memory-cap": 0}}"#,
+    )
+    .unwrap();
+    let text = check(dir.path());
+    assert!(
+        text.starts_with("config.json: OK: listens on 127.0.0.1:18082, 1 metrics"),
+        "{text}"
+    );
+}

@@ -801,3 +801,23 @@ fn running_as_root() -> bool {
     }
     uid == "0"
 }
+
+#[test]
+fn sighup_is_logged_and_the_store_keeps_serving() {
+    let store = start_store(store_config());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(store.pid()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let logged = common::wait_for(std::time::Duration::from_secs(10), || {
+        store
+            .log_text()
+            .contains("SIGHUP: cc-store re-reads nothing")
+    });
+    assert!(logged, "{}", store.log_text());
+    let r = store.request(
+        "GET",
+        "/api/healthcheck",
+        &[],
+        br#"{"cluster":"c","nodes":[]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

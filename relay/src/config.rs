@@ -98,9 +98,9 @@ pub const EMBEDDED_DEFAULT_JSON: &str = r#"{
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// `instance_id`: the relay's identity in logs, metric labels, `X-CC-Relay-Id`
-    /// and JetStream durable names. Default: the short host name (up to the first
-    /// dot). `[A-Za-z0-9._-]{1,64}`.
+    /// `instance_id`: the relay's identity in logs, `/status`, `X-CC-Relay-Id`
+    /// and the names of its NATS connections. Default: the short host name (up
+    /// to the first dot). `[A-Za-z0-9._-]{1,64}`.
     #[serde(default = "default_instance_id")]
     pub instance_id: String,
     /// `data_dir`: the sled database lives in `<data_dir>/db`. Must be on a real

@@ -37,8 +37,10 @@ pub const VERSION: &str = concat!(
 #[command(name = "cc-store", version = VERSION, about, long_about)]
 pub struct Cli {
     /// Configuration file in the cc-metric-store format. Without it the store
-    /// runs on built-in defaults (127.0.0.1:8082, no authentication, the
-    /// ClusterCockpit example metrics). Also accepted as `-config`.
+    /// reads `./config.json` if that exists (as cc-metric-store does), and
+    /// otherwise runs on built-in defaults (127.0.0.1:8082, no
+    /// authentication, the ClusterCockpit example metrics). Also accepted as
+    /// `-config`.
     #[arg(long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use cc_common::shutdown::{Shutdown, listen_for_signals};
+use cc_common::shutdown::{Shutdown, listen_for_signals, sighup_stream};
 use cc_common::telemetry::{self, go_loglevel_directive};
 use cc_store::cli::{Cli, normalize_args};
 use cc_store::config::Config;
@@ -29,7 +29,14 @@ fn main() -> ExitCode {
         eprintln!("cc-store: {e}");
         return ExitCode::from(2);
     }
-    let config = match &cli.config {
+    // cc-metric-store's default is ./config.json; without it, built-in
+    // defaults.
+    let default_file = std::path::Path::new("config.json");
+    let file = cli
+        .config
+        .clone()
+        .or_else(|| default_file.is_file().then(|| default_file.to_path_buf()));
+    let config = match &file {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
@@ -39,8 +46,8 @@ fn main() -> ExitCode {
         },
         None => {
             tracing::warn!(
-                "no --config given: running on built-in defaults (127.0.0.1:8082, no authentication, \
-                 checkpoints under ./var/checkpoints)"
+                "no --config given and no ./config.json: running on built-in defaults \
+                 (127.0.0.1:8082, no authentication, checkpoints under ./var/checkpoints)"
             );
             Config::embedded_default()
         }
@@ -76,6 +83,17 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = Shutdown::new();
         listen_for_signals(&shutdown)?;
+        // SIGHUP would end the process without a final snapshot; cc-store
+        // has nothing to re-read, so it says so and keeps running.
+        let mut hangups = sighup_stream()?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::warn!(
+                    "SIGHUP: cc-store re-reads nothing while running; restart it to apply \
+                     configuration changes"
+                );
+            }
+        });
         cc_store::server::run(config, shutdown).await?;
         anyhow::Ok(())
     });
