@@ -366,6 +366,79 @@ fn the_alert_rules_and_dashboard_use_metrics_the_programs_export() {
 }
 
 #[test]
+fn the_small_cluster_example_keeps_every_line_across_a_store_restart() {
+    // cc-store on its reference configuration: the test key, this
+    // machine's directories, no NATS server.
+    let store_dir = tempfile::tempdir().unwrap();
+    let mut store_config: Value = serde_json::from_str(&example("cc-store/config.json")).unwrap();
+    store_config["main"]["jwt-public-key"] = json!(common::test_public_key());
+    let var = store_dir.path().join("var");
+    store_config["metric-store"]["checkpoints"]["directory"] =
+        json!(var.join("checkpoints").display().to_string());
+    store_config["metric-store"]["cleanup"]["directory"] =
+        json!(var.join("archive").display().to_string());
+    store_config["nats"] = Value::Null;
+    let store = common::start_store_in(store_config.clone(), store_dir);
+
+    // The rack relay on the example, with the store's token.
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay: Value = serde_json::from_str(&example("small-cluster/cc-relay.json")).unwrap();
+    relay["data_dir"] = json!(dir.path().join("data").display().to_string());
+    relay["admin"]["address"] = Value::Null;
+    relay["ingress"]["http"][0]["address"] = Value::Null;
+    relay["ingress"]["http"][0]["auth"]["jwt_public_key_file"] = json!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt/test-public.b64")
+            .display()
+            .to_string()
+    );
+    let store_token = common::mint_token(&json!({"sub": "rack17-relay", "roles": ["api"]}));
+    relay["upstreams"][0]["url"] = json!(format!("http://{}/api/write", store.addr));
+    relay["upstreams"][0]["auth"]["jwt_file"] =
+        json!(secret_file(&dir.path().join("store.jwt"), &store_token));
+    let (relay, _admin) = start_relay_in(relay, dir);
+
+    let collector = common::mint_token(&json!({"sub": "n1"}));
+    let t = now() - 600;
+    let points = |store: &common::Process| -> usize {
+        let q = json!({"cluster": "fritz", "from": t - 60, "to": t + 3600,
+                       "queries": [{"metric": "cpu_load", "host": "n1"}]});
+        let r = store.request(
+            "GET",
+            "/api/query",
+            &[("Authorization", &format!("Bearer {store_token}"))],
+            q.to_string().as_bytes(),
+        );
+        if r.status != 200 {
+            return 0;
+        }
+        r.json()["results"][0][0]["data"]
+            .as_array()
+            .map_or(0, |d| d.iter().filter(|v| !v.is_null()).count())
+    };
+    post_lines(&relay.addr, &collector, "n1", t, 0, 4);
+    assert!(
+        wait_for(Duration::from_secs(20), || points(&store) == 4),
+        "the store got {} of 4\n{}",
+        points(&store),
+        relay.log_text()
+    );
+
+    // The store restarts (an upgrade); the collectors keep posting.
+    let port: u16 = store.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let (status, store_dir) = store.stop();
+    assert!(status.success(), "{status}");
+    post_lines(&relay.addr, &collector, "n1", t, 4, 4);
+    let store = common::start_store_on_in(store_config, port, store_dir);
+    assert!(
+        wait_for(Duration::from_secs(30), || points(&store) == 8),
+        "after the restart the store has {} of 8\n{}",
+        points(&store),
+        relay.log_text()
+    );
+}
+
+#[test]
 fn the_two_stores_example_feeds_both_and_rides_out_one_being_down() {
     // Two stores, one relay on the example's configuration.
     let store_a = common::start_store(common::store_config());
@@ -550,9 +623,16 @@ fn with_etc_files(text: &str, dir: &Path) -> String {
 #[test]
 fn every_example_configuration_passes_check_config() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    // Every JSON file below examples/ is a relay configuration, except the
+    // store's and the collectors' sink entries, so a new example is checked
+    // without being listed here.
     let mut relay_configs = Vec::new();
-    for dir in ["cc-relay", "nats-cluster", "two-stores", "isolated-network"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+    for dir in std::fs::read_dir(&root).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() || dir.ends_with("cc-store") || dir.ends_with("monitoring") {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if name.ends_with(".json") && !name.starts_with("collector") {
@@ -560,7 +640,7 @@ fn every_example_configuration_passes_check_config() {
             }
         }
     }
-    assert!(relay_configs.len() >= 7, "{relay_configs:?}");
+    assert!(relay_configs.len() >= 8, "{relay_configs:?}");
     for path in relay_configs {
         let dir = tempfile::tempdir().unwrap();
         let text = with_etc_files(&std::fs::read_to_string(&path).unwrap(), dir.path());
