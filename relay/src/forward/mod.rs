@@ -381,9 +381,14 @@ impl Core {
             "rejected"
         };
         let note = format!("{reason}: {}", excerpt(body));
+        let origin = crate::queue::Origin {
+            record_id: piece.id,
+            cluster: &piece.cluster,
+            hops: piece.hops,
+        };
         match self.queue.dead_letter(
             &self.settings.name,
-            piece.id,
+            origin,
             &piece.body,
             &note,
             Some(status),

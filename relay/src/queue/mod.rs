@@ -155,6 +155,41 @@ pub struct DlqStats {
     pub evicted_total: u64,
 }
 
+/// The queue record dead-lettered lines came from ([`Queue::dead_letter`]):
+/// kept with them so that a replay sends them as they were sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// The record's id.
+    pub record_id: u64,
+    /// Its default cluster (empty for none).
+    pub cluster: &'a str,
+    /// Its hop count.
+    pub hops: u8,
+}
+
+/// What [`Queue::dlq_replay`] moved back into a queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DlqReplayed {
+    /// Dead-letter entries moved (each is one refused line).
+    pub entries: u64,
+    /// Lines queued again.
+    pub lines: u64,
+    /// Entries passed over and left in place: corrupt records (not line
+    /// protocol) and entries that do not decode.
+    pub skipped: u64,
+    /// Ids of the new queue records.
+    pub record_ids: Vec<u64>,
+}
+
+/// What [`Queue::dlq_purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DlqPurged {
+    /// Entries removed, corrupt ones included.
+    pub entries: u64,
+    /// Their stored bytes.
+    pub stored_bytes: u64,
+}
+
 /// A `q:` tree whose upstream is no longer configured (spec §4.6, "orphans").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrphanQueue {
@@ -235,6 +270,16 @@ pub enum QueueError {
         /// Engine error.
         #[source]
         source: EngineError,
+    },
+    /// Another process has the database open: sled takes an exclusive lock, and the
+    /// relay holds it while it runs.
+    #[error(
+        "the queue database {path} is locked by another process: is cc-relay still running? \
+         Stop it first, or use the admin endpoints of the running relay"
+    )]
+    Locked {
+        /// Database directory.
+        path: PathBuf,
     },
     /// The database was written by a newer relay.
     #[error("queue schema version {found} is newer than this build supports ({supported})")]

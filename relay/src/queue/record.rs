@@ -15,19 +15,26 @@
 //! the zstd frame's declared size, the CRC and the line count, and never panics on
 //! arbitrary bytes (property-tested).
 //!
-//! Dead-letter entry layout, version 1 (little-endian):
+//! Dead-letter entry layout, version 2 (little-endian; version 1 is the same
+//! without `hops` and `cluster` and is still decoded, with `hops = 0` and no
+//! cluster):
 //!
 //! ```text
 //! struct DeadLetterEntry {
-//!     version:   u8,   // 1
+//!     version:   u8,   // 2
 //!     time_ms:   u64,  // when it was dead-lettered
 //!     record_id: u64,  // queue record the lines came from
 //!     status:    u16,  // HTTP status, 0 = none
-//!     reason_len: u8, reason: [u8; reason_len],  // "rejected", "corrupt", …
+//!     hops:      u8,   // hop count of that record (v2)
+//!     reason_len: u8, reason: [u8; reason_len],     // "rejected: …", "corrupt", …
+//!     cluster_len: u16, cluster: [u8; cluster_len], // that record's default cluster (v2)
 //!     crc32c:    u32,  // over `lines`
 //!     lines:     [u8], // the rejected line(s); for "corrupt" the undecodable value verbatim
 //! }
 //! ```
+//!
+//! Version 2 keeps the default cluster and hop count of the record so that
+//! `dlq replay` queues the lines exactly as they were first sent.
 
 use memchr::memchr_iter;
 

@@ -4,8 +4,8 @@
 //! Concurrency: appends are serialised by one append lock (id generation and the
 //! per-tree batches happen under it, so key order is insertion order in every tree);
 //! every mutation of a tree and its counters happens under that upstream's lane lock
-//! (lock order: append lock, then lane locks in name order). Peeks take no lock except
-//! to move a corrupt record aside.
+//! (lock order: dead-letter maintenance lock, append lock, then lane locks in name
+//! order). Peeks take no lock except to move a corrupt record aside.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -65,6 +65,8 @@ pub struct Queue {
     lanes: BTreeMap<String, Lane>,
     /// Serialises appends: ids are generated and inserted in one critical section.
     append_lock: Mutex<()>,
+    /// Serialises dead-letter replays and purges (see [`Queue::dlq_replay`]).
+    dlq_maintenance: Mutex<()>,
     poison: Poison,
     errors: EngineErrors,
     instance_id: String,
@@ -99,6 +101,13 @@ struct LaneState {
     dlq: DlqStats,
 }
 
+/// Whether sled refused to open because another process holds the database's lock:
+/// sled 0.34.7 (pinned) reports that as an `Io` error whose text starts with "could not
+/// acquire lock" (`Config::open_file`); it has no error kind of its own.
+fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 fn key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
@@ -128,8 +137,9 @@ impl Queue {
     /// # Errors
     ///
     /// [`QueueError::InvalidUpstreamName`], [`QueueError::DuplicateUpstream`],
-    /// [`QueueError::CreateDir`], [`QueueError::Open`] (also when another process holds
-    /// the database), [`QueueError::NewerSchema`], [`QueueError::MetaCorrupt`].
+    /// [`QueueError::CreateDir`], [`QueueError::Locked`] (another process holds the
+    /// database), [`QueueError::Open`], [`QueueError::NewerSchema`],
+    /// [`QueueError::MetaCorrupt`].
     pub fn open(
         data_dir: &Path,
         upstreams: &[String],
@@ -158,7 +168,13 @@ impl Queue {
             .mode(sled::Mode::LowSpace)
             .use_compression(false)
             .open()
-            .map_err(open_err)?;
+            .map_err(|e| {
+                if is_locked(&e) {
+                    QueueError::Locked { path: path.clone() }
+                } else {
+                    open_err(e)
+                }
+            })?;
         let meta = db.open_tree("meta").map_err(open_err)?;
         let info = init_meta(&db, &meta, &names, &path)?;
 
@@ -208,6 +224,7 @@ impl Queue {
             cfg,
             lanes,
             append_lock: Mutex::new(()),
+            dlq_maintenance: Mutex::new(()),
             poison: Poison::default(),
             errors: EngineErrors::default(),
             instance_id: info.instance_id,

@@ -1,6 +1,7 @@
 //! Tests of the queue: record codec, sled store, group-commit flusher, and a model-based
 //! property test of the store against an in-memory model (vector's disk_v2 style).
 
+mod dead_letter;
 mod flusher;
 mod gather;
 mod model;
@@ -74,6 +75,15 @@ pub(crate) fn record(ingest_time_ms: u64, lines: usize, seed: u64) -> Record {
     Record::new(meta(ingest_time_ms), collector_lines(lines, seed)).unwrap()
 }
 
+/// Where test dead letters come from: record `id`, cluster `fritz`.
+pub(crate) fn origin(id: u64) -> super::Origin<'static> {
+    super::Origin {
+        record_id: id,
+        cluster: "fritz",
+        hops: 0,
+    }
+}
+
 pub(crate) fn test_config() -> QueueConfig {
     QueueConfig {
         cache_capacity: 16 * 1024 * 1024,
@@ -96,7 +106,7 @@ pub(crate) fn open_with(dir: &Path, upstreams: &[&str], cfg: QueueConfig) -> Que
 }
 
 /// `Queue::open`, retried while sled's file lock is still held (at most 10 s, then the
-/// `Open` error is returned like any other).
+/// `Locked` error is returned like any other).
 pub(crate) fn try_open(
     dir: &Path,
     upstreams: &[&str],
@@ -105,7 +115,9 @@ pub(crate) fn try_open(
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match Queue::open(dir, &names(upstreams), cfg.clone()) {
-            Err(QueueError::Open { .. }) if Instant::now() < deadline => {
+            Err(QueueError::Open { .. } | QueueError::Locked { .. })
+                if Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
             other => return other,

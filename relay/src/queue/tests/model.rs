@@ -410,7 +410,17 @@ impl Harness {
                 };
                 lane.dlq += 1;
                 self.q()
-                    .dead_letter(UPSTREAMS[*up], id, &lines, "rejected", *status)
+                    .dead_letter(
+                        UPSTREAMS[*up],
+                        crate::queue::Origin {
+                            record_id: id,
+                            cluster: "fritz",
+                            hops: 0,
+                        },
+                        &lines,
+                        "rejected",
+                        *status,
+                    )
                     .unwrap();
             }
             Action::Corrupt { up, spec } => {

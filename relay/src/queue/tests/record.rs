@@ -220,6 +220,8 @@ fn dead_letter_entries_round_trip_and_detect_damage() {
         record_id: 99,
         status: Some(400),
         reason: "rejected".into(),
+        cluster: "fritz".into(),
+        hops: 3,
         lines: b"bad foo=1 1\n".to_vec(),
     };
     let bytes = e.encode();
@@ -239,6 +241,50 @@ fn dead_letter_entries_round_trip_and_detect_damage() {
     let back = DeadLetterEntry::decode(&none.encode()).unwrap();
     assert_eq!(back.status, None);
     assert_eq!(back.reason.len(), 255);
+}
+
+#[test]
+fn version_1_dead_letter_entries_still_decode_without_cluster_and_hops() {
+    // As the previous build wrote them: no hops byte, no cluster.
+    let lines = b"bad foo=1 1\n";
+    let mut v1 = vec![1u8];
+    v1.extend_from_slice(&17u64.to_le_bytes());
+    v1.extend_from_slice(&99u64.to_le_bytes());
+    v1.extend_from_slice(&400u16.to_le_bytes());
+    v1.push(8);
+    v1.extend_from_slice(b"rejected");
+    v1.extend_from_slice(&crc32c::crc32c(lines).to_le_bytes());
+    v1.extend_from_slice(lines);
+    let e = DeadLetterEntry::decode(&v1).unwrap();
+    assert_eq!(
+        e,
+        DeadLetterEntry {
+            time_ms: 17,
+            record_id: 99,
+            status: Some(400),
+            reason: "rejected".into(),
+            cluster: String::new(),
+            hops: 0,
+            lines: lines.to_vec(),
+        }
+    );
+    assert!(e.is_replayable());
+    assert_eq!(e.encode()[0], 2, "re-encoded as the current version");
+    let corrupt = DeadLetterEntry {
+        reason: "corrupt".into(),
+        ..e.clone()
+    };
+    assert!(!corrupt.is_replayable());
+    let empty = DeadLetterEntry {
+        lines: Vec::new(),
+        ..e
+    };
+    assert!(!empty.is_replayable());
+    v1[0] = 3;
+    assert!(matches!(
+        DeadLetterEntry::decode(&v1),
+        Err(RecordError::UnsupportedVersion(3))
+    ));
 }
 
 fn assert_split_ok(input: &[u8], pieces: &[&[u8]], limits: &SplitLimits) {
@@ -382,6 +428,20 @@ proptest! {
     fn decode_inverts_encode(r in arb_record(), threshold in prop::sample::select(vec![0usize, 64, 512, usize::MAX])) {
         let enc = r.encode(threshold);
         prop_assert_eq!(Record::decode(&enc), Ok(r));
+    }
+
+    #[test]
+    fn dead_letter_decode_inverts_encode(
+        time_ms in any::<u64>(),
+        record_id in any::<u64>(),
+        status in prop::option::of(1u16..),
+        reason in ".{0,60}",
+        cluster in ".{0,300}",
+        hops in any::<u8>(),
+        lines in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let e = DeadLetterEntry { time_ms, record_id, status, reason, cluster, hops, lines };
+        prop_assert_eq!(DeadLetterEntry::decode(&e.encode()), Ok(e));
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use super::{assert_counters_match_tree, names, open, open_with, record, test_config, try_open};
+use super::{
+    assert_counters_match_tree, names, open, open_with, origin, record, test_config, try_open,
+};
 use crate::queue::{Flusher, Queue, QueueConfig, QueueError, Record, RemovedStats};
 
 fn all(q: &Queue, up: &str) -> Vec<(u64, Record)> {
@@ -31,11 +33,18 @@ fn open_validates_upstream_names() {
 }
 
 #[test]
-fn a_second_open_of_the_same_directory_fails() {
+fn a_second_open_of_the_same_directory_fails_as_locked() {
     let dir = tempfile::tempdir().unwrap();
     let _q = open(dir.path(), &["a"]);
     let err = Queue::open(dir.path(), &names(&["a"]), test_config()).unwrap_err();
-    assert!(matches!(err, QueueError::Open { .. }), "{err:?}");
+    assert!(
+        matches!(err, QueueError::Locked { ref path } if path == &dir.path().join("db")),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("is cc-relay still running?"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -216,7 +225,7 @@ fn dead_letters_are_stored_counted_and_capped() {
         ..test_config()
     };
     let q = open_with(dir.path(), &["a"], cfg.clone());
-    q.dead_letter("a", 7, b"bad foo=1 1\n", "rejected", Some(400))
+    q.dead_letter("a", origin(7), b"bad foo=1 1\n", "rejected", Some(400))
         .unwrap();
     assert_eq!(q.dlq_len("a").unwrap(), 1);
     let e = q.dlq_entries("a", 10).unwrap();
@@ -224,9 +233,10 @@ fn dead_letters_are_stored_counted_and_capped() {
     assert_eq!(e[0].1.status, Some(400));
     assert_eq!(e[0].1.reason, "rejected");
     assert_eq!(e[0].1.lines, b"bad foo=1 1\n");
+    assert_eq!((e[0].1.cluster.as_str(), e[0].1.hops), ("fritz", 0));
 
     for i in 0..20u64 {
-        q.dead_letter("a", i, &[b'x'; 60], "rejected", None)
+        q.dead_letter("a", origin(i), &[b'x'; 60], "rejected", None)
             .unwrap();
     }
     let s = q.dlq_stats("a").unwrap();
@@ -423,7 +433,7 @@ fn the_first_engine_error_poisons_every_later_write() {
     poisoned(q.peek_batch("a", 1, 1, None).map(|_| ()));
     poisoned(q.ack("a", &[id]).map(|_| ()));
     poisoned(q.drop_oldest("a", 1).map(|_| ()));
-    poisoned(q.dead_letter("a", id, b"x\n", "rejected", None));
+    poisoned(q.dead_letter("a", origin(id), b"x\n", "rejected", None));
     poisoned(q.flush());
     poisoned(q.mark_clean_shutdown());
     // Counters stay readable for /status.
