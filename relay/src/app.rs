@@ -221,19 +221,7 @@ pub async fn run_with(
 /// recovered.
 async fn open_queue(config: &Config) -> Result<Arc<Queue>, StartError> {
     let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
-    let storage = &config.storage;
-    let queue_config = QueueConfig {
-        cache_capacity: storage.cache_capacity.as_u64(),
-        flush_every_ms: storage.flush_every_ms,
-        compress_threshold: compress_threshold(config),
-        zstd_level: storage.zstd_level,
-        dead_letter_max_bytes: config
-            .upstreams
-            .iter()
-            .map(|u| u.dead_letter.max_bytes.as_u64())
-            .max()
-            .unwrap_or(64 << 20),
-    };
+    let queue_config = queue_config(config);
     let data_dir = config.data_dir.clone();
     let queue = tokio::task::spawn_blocking(move || Queue::open(&data_dir, &names, queue_config))
         .await
@@ -245,6 +233,24 @@ async fn open_queue(config: &Config) -> Result<Arc<Queue>, StartError> {
     Ok(Arc::new(queue))
 }
 
+/// The queue engine's settings from the `storage` section (also for the
+/// offline commands, so that what they write is stored as the relay would).
+pub(crate) fn queue_config(config: &Config) -> QueueConfig {
+    let storage = &config.storage;
+    QueueConfig {
+        cache_capacity: storage.cache_capacity.as_u64(),
+        flush_every_ms: storage.flush_every_ms,
+        compress_threshold: compress_threshold(config),
+        zstd_level: storage.zstd_level,
+        dead_letter_max_bytes: config
+            .upstreams
+            .iter()
+            .map(|u| u.dead_letter.max_bytes.as_u64())
+            .max()
+            .unwrap_or(64 << 20),
+    }
+}
+
 fn compress_threshold(config: &Config) -> usize {
     match config.storage.record_compression {
         RecordCompression::Zstd => crate::queue::record::DEFAULT_COMPRESS_THRESHOLD,
@@ -252,7 +258,8 @@ fn compress_threshold(config: &Config) -> usize {
     }
 }
 
-fn split_limits(config: &Config) -> SplitLimits {
+/// How ingested lines are split into records (`storage.record_*`).
+pub(crate) fn split_limits(config: &Config) -> SplitLimits {
     let storage = &config.storage;
     SplitLimits {
         max_raw_bytes: usize::try_from(storage.record_max_raw_bytes.as_u64()).unwrap_or(usize::MAX),

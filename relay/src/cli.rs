@@ -94,6 +94,15 @@ pub enum Command {
     #[command(subcommand)]
     Queue(QueueCommand),
     /// The dead-letter queues (lines an upstream refused).
+    ///
+    /// A dead letter is a line an upstream refused (a 4xx such as 400 or 422,
+    /// or 413 for that single line; the relay narrows a refused batch down by
+    /// bisection), or a queue record that could not be decoded (`corrupt`,
+    /// kept as it was stored). Each upstream's dead-letter queue is capped by
+    /// `dead_letter.max_bytes`; the oldest entries go first. A running relay
+    /// offers export, replay and purge on its admin listener: `GET
+    /// /dlq/UPSTREAM`, `POST /dlq/UPSTREAM/replay`, `POST
+    /// /dlq/UPSTREAM/purge`.
     #[command(subcommand)]
     Dlq(DlqCommand),
 }
@@ -123,13 +132,54 @@ pub enum QueueCommand {
 /// `cc-relay dlq …`.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// Print dead-lettered lines of an upstream with their reason.
+    /// Print the dead letters of an upstream with why they were refused.
+    ///
+    /// Oldest first, each after a `#` comment line with its time, record id,
+    /// HTTP status, default cluster (if any) and reason (the start of the
+    /// upstream's answer); corrupt records too, as they were stored.
     Dump {
         /// Upstream name.
         upstream: String,
         /// Print at most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+    /// Write the dead-lettered lines of an upstream as line protocol.
+    ///
+    /// Oldest first, one line each and nothing else (a summary goes to
+    /// stderr), as the relay would send them again, except that a line
+    /// without a `cluster` tag gets the default cluster its request carried
+    /// (`?cluster=`) as a tag, so that each line stands on its own. Corrupt
+    /// records are not line protocol and are skipped (`dlq dump` shows them).
+    Export {
+        /// Upstream name.
+        upstream: String,
+        /// Write to FILE instead of stdout (replaced if it exists).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Export at most this many lines (default: all).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Move dead-lettered lines back into the upstream's queue.
+    ///
+    /// Oldest first, with the default cluster of the request they came in
+    /// with; the relay forwards them at its next start with the usual
+    /// retries (a line refused again is dead-lettered again). The lines are
+    /// on disk in the queue before they leave the dead-letter queue: an
+    /// interruption can duplicate a line, never lose one. Corrupt records
+    /// stay where they are.
+    Replay {
+        /// Upstream name.
+        upstream: String,
+        /// Replay at most this many lines (default: all).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Delete every dead letter of an upstream, corrupt records included.
+    Purge {
+        /// Upstream name.
+        upstream: String,
     },
 }
 
@@ -188,6 +238,60 @@ mod tests {
             cli.command,
             Some(Command::Dlq(DlqCommand::Dump { limit: 100, .. }))
         ));
+    }
+
+    fn dlq(args: &[&str]) -> DlqCommand {
+        let cli = Cli::try_parse_from(["cc-relay", "-c", "x.json", "dlq"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Some(Command::Dlq(c)) => c,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_dlq_export_replay_and_purge() {
+        assert!(matches!(
+            dlq(&["export", "store"]),
+            DlqCommand::Export { ref upstream, output: None, limit: None } if upstream == "store"
+        ));
+        assert!(matches!(
+            dlq(&["export", "store", "--output", "/tmp/dl.lp", "--limit", "7"]),
+            DlqCommand::Export { output: Some(ref p), limit: Some(7), .. } if p == &PathBuf::from("/tmp/dl.lp")
+        ));
+        assert!(matches!(
+            dlq(&["export", "store", "-o", "x.lp"]),
+            DlqCommand::Export {
+                output: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            dlq(&["replay", "store"]),
+            DlqCommand::Replay { ref upstream, limit: None } if upstream == "store"
+        ));
+        assert!(matches!(
+            dlq(&["replay", "store", "--limit", "3"]),
+            DlqCommand::Replay { limit: Some(3), .. }
+        ));
+        assert!(matches!(
+            dlq(&["purge", "backup"]),
+            DlqCommand::Purge { ref upstream } if upstream == "backup"
+        ));
+    }
+
+    #[test]
+    fn dlq_commands_need_an_upstream_and_a_numeric_limit() {
+        for args in [
+            &["dlq", "export"][..],
+            &["dlq", "replay"],
+            &["dlq", "purge"],
+            &["dlq", "replay", "store", "--limit", "all"],
+            &["dlq", "replay", "store", "--limit", "-1"],
+        ] {
+            let all = ["cc-relay"].iter().chain(args);
+            assert!(Cli::try_parse_from(all).is_err(), "{args:?} parsed");
+        }
     }
 
     #[test]

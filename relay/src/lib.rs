@@ -27,11 +27,14 @@
 //! - [`config`], [`cli`]: the configuration file and the command line.
 //! - [`metrics`]: the prometheus-client metrics and the registry `/metrics` serves.
 //! - [`offline`]: `queue` and `dlq` maintenance commands.
+//! - [`dead_letters`]: export, replay and purge of dead letters, offline and
+//!   on the admin listener.
 
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dead_letters;
 pub mod forward;
 pub mod housekeeper;
 pub mod ingress;

@@ -41,13 +41,29 @@ fn main() -> ExitCode {
     };
     if let Some(command) = &cli.command {
         let result = match command {
-            Command::Queue(c) => cc_relay::offline::queue(&config, c),
+            Command::Queue(c) => {
+                cc_relay::offline::queue(&config, c).map(|text| cc_relay::offline::Printed {
+                    stdout: text.into_bytes(),
+                    stderr: String::new(),
+                })
+            }
             Command::Dlq(c) => cc_relay::offline::dlq(&config, c),
         };
         return match result {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
+            Ok(printed) => {
+                use std::io::Write as _;
+                eprint!("{}", printed.stderr);
+                let mut stdout = std::io::stdout().lock();
+                match stdout
+                    .write_all(&printed.stdout)
+                    .and_then(|()| stdout.flush())
+                {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("cc-relay: writing to stdout: {e}");
+                        ExitCode::from(1)
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("cc-relay: {}", cc_common::error_chain(&e));

@@ -180,7 +180,7 @@ fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Bytes>, usize> {
 
 /// Writes `raw` (one `\n`-terminated line) into `out` with a `cluster` tag
 /// added, if it has none; `None` if it has one (or cannot be parsed).
-fn with_cluster(raw: &[u8], cluster: &str, out: &mut String) -> Option<()> {
+pub(crate) fn with_cluster(raw: &[u8], cluster: &str, out: &mut String) -> Option<()> {
     let line = parse_lines(raw).next()?.ok()?;
     if line.tag("cluster").is_some() {
         return None;
