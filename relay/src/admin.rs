@@ -5,6 +5,11 @@
 //!
 //! It binds to loopback by default; with `admin.auth_token_file` every
 //! endpoint but `/healthz` needs `Authorization: Bearer <token>`.
+//!
+//! The dead-letter endpoints (`/dlq/<upstream>`: export, replay, purge) are
+//! in the `dlq` submodule, behind the same token.
+
+mod dlq;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -39,7 +44,7 @@ pub struct AdminState {
 
 /// The admin router.
 pub fn router(state: Arc<AdminState>) -> Router {
-    let protected = Router::new()
+    let protected = dlq::routes()
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route("/status", get(status))

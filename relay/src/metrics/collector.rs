@@ -105,6 +105,24 @@ impl RelayCollector {
             "buffer.max_bytes per upstream",
             ups.iter()
                 .map(|u| (label(u), ConstGauge::new(u.limit.max_bytes))),
+        )?;
+        let dlq: Vec<_> = ups
+            .iter()
+            .map(|u| (label(u), queue.dlq_stats(&u.name).unwrap_or_default()))
+            .collect();
+        encode_family(
+            enc,
+            "deadletter_records",
+            "Entries held in the dead-letter queue per upstream (a refused line or a corrupt \
+             record each); replay and purge lower it",
+            dlq.iter().map(|(l, d)| (*l, ConstGauge::new(d.records))),
+        )?;
+        encode_family(
+            enc,
+            "deadletter_stored_bytes",
+            "Stored bytes of the dead-letter queue per upstream (capped by dead_letter.max_bytes)",
+            dlq.iter()
+                .map(|(l, d)| (*l, ConstGauge::new(d.stored_bytes))),
         )
     }
 

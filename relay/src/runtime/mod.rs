@@ -186,6 +186,12 @@ impl Runtime {
         &self.upstreams
     }
 
+    /// How lines are split into records (`storage.record_*`).
+    #[must_use]
+    pub fn split_limits(&self) -> SplitLimits {
+        self.split
+    }
+
     /// The group commit's counters.
     #[must_use]
     pub fn flush_stats(&self) -> Arc<crate::queue::FlushStats> {
