@@ -274,8 +274,8 @@ pub enum QueueError {
     /// Another process has the database open: sled takes an exclusive lock, and the
     /// relay holds it while it runs.
     #[error(
-        "the queue database {path} is locked by another process: is cc-relay still running? \
-         Stop it first, or use the admin endpoints of the running relay"
+        "the queue database {path} is locked by another process (a cc-relay, or an offline \
+         `queue`/`dlq` command, has this data_dir open)"
     )]
     Locked {
         /// Database directory.

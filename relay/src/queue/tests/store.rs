@@ -42,7 +42,7 @@ fn a_second_open_of_the_same_directory_fails_as_locked() {
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("is cc-relay still running?"),
+        err.to_string().contains("locked by another process"),
         "{err}"
     );
 }
