@@ -172,6 +172,7 @@ fn dead_letters_are_exported_replayed_and_purged_on_the_admin_listener() {
     assert!(dead_lettered(&addr, 0.0));
     assert_eq!(admin(&addr, "GET", "/dlq/store").text(), "");
     let status: Value = admin(&addr, "GET", "/status").json();
+    assert_eq!(status["upstreams"][0]["dead_letter_records"], json!(0));
     assert_eq!(
         status["upstreams"][0]["dead_lettered_lines"],
         json!(2),

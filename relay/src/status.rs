@@ -102,7 +102,7 @@ pub struct UpstreamStatus {
     /// Lines moved to the dead-letter queue since start (refused by the
     /// upstream as invalid or too large).
     pub dead_lettered_lines: u64,
-    /// Entries in the dead-letter queue now (`cc-relay dlq dump` shows them).
+    /// Entries in the dead-letter queue now (`GET /dlq/<upstream>` exports them).
     pub dead_letter_records: u64,
     /// Lines dropped since start by `buffer.max_bytes` (drop_oldest),
     /// `buffer.max_age` and disk pressure.
@@ -283,10 +283,12 @@ impl RelayStatus {
                     "Dead letters: lines the upstream refused, since start (in brackets the \
                      entries held in the dead-letter queue, which ",
                 ),
-                Html::code("cc-relay dlq dump UPSTREAM"),
+                Html::code("GET /dlq/UPSTREAM"),
+                Html::text(" on this listener exports and "),
+                Html::code("POST /dlq/UPSTREAM/replay"),
                 Html::text(
-                    " shows). Dropped lines: lost to buffer.max_bytes, buffer.max_age or \
-                     disk pressure.",
+                    " sends again). Dropped lines: lost to buffer.max_bytes, buffer.max_age \
+                     or disk pressure.",
                 ),
             ],
             "",
