@@ -693,3 +693,60 @@ fn every_example_configuration_passes_check_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every HTTP `collector-sink.json` points at what the relay of its example
+/// listens on: the ingress port and one of its paths, with a JWT when the
+/// ingress wants one.
+#[test]
+fn collector_sink_entries_match_their_relay() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    for dir in ["small-cluster", "two-stores", "isolated-network"] {
+        let relay_file = if dir == "isolated-network" {
+            "rack-relay.json"
+        } else {
+            "cc-relay.json"
+        };
+        let relay: Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(dir).join(relay_file)).unwrap(),
+        )
+        .unwrap();
+        let sinks: Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(dir).join("collector-sink.json")).unwrap(),
+        )
+        .unwrap();
+        let ingress = &relay["ingress"]["http"][0];
+        let port = ingress["address"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap();
+        for (name, sink) in sinks.as_object().unwrap() {
+            assert_eq!(sink["type"], "http", "{dir}: {name}");
+            let url = sink["url"].as_str().unwrap();
+            let (authority, rest) = url
+                .strip_prefix("http://")
+                .unwrap()
+                .split_once('/')
+                .unwrap();
+            assert!(authority.ends_with(&format!(":{port}")), "{dir}: {url}");
+            let path = format!("/{}", rest.split('?').next().unwrap());
+            let paths = ingress["paths"].as_array().cloned().unwrap_or_else(|| {
+                ["/api/write", "/api/write/", "/write", "/api/v2/write"]
+                    .iter()
+                    .map(|p| json!(p))
+                    .collect()
+            });
+            assert!(
+                paths.contains(&json!(path)),
+                "{dir}: {path} not in {paths:?}"
+            );
+            if ingress["auth"]["mode"] == "jwt" {
+                assert!(sink["jwt"].is_string(), "{dir}: the relay wants a JWT");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3);
+}

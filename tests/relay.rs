@@ -1623,7 +1623,7 @@ fn sighup_applies_log_level_and_names_changes_that_need_a_restart() {
         std::fs::write(&path, config.to_string()).unwrap();
         hup();
         assert!(
-            wait_for(Duration::from_secs(5), || text().contains("log level set")),
+            wait_for(Duration::from_secs(20), || text().contains("log level set")),
             "{}",
             text()
         );
