@@ -398,6 +398,32 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// The text of a page as a reader sees it: markup removed (each tag counts
+/// as a space), entities decoded, the style sheet skipped. For tests of the
+/// pages and for scripts that want the words without an HTML parser.
+#[must_use]
+pub fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    let body = html.split("</style>").nth(1).unwrap_or(html);
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,25 +39,7 @@ fn store() -> Arc<MetricStore> {
 
 /// The text a reader sees in `html` (tags dropped, entities decoded).
 fn visible(html: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    let body = html.split("</style>").nth(1).unwrap_or(html);
-    for c in body.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                out.push(' ');
-            }
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-        .replace("&#39;", "'")
-        .replace("&quot;", "\"")
+    cc_common::status_page::visible_text(html)
 }
 
 #[test]
