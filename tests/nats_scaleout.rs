@@ -318,8 +318,15 @@ fn two_relays_on_a_shared_durable_survive_a_relay_kill_and_a_server_kill() {
     // Half-way: the NATS server relay 2 is connected to dies (with it, the
     // stream's or consumer's leader, or the meta leader, at times).
     progress(2);
-    let victim = server_of(&cluster, "cc-relay relay-2 ingress:bus")
-        .expect("relay 2 is connected to no server");
+    // Relay 2 may be between two connections at this moment (a reconnect
+    // under load): wait until a server lists it again.
+    let mut victim = None;
+    wait_for(Duration::from_secs(20), || {
+        victim = server_of(&cluster, "cc-relay relay-2 ingress:bus");
+        victim.is_some()
+    });
+    let victim = victim
+        .unwrap_or_else(|| panic!("relay 2 is connected to no server:\n{}", relay2.log_text()));
     let relay2_at_kill = metric(&admin2, "ccrelay_nats_messages_total{ingress=\"bus\"}");
     cluster.kill(victim);
 
