@@ -289,7 +289,7 @@ impl BasicUsers {
     pub fn verify(&self, user: &str, password: &str) -> bool {
         self.users
             .get(user)
-            .is_some_and(|stored| constant_time_eq(stored.expose().as_bytes(), password.as_bytes()))
+            .is_some_and(|stored| stored.matches(password))
     }
 
     /// The user names, sorted.
@@ -316,10 +316,6 @@ impl fmt::Debug for BasicUsers {
             .field("users", &self.users.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn default_address() -> SocketAddr {
