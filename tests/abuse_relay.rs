@@ -218,8 +218,8 @@ fn five_thousand_idle_connections_are_held_then_closed() {
     let stub = Stub::start();
     let mut config = config(&stub);
     // Long enough to open them all and be served meanwhile.
-    config["ingress"]["http"][0]["idle_timeout"] = json!("4s");
-    config["ingress"]["http"][0]["header_read_timeout"] = json!("4s");
+    config["ingress"]["http"][0]["idle_timeout"] = json!("6s");
+    config["ingress"]["http"][0]["header_read_timeout"] = json!("6s");
     let (relay, admin) = start_relay(config);
     let before = open_fds(relay.pid());
     let bystander = collector(&relay, &admin);
@@ -240,8 +240,8 @@ fn five_thousand_idle_connections_are_held_then_closed() {
     );
     bystander.expect_served(3, Duration::from_secs(5));
     assert!(
-        opened.elapsed() < Duration::from_secs(4),
-        "served while all {IDLE} were still open ({:?})",
+        open_fds(relay.pid()) >= before + IDLE,
+        "served while all {IDLE} were still open ({:?} after opening them)",
         opened.elapsed()
     );
     // The idle timeout frees every one of them.
@@ -249,7 +249,7 @@ fn five_thousand_idle_connections_are_held_then_closed() {
         s.set_nonblocking(true).unwrap();
     }
     let mut open: Vec<&TcpStream> = idle.iter().collect();
-    let deadline = Instant::now() + Duration::from_secs(12);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !open.is_empty() && Instant::now() < deadline {
         open.retain(|s| {
             let mut b = [0u8; 1];

@@ -208,7 +208,7 @@ fn five_thousand_idle_connections_are_held_then_closed() {
     ensure_open_files(IDLE as u64 + 1000);
     let mut config = config();
     // Long enough to open them all and be served meanwhile.
-    config["main"]["read-timeout"] = json!("4s");
+    config["main"]["read-timeout"] = json!("6s");
     let store = start_store(config);
     let before = open_fds(store.pid());
     let bystander = client(&store);
@@ -227,15 +227,15 @@ fn five_thousand_idle_connections_are_held_then_closed() {
     );
     bystander.expect_served(3, Duration::from_secs(5));
     assert!(
-        opened.elapsed() < Duration::from_secs(4),
-        "served while all {IDLE} were still open ({:?})",
+        open_fds(store.pid()) >= before + IDLE,
+        "served while all {IDLE} were still open ({:?} after opening them)",
         opened.elapsed()
     );
     for s in &idle {
         s.set_nonblocking(true).unwrap();
     }
     let mut open: Vec<&TcpStream> = idle.iter().collect();
-    let deadline = Instant::now() + Duration::from_secs(12);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !open.is_empty() && Instant::now() < deadline {
         open.retain(|s| {
             let mut b = [0u8; 1];

@@ -152,7 +152,12 @@ fn forged_tokens_are_refused_by_the_relay_ingress() {
         "cpu_load,cluster=c,hostname=h,type=node value=1 {}\n",
         now()
     );
-    let paths = ["/api/write", "/write?db=x", "/api/v2/write?org=o&bucket=b"];
+    let paths = [
+        "/api/write",
+        "/api/write/",
+        "/write?db=x",
+        "/api/v2/write?org=o&bucket=b",
+    ];
     let good = mint_token(&json!({"sub": "collector"}));
     for path in paths {
         let r = relay.request(
@@ -199,7 +204,7 @@ fn forged_tokens_are_refused_by_the_relay_ingress() {
     }
     assert_eq!(
         metric(&admin, "ccrelay_ingest_lines_total{ingress=\"local\"}"),
-        3.0,
+        4.0,
         "only the lines of the good token were taken"
     );
     assert!(
