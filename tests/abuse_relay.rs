@@ -18,7 +18,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::abuse::{Bystander, ensure_open_files, expect_status, open_fds, peak_rss, trickle};
+use common::abuse::{
+    Bystander, ensure_open_files, expect_status, open_fds, oversized_heads, peak_rss, send_raw,
+    trickle,
+};
 use common::{Process, Stub, metric, now, relay_config, start_relay, wait_for};
 use serde_json::{Value, json};
 
@@ -126,6 +129,25 @@ fn trickled_headers_are_cut_off_at_the_header_timeout() {
     }
     assert!(bystander.finish() >= 5);
     assert!(wait_for(Duration::from_secs(10), || bystander_lines(&stub) > 0));
+}
+
+#[test]
+fn oversized_headers_get_431() {
+    let stub = Stub::start();
+    let (relay, admin) = start_relay(config(&stub));
+    let bystander = collector(&relay, &admin);
+    for (addr, path) in [
+        (relay.addr.as_str(), "/api/write?cluster=c"),
+        (admin.as_str(), "/status"),
+    ] {
+        for (what, request) in oversized_heads("POST", path) {
+            let (answer, _) = send_raw(addr, request);
+            let answer = answer.unwrap_or_else(|| panic!("{what} to {path}: no answer"));
+            assert_eq!(answer.status, 431, "{what} to {path}");
+        }
+        bystander.expect_served(2, Duration::from_secs(5));
+    }
+    bystander.finish();
 }
 
 #[test]

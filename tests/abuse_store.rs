@@ -18,7 +18,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::abuse::{Bystander, ensure_open_files, expect_status, open_fds, trickle};
+use common::abuse::{
+    Bystander, ensure_open_files, expect_status, open_fds, oversized_heads, send_raw, trickle,
+};
 use common::{Process, now, start_store, start_store_in, store_config, wait_for};
 use serde_json::{Value, json};
 
@@ -114,6 +116,21 @@ fn trickled_headers_are_cut_off_at_the_read_timeout() {
             assert_eq!(answer.status, 408, "{}", answer.text());
         }
     }
+    bystander.finish();
+}
+
+#[test]
+fn oversized_headers_get_431() {
+    let store = start_store(config());
+    let bystander = client(&store);
+    for (method, path) in [("POST", "/api/write?cluster=c"), ("GET", "/api/query")] {
+        for (what, request) in oversized_heads(method, path) {
+            let (answer, _) = send_raw(&store.addr, request);
+            let answer = answer.unwrap_or_else(|| panic!("{what} to {path}: no answer"));
+            assert_eq!(answer.status, 431, "{what} to {path}");
+        }
+    }
+    bystander.expect_served(3, Duration::from_secs(5));
     bystander.finish();
 }
 

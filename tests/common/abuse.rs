@@ -229,3 +229,41 @@ pub fn peak_rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
+
+/// Sends `bytes` as they are (from a second thread, so that an answer that
+/// comes before the end is read meanwhile) and reads until the server
+/// closes; returns the answer, if any, and how many bytes were taken.
+pub fn send_raw(addr: &str, bytes: Vec<u8>) -> (Option<super::Response>, usize) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            for chunk in bytes.chunks(64 * 1024) {
+                if stream.write_all(chunk).is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        })
+    };
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let sent = writer.join().unwrap();
+    (super::parse_response(&raw).ok(), sent)
+}
+
+/// Requests with one header of 1 MiB, and with 500 headers.
+pub fn oversized_heads(method: &str, path: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let start = format!("{method} {path} HTTP/1.1\r\nHost: server\r\nConnection: close\r\n");
+    let end = "Content-Length: 0\r\n\r\n";
+    let big = format!("{start}X-Big: {}\r\n{end}", "a".repeat(1 << 20));
+    let many: String = (0..500).map(|i| format!("X-H{i}: v\r\n")).collect();
+    vec![
+        ("a header of 1 MiB", big.into_bytes()),
+        ("500 headers", format!("{start}{many}{end}").into_bytes()),
+    ]
+}

@@ -51,7 +51,8 @@ pub struct HttpIngress {
     pub accept_encodings: Vec<ContentEncoding>,
     /// `idle_timeout`: keep-alive idle timeout. Default 120 s. The HTTP stack
     /// uses one timer for the idle wait and for reading request headers, so
-    /// the larger of `idle_timeout` and `header_read_timeout` bounds both.
+    /// the larger of `idle_timeout` and `header_read_timeout` bounds both,
+    /// from the moment a connection is accepted.
     #[serde(default = "default_idle_timeout", with = "cc_common::config::duration")]
     pub idle_timeout: Duration,
     /// `header_read_timeout`. Default 10 s.
