@@ -20,10 +20,15 @@ use std::time::{Duration, Instant};
 
 use common::abuse::{
     Bystander, ensure_open_files, expect_status, open_fds, oversized_heads, peak_rss, send_raw,
-    trickle,
+    trickle, trickle_on,
 };
 use common::{Process, Stub, metric, now, relay_config, start_relay, wait_for};
 use serde_json::{Value, json};
+
+/// Time between two trickled bytes.
+const PAUSE: Duration = Duration::from_millis(100);
+/// How long a trickling client waits for the server after its last byte.
+const WAIT: Duration = Duration::from_secs(5);
 
 /// Small limits and timeouts, so that every abuse is cut off quickly.
 fn config(stub: &Stub) -> Value {
@@ -101,14 +106,7 @@ fn trickled_headers_are_cut_off_at_the_header_timeout() {
     let slow: Vec<_> = (0..20)
         .map(|_| {
             let addr = relay.addr.clone();
-            std::thread::spawn(move || {
-                trickle(
-                    &addr,
-                    head,
-                    Duration::from_millis(100),
-                    Duration::from_secs(5),
-                )
-            })
+            std::thread::spawn(move || trickle(&addr, head, PAUSE, WAIT))
         })
         .collect();
     bystander.expect_served(5, Duration::from_secs(10));
@@ -166,15 +164,16 @@ fn trickled_bodies_get_408_at_the_body_timeout() {
                     body.len()
                 );
                 stream.write_all(head.as_bytes()).unwrap();
-                trickle_on(stream, body.as_bytes())
+                trickle_on(stream, body.as_bytes(), PAUSE, WAIT)
             })
         })
         .collect();
     bystander.expect_served(5, Duration::from_secs(10));
     for t in slow {
-        let (sent, answer, lasted) = t.join().unwrap();
+        let t = t.join().unwrap();
+        let (sent, lasted) = (t.sent, t.lasted);
         assert!(sent < body.len(), "all of the body was taken: {sent}");
-        let answer = answer.expect("an answer before the connection closes");
+        let answer = t.answer.expect("an answer before the connection closes");
         assert_eq!(
             (answer.status, answer.text().as_str()),
             (408, "request body not received in time\n")
@@ -217,7 +216,7 @@ fn slow_bodies_do_not_take_every_request_slot() {
                 stream
                     .write_all(b"POST /api/write?cluster=c HTTP/1.1\r\nHost: relay\r\nContent-Length: 40\r\n\r\n")
                     .unwrap();
-                trickle_on(stream, &[b'x'; 40])
+                trickle_on(stream, &[b'x'; 40], PAUSE, WAIT)
             })
         })
         .collect();
@@ -231,43 +230,6 @@ fn slow_bodies_do_not_take_every_request_slot() {
     for t in slow {
         t.join().unwrap();
     }
-}
-
-/// Writes `bytes` to a connection whose request head was sent, one per
-/// 100 ms, until the server answers or closes; returns the bytes sent, the
-/// answer and how long it took.
-fn trickle_on(mut stream: TcpStream, bytes: &[u8]) -> (usize, Option<common::Response>, Duration) {
-    let started = Instant::now();
-    stream.set_nodelay(true).unwrap();
-    stream.set_nonblocking(true).unwrap();
-    let mut sent = 0;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    for byte in bytes {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                raw.extend_from_slice(&buf[..n]);
-                break;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
-        }
-        if stream.write(std::slice::from_ref(byte)).is_err() {
-            break;
-        }
-        sent += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
-    raw.extend(rest);
-    let answer = common::parse_response_bytes(&raw);
-    (sent, answer, started.elapsed())
 }
 
 #[test]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::abuse::{
     Bystander, ensure_open_files, expect_status, open_fds, oversized_heads, send_raw, trickle,
+    trickle_on,
 };
 use common::{Process, now, start_store, start_store_in, store_config, wait_for};
 use serde_json::{Value, json};
@@ -153,10 +154,12 @@ fn trickled_bodies_get_408_at_the_deadline() {
                 // The head at once, then the body byte by byte.
                 let mut stream = TcpStream::connect(&addr).unwrap();
                 stream.write_all(&request[..body_from]).unwrap();
-                let started = Instant::now();
-                let mut t = trickle_stream(stream, &request[body_from..]);
-                t.lasted = started.elapsed();
-                t
+                trickle_on(
+                    stream,
+                    &request[body_from..],
+                    Duration::from_millis(100),
+                    Duration::from_secs(5),
+                )
             })
         })
         .collect();
@@ -189,34 +192,6 @@ fn trickled_bodies_get_408_at_the_deadline() {
         answer["results"][0][0]["data"].is_null(),
         "nothing of a body that never arrived is stored: {answer}"
     );
-}
-
-/// [`trickle`] on a connection already open.
-fn trickle_stream(mut stream: TcpStream, bytes: &[u8]) -> common::abuse::Trickled {
-    stream.set_nodelay(true).unwrap();
-    let mut sent = 0;
-    for byte in bytes {
-        stream.set_nonblocking(true).unwrap();
-        let mut b = [0u8; 1];
-        let answered =
-            !matches!(stream.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-        stream.set_nonblocking(false).unwrap();
-        if answered || stream.write_all(std::slice::from_ref(byte)).is_err() {
-            break;
-        }
-        sent += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    common::abuse::Trickled {
-        sent,
-        answer: common::parse_response_bytes(&raw),
-        lasted: Duration::ZERO,
-    }
 }
 
 #[test]

@@ -158,17 +158,27 @@ pub struct Trickled {
     pub lasted: Duration,
 }
 
-/// Writes `bytes` to `addr` one at a time with `pause` between them until
-/// they are all sent or the server ends the connection, then reads what the
-/// server says until it closes (at most `wait` after the last byte).
+/// Connects to `addr` and trickles `bytes` with [`trickle_on`].
 pub fn trickle(addr: &str, bytes: &[u8], pause: Duration, wait: Duration) -> Trickled {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    trickle_on(TcpStream::connect(addr).unwrap(), bytes, pause, wait)
+}
+
+/// Writes `bytes` to `stream` one at a time with `pause` between them
+/// until they are all sent or the server answers or ends the connection,
+/// then reads what the server says until it closes (at most `wait` after
+/// the last byte). `lasted` counts from the first byte.
+pub fn trickle_on(
+    mut stream: TcpStream,
+    bytes: &[u8],
+    pause: Duration,
+    wait: Duration,
+) -> Trickled {
     stream.set_nodelay(true).unwrap();
     stream.set_read_timeout(Some(wait)).unwrap();
     let started = Instant::now();
     let mut sent = 0;
     for byte in bytes {
-        if stream.write_all(std::slice::from_ref(byte)).is_err() || closed_by_peer(&stream) {
+        if closed_by_peer(&stream) || stream.write_all(std::slice::from_ref(byte)).is_err() {
             break;
         }
         sent += 1;
@@ -183,8 +193,8 @@ pub fn trickle(addr: &str, bytes: &[u8], pause: Duration, wait: Duration) -> Tri
     }
 }
 
-/// Whether the peer has closed the connection or sent something (a peek
-/// that does not wait).
+/// Whether the peer has answered or closed the connection (a peek that
+/// does not wait).
 fn closed_by_peer(stream: &TcpStream) -> bool {
     stream.set_nonblocking(true).unwrap();
     let mut byte = [0u8; 1];
