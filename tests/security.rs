@@ -742,3 +742,105 @@ fn secrets_appear_in_no_log_status_metrics_or_config_check() {
     drop(relay);
     drop(store);
 }
+
+#[test]
+fn credentials_written_into_urls_are_never_shown() {
+    let mut secrets = Secrets(Vec::new());
+    let upstream_password = "url-password-5e7c2a";
+    let nats_password = "url-nats-password-a41d";
+    secrets.add("password in an upstream URL", upstream_password);
+    secrets.add("password in the store's NATS address", nats_password);
+    let nats = NatsServer::start(NatsSetup::new().user_password("store", nats_password));
+
+    // The store takes NATS credentials from its address, as upstream does.
+    let mut config = store_config();
+    config["nats"] = json!({"address": nats.url().replacen(
+        "nats://",
+        &format!("nats://store:{nats_password}@"),
+        1
+    )});
+    config["metric-store"]["nats-subscriptions"] =
+        json!([{"subscribe-to": "m", "cluster-tag": "c"}]);
+    let store = start_store_logging(config, "debug");
+    assert!(
+        wait_for(Duration::from_secs(20), || common::sample(
+            &store.request("GET", "/metrics", &[], b"").text(),
+            "ccstore_nats_connected"
+        ) == Some(1.0)),
+        "{}",
+        store.log_text()
+    );
+
+    // The relay accepts a password in an upstream URL (with a warning) and
+    // sends it as basic authentication.
+    let stub = Stub::start();
+    let mut config = common::relay_config(json!([{
+        "name": "site", "type": "relay-http",
+        "url": format!("http://rack:{upstream_password}@{}/api/write", stub.addr),
+        "batch": {"linger": "20ms"}
+    }]));
+    config["ingress"]["http"][0]["name"] = json!("local");
+    let (relay, admin) = start_relay_logging(
+        config,
+        tempfile::tempdir().unwrap(),
+        |admin| common::http(admin, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200),
+        "debug",
+    );
+    let line = format!(
+        "cpu_load,cluster=c,hostname=h,type=node value=1 {}\n",
+        now()
+    );
+    assert_eq!(
+        relay
+            .request("POST", "/api/write", &[], line.as_bytes())
+            .status,
+        200
+    );
+    assert!(wait_for(Duration::from_secs(10), || !stub
+        .requests()
+        .is_empty()));
+    assert_eq!(
+        stub.requests()[0].header("authorization"),
+        Some(
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("rack:{upstream_password}"))
+            )
+            .as_str()
+        )
+    );
+
+    let relay_check = common::relay_cli(&relay.dir.path().join("relay.json"), &["--check-config"]);
+    let store_check = std::process::Command::new(common::binary("cc-store"))
+        .arg("-config")
+        .arg(store.dir.path().join("config.json"))
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    for (place, out) in [
+        ("relay --check-config", relay_check),
+        ("store --check-config", store_check),
+    ] {
+        assert!(out.status.success(), "{place}: {out:?}");
+        secrets.assert_absent(
+            place,
+            &format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        );
+    }
+    for path in ["/status", "/metrics", "/"] {
+        secrets.assert_absent(
+            &format!("relay {path}"),
+            &common::http(&admin, "GET", path, &[], b"").unwrap().text(),
+        );
+        secrets.assert_absent(
+            &format!("store {path}"),
+            &store.request("GET", path, &[], b"").text(),
+        );
+    }
+    secrets.assert_absent("the relay's log", &relay.log_text());
+    secrets.assert_absent("the store's log", &store.log_text());
+}
