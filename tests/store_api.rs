@@ -719,18 +719,35 @@ fn drops_privileges_after_binding() {
     mode(&checkpoints, 0o777);
     config["metric-store"]["checkpoints"]["directory"] = json!(checkpoints.display().to_string());
     let store = start_store(config);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", store.pid())).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)
-                    .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
-            })
-            .unwrap()
-    };
-    assert_eq!(field("Uid:"), "65534");
-    assert_eq!(field("Gid:"), "65534");
+    // Every thread (the runtime's were started before the switch), with its
+    // real, effective, saved and file-system ids, no supplementary group
+    // and no capability left.
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", store.pid()))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(tasks.len() > 1, "a multi-threaded process");
+    for task in tasks {
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(field("Uid:"), ["65534"; 4], "{}", task.display());
+        assert_eq!(field("Gid:"), ["65534"; 4], "{}", task.display());
+        assert!(
+            field("Groups:").iter().all(|g| g == "65534"),
+            "supplementary groups of {}: {:?}",
+            task.display(),
+            field("Groups:")
+        );
+        assert_eq!(field("CapEff:"), ["0000000000000000"], "{}", task.display());
+    }
     // Still serving after the switch.
     let r = store.request(
         "POST",
@@ -739,8 +756,10 @@ fn drops_privileges_after_binding() {
         b"cpu_load,hostname=h value=1 1000\n",
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(
-        checkpoints.join("c/h/current.wal").exists(),
+    let wal = std::fs::metadata(checkpoints.join("c/h/current.wal")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&wal),
+        65534,
         "WAL written as nobody"
     );
 }

@@ -12,9 +12,12 @@
 //!   (`"64MiB"`);
 //! - [`metrics`]: the `prometheus-client` registry served at `/metrics`
 //!   (format negotiation, build information, scrape-time families);
+//! - [`net`]: listening sockets with the accept backlog a cluster needs;
 //! - [`nats`]: NATS client connections (servers, credentials, TLS), their
 //!   state for metrics and readiness, and subscriptions drained without
 //!   unseen losses;
+//! - [`rlimit`]: the open-file limit raised to the hard limit, as Go
+//!   programs do;
 //! - [`secret`]: credentials read from files and never printed;
 //! - [`status_page`]: the HTML status pages (`GET /`): escaping, layout,
 //!   number formats, and rates from counter snapshots;
@@ -32,6 +35,8 @@ pub mod config;
 pub mod lineproto;
 pub mod metrics;
 pub mod nats;
+pub mod net;
+pub mod rlimit;
 pub mod secret;
 pub mod shutdown;
 pub mod status_page;

@@ -29,6 +29,13 @@ impl Secret {
         &self.0
     }
 
+    /// Whether `given` (a password or token a client presented) is this
+    /// secret, compared with [`constant_time_eq`].
+    #[must_use]
+    pub fn matches(&self, given: &str) -> bool {
+        constant_time_eq(self.0.as_bytes(), given.as_bytes())
+    }
+
     /// Reads a secret file: the whole content with surrounding whitespace
     /// (the trailing newline) removed. Never looks at permissions; see
     /// [`permission_warning`].
@@ -129,4 +136,34 @@ pub fn permission_warning(path: &Path) -> Option<String> {
             mode & 0o7777
         )
     })
+}
+
+/// Whether `a` and `b` are equal, in a time that depends on their lengths
+/// only, not on the position of the first difference: a client guessing a
+/// token byte by byte learns nothing from how fast it is refused.
+#[must_use]
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_the_whole_secret() {
+        let s = Secret::new("s3cret-token");
+        assert!(s.matches("s3cret-token"));
+        for wrong in [
+            "",
+            "s3cret-toke",
+            "s3cret-tokenx",
+            "S3cret-token",
+            "x3cret-token",
+        ] {
+            assert!(!s.matches(wrong), "{wrong:?}");
+        }
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"a", b""));
+    }
 }

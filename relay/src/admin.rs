@@ -69,7 +69,10 @@ async fn require_token(State(s): State<Arc<AdminState>>, req: Request, next: Nex
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(cc_common::auth::bearer_token);
-    if given == Some(token.as_str()) {
+    // Compared in constant time, like the basic-auth passwords.
+    if given.is_some_and(|given| {
+        cc_common::secret::constant_time_eq(token.as_bytes(), given.as_bytes())
+    }) {
         next.run(req).await
     } else {
         (StatusCode::UNAUTHORIZED, "admin token required\n").into_response()

@@ -309,6 +309,11 @@ fn start_workers(
     tasks
 }
 
+/// How long the admin listener waits for a request's headers, and keeps an
+/// idle connection open: hyper's default, longer than a scrape interval, so
+/// that a scraper's connection is reused.
+const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn start_admin(
     config: &Config,
     runtime: &Arc<Runtime>,
@@ -328,7 +333,7 @@ fn start_admin(
         addr: config.admin.address,
         what: "admin".into(),
         tls: config.admin.tls.clone(),
-        header_timeout: None,
+        header_timeout: ADMIN_HEADER_TIMEOUT,
         grace: Duration::from_secs(2),
     };
     serve(
@@ -380,7 +385,7 @@ fn start_http_source(
         addr,
         what: format!("ingress {}", l.name),
         tls: l.tls.clone(),
-        header_timeout: Some(l.header_read_timeout.max(l.idle_timeout)),
+        header_timeout: l.header_read_timeout.max(l.idle_timeout),
         grace: l.ack_timeout + Duration::from_secs(1),
     };
     let task = serve(bound, app, shutdown.token(), &mut secrets.server_tls)?;

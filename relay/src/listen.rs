@@ -21,9 +21,9 @@ pub struct Bound {
     pub what: String,
     /// HTTPS settings.
     pub tls: Option<config::ServerTls>,
-    /// Longest wait for a request's headers, including the idle wait on a
-    /// keep-alive connection (`None`: the server's default).
-    pub header_timeout: Option<Duration>,
+    /// Longest wait for a request's headers, including the wait for the
+    /// first byte on a new connection and the idle wait on a kept-alive one.
+    pub header_timeout: Duration,
     /// Time in-flight requests get after shutdown began.
     pub grace: Duration,
 }
@@ -50,7 +50,7 @@ pub fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
         what: what.into(),
         source,
     };
-    let listener = TcpListener::bind(addr).map_err(failed)?;
+    let listener = cc_common::net::bind_tcp(addr).map_err(failed)?;
     listener.set_nonblocking(true).map_err(failed)?;
     Ok(listener)
 }
@@ -82,19 +82,23 @@ pub fn serve(
         stop.cancelled().await;
         stopper.graceful_shutdown(Some(grace));
     });
-    let mut server = axum_server::from_tcp(listener).map_err(|source| StartError::Bind {
-        addr,
-        what: what.as_str().into(),
-        source,
-    })?;
-    if let Some(timeout) = header_timeout {
-        server
-            .http_builder()
-            .http1()
-            .keep_alive(true)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(timeout);
-    }
+    // HTTP/1.1 only (TLS offers nothing else in ALPN): without it every new
+    // connection first goes through protocol detection, which waits for
+    // the client's first bytes without any timeout, so a client that
+    // connects and sends nothing would hold its connection for ever.
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(|source| StartError::Bind {
+            addr,
+            what: what.as_str().into(),
+            source,
+        })?
+        .http1_only();
+    server
+        .http_builder()
+        .http1()
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
     let service = app.into_make_service();
     Ok(match tls {
         Some(tls) => {

@@ -135,9 +135,11 @@ impl Chunk {
         self.data.push(value);
     }
 
-    /// Slot index of `t` (truncating towards zero, negative before `start`).
+    /// Slot index of `t` (truncating towards zero, negative before `start`),
+    /// saturating: a query may read from any `t` up to `i64::MAX`.
     fn slot(&self, t: i64) -> i64 {
-        (t - self.start) / self.frequency
+        let slot = (i128::from(t) - i128::from(self.start)) / i128::from(self.frequency);
+        i64::try_from(slot).unwrap_or(if slot < 0 { i64::MIN } else { i64::MAX })
     }
 }
 
@@ -392,7 +394,11 @@ impl Chain {
                     // Inside the written slots, consecutive times map to
                     // consecutive slots: copy the whole run at once.
                     let f = chunk.frequency;
-                    let times_left = usize::try_from((to - t + f - 1) / f).unwrap_or(1);
+                    // In i128: `to` may be as large as i64::MAX.
+                    let times_left = usize::try_from(
+                        (i128::from(to) - i128::from(t) + i128::from(f) - 1) / i128::from(f),
+                    )
+                    .unwrap_or(usize::MAX);
                     let n = (chunk.len() - k).min(times_left).max(1);
                     match chunk.data.get(k..k + n) {
                         Some(run) => out.extend_from_slice(run),

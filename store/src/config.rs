@@ -63,7 +63,7 @@
 //! |---|---|---|
 //! | `main.max-body-size` | `"256MiB"` | larger request bodies get `413 Payload Too Large` |
 //! | `main.admin-roles` | `[]` (off) | when non-empty, `/api/free` and `/api/debug` need a token whose `roles` claim holds one of these |
-//! | `main.read-timeout` | `"30s"` | with `write-timeout`: a request not read and answered within their sum gets `408` (upstream: fixed 30 s each) |
+//! | `main.read-timeout` | `"30s"` | with `write-timeout`: a request not read and answered within their sum gets `408` (upstream: fixed 30 s each); a connection without a whole request head within it (idle or trickling) is closed |
 //! | `main.write-timeout` | `"30s"` | see `read-timeout` |
 //! | `main.backend-token` | none | API token (role `api`) that the node provider sends to cc-backend's `/api/jobs/used_nodes` (upstream sends none, and cc-backend refuses it) |
 //! | `main.metrics-endpoint-auth` | `false` | when true, `/metrics` needs what `/api/debug` needs: a valid token, with one of `admin-roles` when those are set; requires `jwt-public-key` |
@@ -238,7 +238,8 @@ pub struct MainConfig {
     pub admin_roles: Vec<String>,
     /// Time allowed to read a request (`read-timeout`, ours, default 30 s).
     /// A request must be read and answered within `read-timeout +
-    /// write-timeout`, else it gets 408.
+    /// write-timeout`, else it gets 408; a connection that sends no whole
+    /// request head within `read-timeout` (idle, or trickling) is closed.
     pub read_timeout: Duration,
     /// Time allowed to write a response (`write-timeout`, ours, default 30 s);
     /// see `read_timeout`.

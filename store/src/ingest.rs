@@ -64,8 +64,8 @@ pub enum Rejection {
     /// The sample is older than the newest chunk of its series (skipped,
     /// not an error).
     TooOld,
-    /// The cluster or host name would leave the checkpoint directory
-    /// (skipped, not an error).
+    /// The cluster or host name would leave the checkpoint directory, or is
+    /// longer than a file name may be (skipped, not an error).
     UnsafeName,
     /// The line is not valid line protocol.
     Syntax,
@@ -705,11 +705,21 @@ fn field_text(field: &FieldValue<'_>) -> String {
     out.chars().take(40).collect()
 }
 
-/// Whether `name` would leave the checkpoint directory as a cluster or
-/// host directory name: `.`, or containing `..`, `/`, `\` or NUL.
+/// The longest cluster or host name: the longest file name of the usual
+/// Linux file systems (`NAME_MAX`), since each becomes a directory of the
+/// checkpoint tree.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Whether `name` cannot be a cluster or host directory name: it would leave
+/// the checkpoint directory (`.`, or containing `..`, `/`, `\` or NUL), or
+/// is longer than [`MAX_NAME_BYTES`] (no file system would take it, and a
+/// host name of megabytes would be held in memory for as long as its data).
 #[must_use]
 pub fn is_unsafe_name(name: &str) -> bool {
-    name == "." || name.contains("..") || name.contains(['/', '\\', '\0'])
+    name == "."
+        || name.len() > MAX_NAME_BYTES
+        || name.contains("..")
+        || name.contains(['/', '\\', '\0'])
 }
 
 /// Finds (creating as needed) the level a line's sample belongs to; returns

@@ -70,6 +70,11 @@ fn main() -> ExitCode {
     if cli.cleanup_checkpoints {
         return cleanup_once(&config);
     }
+    // One WAL file open per host, and a socket per connection.
+    match cc_common::rlimit::raise_open_files() {
+        Ok(l) => tracing::debug!(was = l.was, now = l.soft, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

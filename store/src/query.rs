@@ -15,7 +15,11 @@
 //!   fails ("data from lower granularities does not align") or not,
 //!   depending on the order it happens to visit them in.
 //! - Memory is bounded by the data actually held, not by `to − from`, and
-//!   front padding never extends the series beyond the requested range.
+//!   front padding never extends the series beyond the requested range nor
+//!   past [`MAX_PADDING_SLOTS`]. (Gaps between chunks and the padding still
+//!   grow with the time they span: see the ignored test
+//!   `a_query_from_the_epoch_costs_what_its_data_costs` in
+//!   `tests/abuse_store.rs`.)
 //! - Children are visited in name order, so results are reproducible.
 
 use std::io::Write as _;
@@ -33,6 +37,13 @@ use crate::stats::{
 };
 use crate::store::MetricStore;
 use crate::tree::Level;
+
+/// The most nulls front padding puts before one entry's data: 4 Mi slots
+/// (48 days at 1 s, 32 MiB of f64), beyond any job cc-backend asks about.
+/// Without a bound, a request from `0` (or `i64::MIN`) would allocate a
+/// slot for every second (or every frequency step) since then, which a
+/// single query turns into gigabytes or an allocation failure.
+pub const MAX_PADDING_SLOTS: usize = 1 << 22;
 
 /// A query request (`GET /api/query` body).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -432,9 +443,14 @@ fn read_selector(
     let f = window.frequency.max(1);
     if req.with_padding && window.from / f > req.from / f {
         // Never pad beyond the requested range.
-        let range_slots = usize::try_from((req.to - req.from) / f + 1).unwrap_or(0);
+        // In i128: `from` and `to` may be any i64 (`[i64::MIN, i64::MAX]`).
+        let range_slots =
+            usize::try_from((i128::from(req.to) - i128::from(req.from)) / i128::from(f) + 1)
+                .unwrap_or(usize::MAX);
         let wanted = usize::try_from(window.from / f - req.from / f).unwrap_or(0);
-        let padding = wanted.min(range_slots.saturating_sub(data.len()));
+        let padding = wanted
+            .min(range_slots.saturating_sub(data.len()))
+            .min(MAX_PADDING_SLOTS);
         if padding > 0 {
             data.splice(0..0, std::iter::repeat_n(f64::NAN, padding));
         }

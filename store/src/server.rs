@@ -75,7 +75,7 @@ pub enum RunError {
 /// See [`RunError`].
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), RunError> {
     let addr = config.main.bind_address();
-    let listener = TcpListener::bind(&addr).map_err(|source| RunError::Bind {
+    let listener = cc_common::net::bind_tcp(addr.as_str()).map_err(|source| RunError::Bind {
         addr: addr.clone(),
         source,
     })?;
@@ -176,19 +176,33 @@ pub async fn serve(
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, scheme, metrics = config.metrics.len(), "cc-store listening");
+    // `read-timeout` bounds the wait for a request's head too, on a new
+    // connection and between requests on a kept-alive one (Go's ReadTimeout
+    // counts from the accept, and its idle timeout defaults to it): a client
+    // that sends nothing, or its headers a byte at a time, is disconnected
+    // then instead of holding a connection open. HTTP/1.1 only (as TLS's
+    // ALPN offers): protocol detection would wait for a first byte without
+    // any timeout.
+    let header_timeout = config.main.read_timeout;
     let server = tokio::spawn(async move {
         match tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))?
-                    .handle(handle)
-                    .serve(app.into_make_service())
-                    .await
+                let mut server =
+                    axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))?
+                        .http1_only();
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(header_timeout);
+                server.handle(handle).serve(app.into_make_service()).await
             }
             None => {
-                axum_server::from_tcp(listener)?
-                    .handle(handle)
-                    .serve(app.into_make_service())
-                    .await
+                let mut server = axum_server::from_tcp(listener)?.http1_only();
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(header_timeout);
+                server.handle(handle).serve(app.into_make_service()).await
             }
         }
     });

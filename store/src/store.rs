@@ -163,15 +163,23 @@ impl MetricStore {
     /// being line `line` with `cluster` and `host`.
     pub fn note_unsafe_names(&self, line: usize, cluster: &str, host: &str, lines: usize) {
         if let Some(unlogged) = self.unsafe_log.due() {
+            // A name may be megabytes long: the log gets its start.
+            let start = |name: &str| -> String {
+                let mut cut: String = name.chars().take(64).collect();
+                if cut.len() < name.len() {
+                    cut.push_str(&format!("… ({} bytes)", name.len()));
+                }
+                cut
+            };
             tracing::warn!(
                 line,
-                cluster,
-                host,
+                cluster = start(cluster),
+                host = start(host),
                 lines,
                 unlogged_batches = unlogged,
                 "skipping lines whose cluster or host name would leave the checkpoint directory \
-                 ('.', or containing '..', '/', '\\' or NUL); the rest of the batch is stored \
-                 (logged at most once a minute)"
+                 ('.', or containing '..', '/', '\\' or NUL) or is longer than 255 bytes; \
+                 the rest of the batch is stored (logged at most once a minute)"
             );
         }
     }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod abuse;
 pub mod browser;
 pub mod nats;
 
@@ -95,8 +96,24 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    http_within(addr, method, path, headers, body, Duration::from_secs(30))
+}
+
+/// [`http`] with `timeout` for connecting and for each read and write.
+pub fn http_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Response> {
+    let socket = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, addr.to_owned()))?;
+    let mut stream = TcpStream::connect_timeout(&socket, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -110,6 +127,12 @@ pub fn http(
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw)
+}
+
+/// Parses raw response bytes read off a socket; `None` if they are not a
+/// whole HTTP response head.
+pub fn parse_response_bytes(raw: &[u8]) -> Option<Response> {
+    parse_response(raw).ok()
 }
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
@@ -283,7 +306,29 @@ pub fn spawn_store_in(config: serde_json::Value, dir: tempfile::TempDir) -> Proc
     spawn_store(config, free_port(), dir)
 }
 
-fn spawn_store(mut config: serde_json::Value, port: u16, dir: tempfile::TempDir) -> Process {
+fn spawn_store(config: serde_json::Value, port: u16, dir: tempfile::TempDir) -> Process {
+    spawn_store_logging(config, port, dir, "info")
+}
+
+/// Starts `cc-store` with `-loglevel level` (`debug`, `info`, …) and waits
+/// until it answers HTTP.
+pub fn start_store_logging(config: serde_json::Value, level: &str) -> Process {
+    let mut process = spawn_store_logging(
+        config,
+        free_port(),
+        tempfile::tempdir().expect("temp dir"),
+        level,
+    );
+    wait_until_up(&mut process);
+    process
+}
+
+fn spawn_store_logging(
+    mut config: serde_json::Value,
+    port: u16,
+    dir: tempfile::TempDir,
+    level: &str,
+) -> Process {
     let addr = format!("127.0.0.1:{port}");
     config["main"]["addr"] = serde_json::Value::from(addr.clone());
     if config["metric-store"]["checkpoints"]["directory"].is_null() {
@@ -305,7 +350,7 @@ fn spawn_store(mut config: serde_json::Value, port: u16, dir: tempfile::TempDir)
     let child = Command::new(binary("cc-store"))
         .arg("-config")
         .arg(&config_path)
-        .args(["-loglevel", "info"])
+        .args(["-loglevel", level])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -419,9 +464,19 @@ pub fn start_relay_in(config: serde_json::Value, dir: tempfile::TempDir) -> (Pro
 /// whose `/readyz` is not plain and open: TLS, a token, disk pressure).
 /// Addresses already in `config` are kept; missing ones get free ports.
 pub fn start_relay_when(
+    config: serde_json::Value,
+    dir: tempfile::TempDir,
+    ready: impl Fn(&str) -> bool,
+) -> (Process, String) {
+    start_relay_logging(config, dir, ready, "info")
+}
+
+/// [`start_relay_when`] with `--log-level level` (`debug`, `info`, …).
+pub fn start_relay_logging(
     mut config: serde_json::Value,
     mut dir: tempfile::TempDir,
     ready: impl Fn(&str) -> bool,
+    level: &str,
 ) -> (Process, String) {
     // A relay with only NATS inputs has no HTTP ingress address.
     let has_ingress = config["ingress"]["http"]
@@ -463,7 +518,7 @@ pub fn start_relay_when(
         let child = Command::new(binary("cc-relay"))
             .arg("--config")
             .arg(&config_path)
-            .args(["--log-level", "info"])
+            .args(["--log-level", level])
             .current_dir(dir.path())
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -51,7 +51,8 @@ pub struct HttpIngress {
     pub accept_encodings: Vec<ContentEncoding>,
     /// `idle_timeout`: keep-alive idle timeout. Default 120 s. The HTTP stack
     /// uses one timer for the idle wait and for reading request headers, so
-    /// the larger of `idle_timeout` and `header_read_timeout` bounds both.
+    /// the larger of `idle_timeout` and `header_read_timeout` bounds both,
+    /// from the moment a connection is accepted.
     #[serde(default = "default_idle_timeout", with = "cc_common::config::duration")]
     pub idle_timeout: Duration,
     /// `header_read_timeout`. Default 10 s.
@@ -289,7 +290,7 @@ impl BasicUsers {
     pub fn verify(&self, user: &str, password: &str) -> bool {
         self.users
             .get(user)
-            .is_some_and(|stored| constant_time_eq(stored.expose().as_bytes(), password.as_bytes()))
+            .is_some_and(|stored| stored.matches(password))
     }
 
     /// The user names, sorted.
@@ -316,10 +317,6 @@ impl fmt::Debug for BasicUsers {
             .field("users", &self.users.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn default_address() -> SocketAddr {

@@ -259,7 +259,20 @@ async fn handle_inner(
     .await
     .map_err(|_| IngressError::BodyTimeout)?
     .map_err(|_| IngressError::TooLarge(s.max_body_bytes))?;
-    let body = decode(encoding, body, s.max_decompressed_bytes)?;
+    let body = match encoding {
+        ContentEncoding::Identity => decode(encoding, body, s.max_decompressed_bytes)?,
+        // Decompressing up to `max_decompressed_bytes` takes a while: not
+        // on a thread that serves connections.
+        _ => {
+            let limit = s.max_decompressed_bytes;
+            tokio::task::spawn_blocking(move || decode(encoding, body, limit))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "decoding worker failed");
+                    IngressError::Refused(Refused::Internal)
+                })??
+        }
+    };
     let query_cluster = params
         .cluster
         .filter(|c| s.trust_query_cluster && !c.is_empty());
@@ -349,7 +362,11 @@ fn decode(encoding: ContentEncoding, body: Bytes, limit: usize) -> Result<Bytes,
             }
             Ok(body)
         }
-        ContentEncoding::Gzip => read_limited(&mut flate2::read::GzDecoder::new(body.as_ref())),
+        // Every member: a gzip file may hold several (RFC 1952 §2.2), and
+        // the first alone would silently lose the lines of the others.
+        ContentEncoding::Gzip => {
+            read_limited(&mut flate2::read::MultiGzDecoder::new(body.as_ref()))
+        }
         ContentEncoding::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::new(body.as_ref()).map_err(bad)?;
             read_limited(&mut decoder)
@@ -462,11 +479,20 @@ mod tests {
             plain
         );
         assert_eq!(
-            decode(ContentEncoding::Gzip, gz, 999)
+            decode(ContentEncoding::Gzip, gz.clone(), 999)
                 .unwrap_err()
                 .into_response()
                 .status(),
             StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let mut two = gz.to_vec();
+        two.extend_from_slice(&gz);
+        assert_eq!(
+            decode(ContentEncoding::Gzip, Bytes::from(two), 2000)
+                .unwrap()
+                .len(),
+            2000,
+            "both members"
         );
         let z = Bytes::from(zstd::bulk::compress(&plain, 3).unwrap());
         assert_eq!(decode(ContentEncoding::Zstd, z, 1000).unwrap(), plain);

@@ -437,3 +437,16 @@ fn a_single_sample_chain_moves_onto_a_learned_frequency_and_no_other_does() {
     loaded.adopt_frequency(60);
     assert_eq!(loaded.head().unwrap().frequency, 10);
 }
+
+#[test]
+fn reads_up_to_the_end_of_i64() {
+    // A chunk at the start of the epoch read until i64::MAX: `to - t`
+    // does not overflow.
+    let c = chain_of(vec![chunk(-5, 10, &[1.0, 2.0], CHUNK_CAPACITY)]);
+    let (data, w) = read(&c, i64::MIN, i64::MAX);
+    assert!(same(&data, &[1.0, 2.0]), "{data:?}");
+    assert_eq!((w.from, w.to), (0, 20));
+    // From past every chunk: nothing, and no overflow in the slot index.
+    let (data, _) = read(&c, i64::MAX - 1, i64::MAX);
+    assert!(data.is_empty(), "{data:?}");
+}

@@ -219,6 +219,11 @@ fn unsafe_name_rule() {
     for bad in [".", "..", "a..b", "../x", "a/b", "/", "a\\b", "a\0b"] {
         assert!(is_unsafe_name(bad), "{bad:?}");
     }
+    assert!(!is_unsafe_name(&"n".repeat(MAX_NAME_BYTES)));
+    assert!(
+        is_unsafe_name(&"n".repeat(MAX_NAME_BYTES + 1)),
+        "longer than a file name"
+    );
     for good in ["", "a", "a.b", ".a", "a.", "node-01", "00000000:49:00.0"] {
         assert!(!is_unsafe_name(good), "{good:?}");
     }

@@ -316,3 +316,45 @@ fn empty_request_answers_empty_results() {
     let s = store();
     assert_eq!(query(&s, "{}"), "{\"results\":[]}\n");
 }
+
+#[test]
+fn a_range_over_all_of_i64_does_not_overflow() {
+    // Padding is computed from `to - from`: i64::MIN to i64::MAX does not
+    // fit an i64. Without padding the data alone comes back.
+    let s = worked_example();
+    let out = query(
+        &s,
+        &format!(
+            r#"{{"cluster":"c","from":{},"to":{},"with-padding":false,"queries":[{{"metric":"cpu_load","host":"h"}}]}}"#,
+            i64::MIN,
+            i64::MAX
+        ),
+    );
+    assert!(
+        out.starts_with("{\"results\":[[{\"data\":[1.000,2.000,3.000],"),
+        "{out}"
+    );
+    // With padding from a `from` close to the data.
+    let out = query(
+        &s,
+        &format!(
+            r#"{{"cluster":"c","from":880,"to":{},"queries":[{{"metric":"cpu_load","host":"h"}}]}}"#,
+            i64::MAX
+        ),
+    );
+    assert!(
+        out.starts_with("{\"results\":[[{\"data\":[null,null,1.000,2.000,3.000],"),
+        "{out}"
+    );
+    // With padding from i64::MIN: bounded, not an allocation of 2^57 slots.
+    let out = query(
+        &s,
+        &format!(
+            r#"{{"cluster":"c","from":{},"to":{},"queries":[{{"metric":"cpu_load","host":"h"}}]}}"#,
+            i64::MIN,
+            i64::MAX
+        ),
+    );
+    assert_eq!(out.matches("null").count(), MAX_PADDING_SLOTS, "padding");
+    assert!(out.contains("null,1.000,2.000,3.000],"));
+}
