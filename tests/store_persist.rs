@@ -788,3 +788,132 @@ fn retention_frees_everything_old_when_cc_backend_cannot_be_asked() {
             .contains("cannot get the nodes running jobs")
     );
 }
+
+/// Mounts a tmpfs of `size` on `dir` (root only); unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "this test mounts a {size} tmpfs to fill the disk and needs root (CI runs as root)"
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The checkpoint directory fills up: writes that cannot reach the WAL get
+/// 500 (so the sender keeps them), failed snapshots are counted, queries
+/// keep being answered; once space is back, writes and snapshots succeed
+/// again, and after a restart every acknowledged sample is there.
+#[test]
+fn a_full_checkpoint_disk_refuses_writes_keeps_serving_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    std::fs::create_dir(&checkpoints).unwrap();
+    let mount = Tmpfs::mount(&checkpoints, "4m");
+    // Most of the space is taken by a file the test removes later.
+    let filler = checkpoints.join("filler");
+    std::fs::write(&filler, vec![0u8; 3 * 1024 * 1024 + 512 * 1024]).unwrap();
+
+    let mut config = store_config();
+    config["metric-store"]["checkpoints"]["directory"] = json!(checkpoints.display().to_string());
+    config["metric-store"]["checkpoint-interval"] = json!("1s");
+    let store = start_store_in(config.clone(), dir);
+
+    // Node-level cpu_load of 20 hosts, five minutes per round.
+    const ROUNDS: i64 = 400;
+    let t0 = (now() - 36 * 3600) / 60 * 60;
+    let post = |round: i64| {
+        let body: String = (0..20)
+            .flat_map(|h| {
+                (0..5).map(move |m| {
+                    format!(
+                        "cpu_load,cluster=c,hostname=h{h} value={round} {}\n",
+                        t0 + 60 * (5 * round + m)
+                    )
+                })
+            })
+            .collect();
+        store.request("POST", "/api/write", &[], body.as_bytes())
+    };
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for round in 0..ROUNDS {
+        let r = post(round);
+        if r.status == 200 {
+            acknowledged.push(round);
+        } else {
+            refused = Some((round, r.status, r.text()));
+            break;
+        }
+    }
+    let (refused_round, status, text) = refused.expect("the disk never filled up");
+    assert_eq!(status, 500, "{text}");
+    assert!(text.to_lowercase().contains("wal"), "{text}");
+    assert!(!acknowledged.is_empty());
+
+    // Queries are still answered, with what was acknowledged.
+    let values = |store: &Process, host: &str| -> usize {
+        let q = json!({"cluster": "c", "from": t0, "to": t0 + 300 * ROUNDS,
+                       "queries": [{"metric": "cpu_load", "host": host}]});
+        let r = store.request("GET", "/api/query", &[], q.to_string().as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["results"][0][0]["data"]
+            .as_array()
+            .map_or(0, |d| d.iter().filter(|v| !v.is_null()).count())
+    };
+    assert!(values(&store, "h7") >= 5 * acknowledged.len());
+    let scrape = |store: &Process| store.request("GET", "/metrics", &[], b"").text();
+    let failed = wait_for(Duration::from_secs(20), || {
+        common::sample(&scrape(&store), "ccstore_checkpoint_failures_total")
+            .is_some_and(|v| v > 0.0)
+    });
+    assert!(failed, "no failed snapshot counted:\n{}", store.log_text());
+
+    // Space comes back: the refused round is sent again and taken, and a
+    // checkpoint round succeeds.
+    std::fs::remove_file(&filler).unwrap();
+    let since = now();
+    let taken = wait_for(Duration::from_secs(20), || {
+        post(refused_round).status == 200
+    });
+    assert!(taken, "writes are still refused:\n{}", store.log_text());
+    acknowledged.push(refused_round);
+    let saved = wait_for(Duration::from_secs(30), || {
+        common::sample(
+            &scrape(&store),
+            "ccstore_checkpoint_last_success_timestamp_seconds",
+        )
+        .is_some_and(|t| t >= since as f64)
+    });
+    assert!(
+        saved,
+        "no checkpoint succeeded after the space came back:\n{}",
+        store.log_text()
+    );
+
+    // A restart on the same directory has every acknowledged sample.
+    let (status, dir) = store.stop();
+    assert!(status.success(), "{status}");
+    let store = start_store_in(config, dir);
+    for host in ["h0", "h7", "h19"] {
+        assert_eq!(values(&store, host), 5 * acknowledged.len(), "{host}");
+    }
+    drop(store);
+    drop(mount);
+}
