@@ -1640,3 +1640,84 @@ fn sighup_applies_log_level_and_names_changes_that_need_a_restart() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// The disk runs low under the relay (a filler file on a tmpfs takes the
+/// space below `min_free_disk_bytes`): it stops acknowledging and says so on
+/// `/readyz` and `/metrics`, keeps forwarding what it holds, and takes data
+/// again once the space is back.
+#[test]
+fn low_disk_stops_acknowledging_keeps_forwarding_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    assert!(
+        mount_tmpfs(&data, "64m"),
+        "this test mounts a 64 MiB tmpfs to fill the disk and needs root (CI runs as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(data.clone());
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let mut config = one_store(&stub);
+    config["storage"] = json!({"min_free_disk_bytes": "16MiB", "min_free_disk_percent": 0,
+                               "disk_check_interval": "100ms"});
+    config["data_dir"] = json!(data.join("relay"));
+    let (relay, admin) = start_relay(config);
+    let t = now();
+    let batch = |b: usize| -> String {
+        (0..50)
+            .map(|i| format!("m,hostname=h{i} value={b} {t}\n"))
+            .collect()
+    };
+    for b in 0..5 {
+        assert_eq!(post(&relay, "?cluster=c", &batch(b)).status, 200);
+    }
+
+    // The filler leaves less than the floor.
+    let filler = data.join("filler");
+    std::fs::write(&filler, vec![0u8; 56 << 20]).unwrap();
+    let refused = wait_for(Duration::from_secs(10), || {
+        common::http(&admin, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 503)
+    });
+    assert!(refused, "{}", relay.log_text());
+    let r = post(&relay, "?cluster=c", &batch(99));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(metric(&admin, "ccrelay_storage_pressure"), 1.0);
+    assert!(
+        relay.log_text().contains("disk limits exceeded"),
+        "{}",
+        relay.log_text()
+    );
+
+    // What it holds still goes out.
+    stub.answer(|_| 200);
+    let delivered = wait_for(Duration::from_secs(20), || {
+        stub.delivered_lines().len() == 250
+    });
+    assert!(
+        delivered,
+        "{} of 250 lines delivered",
+        stub.delivered_lines().len()
+    );
+
+    // Space is back: data is taken again.
+    std::fs::remove_file(&filler).unwrap();
+    let ready = wait_for(Duration::from_secs(10), || {
+        common::http(&admin, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(ready, "{}", relay.log_text());
+    assert_eq!(post(&relay, "?cluster=c", &batch(5)).status, 200);
+    assert!(wait_for(Duration::from_secs(20), || stub
+        .delivered_lines()
+        .len()
+        == 300));
+    assert_eq!(metric(&admin, "ccrelay_storage_pressure"), 0.0);
+}
