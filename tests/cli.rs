@@ -171,3 +171,100 @@ fn store_reads_config_json_in_its_directory_as_upstream_does() {
         "{text}"
     );
 }
+
+#[test]
+fn relay_token_signs_what_relay_and_store_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("jwt.key");
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status()
+        .expect("openssl runs (Debian package openssl)");
+    assert!(made.success());
+    // The public half in both forms the docs give.
+    let public_pem = dir.path().join("jwt.pub");
+    assert!(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public_pem)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let der = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    use base64::Engine as _;
+    let raw = &der.stdout[der.stdout.len() - 32..];
+    let public_b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+
+    let key_arg = key.display().to_string();
+    let out = run(
+        "cc-relay",
+        &[
+            "token",
+            "--key",
+            &key_arg,
+            "--sub",
+            "node1",
+            "--role",
+            "api",
+            "--valid-for",
+            "1h",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let token = stdout(&out).trim().to_owned();
+    assert_eq!(token.matches('.').count(), 2, "{token}");
+
+    // A store with the key's raw base64 takes the token.
+    let store = common::start_store_with_main(serde_json::json!({"jwt-public-key": public_b64}));
+    let line = format!("cpu_load,cluster=c,hostname=n1 value=1 {}\n", common::now());
+    let auth = format!("Bearer {token}");
+    let r = store.request(
+        "POST",
+        "/api/write",
+        &[("Authorization", &auth)],
+        line.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = store.request(
+        "POST",
+        "/api/write",
+        &[("Authorization", "Bearer x.y.z")],
+        line.as_bytes(),
+    );
+    assert_eq!(r.status, 401);
+
+    // A relay with the PEM public key takes it too.
+    let stub = common::Stub::start();
+    let config = serde_json::json!({
+        "ingress": {"http": [{"name": "local",
+            "auth": {"mode": "jwt", "jwt_public_key_file": public_pem, "required_roles": ["api"]}}]},
+        "upstreams": [{"name": "store", "type": "ccms-http",
+                       "url": format!("http://{}/api/write", stub.addr)}]
+    });
+    let (relay, _) = common::start_relay(config);
+    let r = relay.request(
+        "POST",
+        "/api/write",
+        &[("Authorization", &auth)],
+        line.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A file that is not a private key is named.
+    let pub_arg = public_pem.display().to_string();
+    let out = run("cc-relay", &["token", "--key", &pub_arg, "--sub", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("jwt.pub") && err.contains("not an Ed25519 private key"),
+        "{err}"
+    );
+}

@@ -1,4 +1,5 @@
-//! Ed25519 (EdDSA) JWT verification shared by `cc-store` and `cc-relay`.
+//! Ed25519 (EdDSA) JWT verification shared by `cc-store` and `cc-relay`,
+//! and the signing behind `cc-relay token` ([`sign_token`]).
 //!
 //! Rules (`spec/store.md` §4, `spec/relay.md` §4.3):
 //!
@@ -108,6 +109,56 @@ pub enum AuthError {
     /// keys loaded by this module).
     #[error("token could not be verified")]
     Verification,
+}
+
+/// Failure to sign a token ([`sign_token`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The private key file cannot be read.
+    #[error("cannot read the private key {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an Ed25519 private key in PEM (PKCS#8), as
+    /// `openssl genpkey -algorithm ed25519` writes it.
+    #[error(
+        "{path} is not an Ed25519 private key in PEM (make one with `openssl genpkey -algorithm ed25519 -out {path}`)"
+    )]
+    NotAKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The claims could not be signed.
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// Signs `claims` (a JSON object: `sub`, `roles`, `exp`, …) with the Ed25519
+/// private key in `private_key_file` (PEM, PKCS#8) and returns the compact
+/// token, header `{"alg":"EdDSA","typ":"JWT"}`, as cc-backend issues them.
+///
+/// # Errors
+///
+/// [`SignError`] naming the file when it cannot be read or is not an
+/// Ed25519 private key.
+pub fn sign_token(
+    private_key_file: &Path,
+    claims: &serde_json::Value,
+) -> Result<String, SignError> {
+    let pem = std::fs::read(private_key_file).map_err(|source| SignError::Read {
+        path: private_key_file.to_path_buf(),
+        source,
+    })?;
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).map_err(|_| SignError::NotAKey {
+        path: private_key_file.to_path_buf(),
+    })?;
+    let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+    header.typ = Some("JWT".to_owned());
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| SignError::Sign(e.to_string()))
 }
 
 /// An Ed25519 public key accepted for JWT verification.

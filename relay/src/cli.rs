@@ -105,6 +105,56 @@ pub enum Command {
     /// /dlq/UPSTREAM/purge`.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Sign a JWT and print it (needs no configuration).
+    ///
+    /// For the tokens collectors send to a relay (`auth.mode: jwt`), a rack
+    /// relay sends to a head relay, or a relay sends to cc-store. The
+    /// receiving side verifies them with the public half of the key:
+    /// `openssl pkey -in KEY -pubout -out key.pub` gives the PEM file for
+    /// `jwt_public_key_file`, and `openssl pkey -in KEY -pubout -outform DER
+    /// | tail -c 32 | base64` the form of cc-store's `jwt-public-key`. Make
+    /// the key with `openssl genpkey -algorithm ed25519 -out KEY` and keep it
+    /// off the compute nodes.
+    Token(TokenArgs),
+}
+
+/// `cc-relay token …`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Ed25519 private key (PEM, PKCS#8), as `openssl genpkey -algorithm
+    /// ed25519` writes it.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The `sub` claim: who holds the token (a node, a rack relay, a user).
+    #[arg(long, value_name = "NAME")]
+    pub sub: String,
+    /// A `roles` entry; repeat for several (e.g. `--role relay` for a head
+    /// relay's `required_roles`).
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
+    /// Validity from now (`exp`), e.g. `365days`; without it the token does
+    /// not expire.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub valid_for: Option<std::time::Duration>,
+}
+
+impl TokenArgs {
+    /// The claims: `sub`, `roles` (when given), `iat` and, with
+    /// `--valid-for`, `exp`, at Unix time `now`.
+    #[must_use]
+    pub fn claims(&self, now: i64) -> serde_json::Value {
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".to_owned(), self.sub.clone().into());
+        claims.insert("iat".to_owned(), now.into());
+        if !self.roles.is_empty() {
+            claims.insert("roles".to_owned(), self.roles.clone().into());
+        }
+        if let Some(valid) = self.valid_for {
+            let secs = i64::try_from(valid.as_secs()).unwrap_or(i64::MAX);
+            claims.insert("exp".to_owned(), now.saturating_add(secs).into());
+        }
+        serde_json::Value::Object(claims)
+    }
 }
 
 /// `cc-relay queue …`.
@@ -247,6 +297,39 @@ mod tests {
             Some(Command::Dlq(c)) => c,
             other => panic!("{args:?}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn token_claims_carry_sub_roles_and_expiry() {
+        let cli = Cli::try_parse_from([
+            "cc-relay",
+            "token",
+            "--key",
+            "k.pem",
+            "--sub",
+            "rack17",
+            "--role",
+            "relay",
+            "--role",
+            "api",
+            "--valid-for",
+            "1day",
+        ])
+        .unwrap();
+        let Some(Command::Token(args)) = cli.command else {
+            panic!("not a token command: {:?}", cli.command);
+        };
+        assert_eq!(
+            args.claims(1000),
+            serde_json::json!({"sub": "rack17", "iat": 1000, "roles": ["relay", "api"],
+                               "exp": 1000 + 86_400})
+        );
+        let cli = Cli::try_parse_from(["cc-relay", "token", "--key", "k", "--sub", "n1"]).unwrap();
+        let Some(Command::Token(args)) = cli.command else {
+            panic!("not a token command");
+        };
+        assert_eq!(args.claims(5), serde_json::json!({"sub": "n1", "iat": 5}));
+        assert!(Cli::try_parse_from(["cc-relay", "token", "--sub", "n1"]).is_err());
     }
 
     #[test]

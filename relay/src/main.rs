@@ -29,6 +29,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Signing a token needs no configuration.
+    if let Some(Command::Token(args)) = &cli.command {
+        return token(args);
+    }
     let config = match &cli.config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
                 })
             }
             Command::Dlq(c) => cc_relay::offline::dlq(&config, c),
+            Command::Token(args) => return token(args),
         };
         return match result {
             Ok(printed) => {
@@ -131,6 +136,21 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("cc-relay: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `cc-relay token`: prints a signed JWT.
+fn token(args: &cc_relay::cli::TokenArgs) -> ExitCode {
+    let claims = args.claims(cc_common::time::now_secs());
+    match cc_common::auth::sign_token(&args.key, &claims) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cc-relay: {}", cc_common::error_chain(&e));
             ExitCode::from(1)
         }
     }

@@ -587,3 +587,36 @@ fn debug_output_shows_no_tokens() {
     assert!(debug.contains(TEST_PUBLIC_B64), "{debug}");
     assert!(debug.contains("cached_tokens: 1"), "{debug}");
 }
+
+#[test]
+fn sign_token_makes_tokens_the_verifier_accepts_and_names_a_bad_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, TEST_PRIVATE_PEM).unwrap();
+    let token = sign_token(
+        &key,
+        &json!({"sub": "node1", "roles": ["api"], "exp": NOW + 60}),
+    )
+    .unwrap();
+    let verifier = JwtVerifier::from_base64(TEST_PUBLIC_B64).unwrap();
+    let claims = verifier.verify_at(&token, NOW).unwrap();
+    assert!(claims.has_any_role(&["api"]));
+    assert_eq!(claims.sub.as_deref(), Some("node1"));
+    assert_eq!(
+        verifier.verify_at(&token, NOW + 61),
+        Err(AuthError::Expired)
+    );
+    let other = JwtVerifier::from_base64(OTHER_PUBLIC_B64).unwrap();
+    assert_eq!(
+        other.verify_at(&token, NOW),
+        Err(AuthError::InvalidSignature)
+    );
+
+    let missing = dir.path().join("missing.pem");
+    let err = sign_token(&missing, &json!({})).unwrap_err();
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    let public = dir.path().join("public.pem");
+    std::fs::write(&public, TEST_PUBLIC_PEM).unwrap();
+    let err = sign_token(&public, &json!({})).unwrap_err();
+    assert!(matches!(err, SignError::NotAKey { .. }), "{err}");
+}
