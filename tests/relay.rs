@@ -1315,33 +1315,12 @@ fn per_upstream_rules_shape_each_upstreams_lines() {
 }
 
 /// Mounts a tmpfs of `size` at `dir` (root only); false where that is not possible.
-fn mount_tmpfs(dir: &std::path::Path, size: &str) -> bool {
-    std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn a_storage_error_stops_acknowledging_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    assert!(
-        mount_tmpfs(&data, "6m"),
-        "this test mounts a 6 MiB tmpfs to fill the disk and needs root (CI runs as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(data.clone());
+    let _tmpfs = common::Tmpfs::mount(&data, "6m");
     let stub = Stub::start();
     stub.answer(|_| 503);
     let mut config = one_store(&stub);
@@ -1650,20 +1629,7 @@ fn low_disk_stops_acknowledging_keeps_forwarding_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    assert!(
-        mount_tmpfs(&data, "64m"),
-        "this test mounts a 64 MiB tmpfs to fill the disk and needs root (CI runs as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(data.clone());
+    let _tmpfs = common::Tmpfs::mount(&data, "64m");
     let stub = Stub::start();
     stub.answer(|_| 503);
     let mut config = one_store(&stub);
@@ -1699,13 +1665,18 @@ fn low_disk_stops_acknowledging_keeps_forwarding_and_resumes() {
 
     // What it holds still goes out.
     stub.answer(|_| 200);
-    let delivered = wait_for(Duration::from_secs(20), || {
-        stub.delivered_lines().len() == 250
-    });
+    let distinct = || {
+        stub.delivered_lines()
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let delivered = wait_for(Duration::from_secs(30), || distinct() == 250);
     assert!(
         delivered,
-        "{} of 250 lines delivered",
-        stub.delivered_lines().len()
+        "{} of 250 lines delivered under low disk\n{}",
+        distinct(),
+        relay.log_text()
     );
 
     // Space is back: data is taken again.
@@ -1715,9 +1686,11 @@ fn low_disk_stops_acknowledging_keeps_forwarding_and_resumes() {
     });
     assert!(ready, "{}", relay.log_text());
     assert_eq!(post(&relay, "?cluster=c", &batch(5)).status, 200);
-    assert!(wait_for(Duration::from_secs(20), || stub
-        .delivered_lines()
-        .len()
-        == 300));
+    assert!(
+        wait_for(Duration::from_secs(30), || distinct() == 300),
+        "{} of 300 lines delivered after the space came back\n{}",
+        distinct(),
+        relay.log_text()
+    );
     assert_eq!(metric(&admin, "ccrelay_storage_pressure"), 0.0);
 }

@@ -789,33 +789,6 @@ fn retention_frees_everything_old_when_cc_backend_cannot_be_asked() {
     );
 }
 
-/// Mounts a tmpfs of `size` on `dir` (root only); unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "this test mounts a {size} tmpfs to fill the disk and needs root (CI runs as root)"
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// The checkpoint directory fills up: writes that cannot reach the WAL get
 /// 500 (so the sender keeps them), failed snapshots are counted, queries
 /// keep being answered; once space is back, writes and snapshots succeed
@@ -825,7 +798,7 @@ fn a_full_checkpoint_disk_refuses_writes_keeps_serving_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("checkpoints");
     std::fs::create_dir(&checkpoints).unwrap();
-    let mount = Tmpfs::mount(&checkpoints, "4m");
+    let mount = common::Tmpfs::mount(&checkpoints, "4m");
     // Most of the space is taken by a file the test removes later.
     let filler = checkpoints.join("filler");
     std::fs::write(&filler, vec![0u8; 3 * 1024 * 1024 + 512 * 1024]).unwrap();
