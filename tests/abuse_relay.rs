@@ -16,11 +16,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::abuse::{
-    Bystander, ensure_open_files, expect_status, open_fds, oversized_heads, peak_rss, send_raw,
-    trickle, trickle_on,
+    Bystander, ensure_open_files, expect_status, idle_connections_are_held_then_freed, open_fds,
+    oversized_heads, peak_rss, send_raw, trickle, trickle_on,
 };
 use common::{Process, Stub, metric, now, relay_config, start_relay, wait_for};
 use serde_json::{Value, json};
@@ -244,57 +244,8 @@ fn five_thousand_idle_connections_are_held_then_closed() {
     config["ingress"]["http"][0]["idle_timeout"] = json!("6s");
     config["ingress"]["http"][0]["header_read_timeout"] = json!("6s");
     let (relay, admin) = start_relay(config);
-    let before = open_fds(relay.pid());
     let bystander = collector(&relay, &admin);
-    let opened = Instant::now();
-    let idle: Vec<TcpStream> = (0..IDLE)
-        .map(|i| {
-            TcpStream::connect(&relay.addr)
-                .unwrap_or_else(|e| panic!("connection {i} of {IDLE}: {e}"))
-        })
-        .collect();
-    let held = wait_for(Duration::from_secs(5), || {
-        open_fds(relay.pid()) >= before + IDLE
-    });
-    assert!(
-        held,
-        "the relay holds {} descriptors, {before} before {IDLE} connections",
-        open_fds(relay.pid())
-    );
-    bystander.expect_served(3, Duration::from_secs(5));
-    assert!(
-        open_fds(relay.pid()) >= before + IDLE,
-        "served while all {IDLE} were still open ({:?} after opening them)",
-        opened.elapsed()
-    );
-    // The idle timeout frees every one of them.
-    for s in &idle {
-        s.set_nonblocking(true).unwrap();
-    }
-    let mut open: Vec<&TcpStream> = idle.iter().collect();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !open.is_empty() && Instant::now() < deadline {
-        open.retain(|s| {
-            let mut b = [0u8; 1];
-            matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        });
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        open.is_empty(),
-        "{} of {IDLE} idle connections still open {:?} after they were opened",
-        open.len(),
-        opened.elapsed()
-    );
-    drop(idle);
-    assert!(
-        wait_for(Duration::from_secs(5), || open_fds(relay.pid())
-            < before + 50),
-        "descriptors not released: {} (before: {before})",
-        open_fds(relay.pid())
-    );
-    bystander.expect_served(3, Duration::from_secs(5));
-    bystander.finish();
+    idle_connections_are_held_then_freed(relay.pid(), &relay.addr, IDLE, bystander);
 }
 
 /// The start and the end of one `cpu_load` line whose host name goes in

@@ -19,8 +19,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::abuse::{
-    Bystander, ensure_open_files, expect_status, open_fds, oversized_heads, send_raw, trickle,
-    trickle_on,
+    Bystander, ensure_open_files, expect_status, idle_connections_are_held_then_freed, open_fds,
+    oversized_heads, send_raw, trickle, trickle_on,
 };
 use common::{Process, now, start_store, start_store_in, store_config, wait_for};
 use serde_json::{Value, json};
@@ -202,54 +202,8 @@ fn five_thousand_idle_connections_are_held_then_closed() {
     // Long enough to open them all and be served meanwhile.
     config["main"]["read-timeout"] = json!("6s");
     let store = start_store(config);
-    let before = open_fds(store.pid());
     let bystander = client(&store);
-    let opened = Instant::now();
-    let idle: Vec<TcpStream> = (0..IDLE)
-        .map(|i| {
-            TcpStream::connect(&store.addr)
-                .unwrap_or_else(|e| panic!("connection {i} of {IDLE}: {e}"))
-        })
-        .collect();
-    assert!(
-        wait_for(Duration::from_secs(5), || open_fds(store.pid())
-            >= before + IDLE),
-        "the store holds {} descriptors, {before} before {IDLE} connections",
-        open_fds(store.pid())
-    );
-    bystander.expect_served(3, Duration::from_secs(5));
-    assert!(
-        open_fds(store.pid()) >= before + IDLE,
-        "served while all {IDLE} were still open ({:?} after opening them)",
-        opened.elapsed()
-    );
-    for s in &idle {
-        s.set_nonblocking(true).unwrap();
-    }
-    let mut open: Vec<&TcpStream> = idle.iter().collect();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !open.is_empty() && Instant::now() < deadline {
-        open.retain(|s| {
-            let mut b = [0u8; 1];
-            matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        });
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        open.is_empty(),
-        "{} of {IDLE} idle connections still open {:?} after they were opened",
-        open.len(),
-        opened.elapsed()
-    );
-    drop(idle);
-    assert!(
-        wait_for(Duration::from_secs(5), || open_fds(store.pid())
-            < before + 50),
-        "descriptors not released: {} (before: {before})",
-        open_fds(store.pid())
-    );
-    bystander.expect_served(3, Duration::from_secs(5));
-    bystander.finish();
+    idle_connections_are_held_then_freed(store.pid(), &store.addr, IDLE, bystander);
 }
 
 /// Posts one line of `len` bytes (a host name of `x`s) to `/api/write` as

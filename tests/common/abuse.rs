@@ -277,3 +277,55 @@ pub fn oversized_heads(method: &str, path: &str) -> Vec<(&'static str, Vec<u8>)>
         ("500 headers", format!("{start}{many}{end}").into_bytes()),
     ]
 }
+
+/// Opens `n` connections to `addr` that never send a byte and checks, for
+/// the server process `pid`: it holds them all while `bystander` keeps being
+/// served, its idle or header timeout (a few seconds, as the test configured
+/// it) closes every one of them within 15 s, and it releases their
+/// descriptors; then `bystander` is served again and finished.
+pub fn idle_connections_are_held_then_freed(pid: u32, addr: &str, n: usize, bystander: Bystander) {
+    let before = open_fds(pid);
+    let opened = Instant::now();
+    let idle: Vec<TcpStream> = (0..n)
+        .map(|i| TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i} of {n}: {e}")))
+        .collect();
+    let held = super::wait_for(Duration::from_secs(5), || open_fds(pid) >= before + n);
+    assert!(
+        held,
+        "the server holds {} descriptors, {before} before {n} connections",
+        open_fds(pid)
+    );
+    bystander.expect_served(3, Duration::from_secs(5));
+    assert!(
+        open_fds(pid) >= before + n,
+        "served while all {n} were still open ({:?} after opening them)",
+        opened.elapsed()
+    );
+    // The timeout frees every one of them.
+    for s in &idle {
+        s.set_nonblocking(true).expect("non-blocking socket");
+    }
+    let mut open: Vec<&TcpStream> = idle.iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !open.is_empty() && Instant::now() < deadline {
+        open.retain(|s| {
+            let mut b = [0u8; 1];
+            matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        open.is_empty(),
+        "{} of {n} idle connections still open {:?} after they were opened",
+        open.len(),
+        opened.elapsed()
+    );
+    drop(idle);
+    assert!(
+        super::wait_for(Duration::from_secs(5), || open_fds(pid) < before + 50),
+        "descriptors not released: {} (before: {before})",
+        open_fds(pid)
+    );
+    bystander.expect_served(3, Duration::from_secs(5));
+    bystander.finish();
+}
