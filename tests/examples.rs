@@ -26,6 +26,22 @@ fn example(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A rack relay example taking collectors' JWTs, made to run here: data in
+/// `dir`, free ports, the test key pair's public key for the collectors.
+fn rack_relay_example(rel: &str, dir: &tempfile::TempDir) -> Value {
+    let mut relay: Value = serde_json::from_str(&example(rel)).unwrap();
+    relay["data_dir"] = json!(dir.path().join("data").display().to_string());
+    relay["admin"]["address"] = Value::Null;
+    relay["ingress"]["http"][0]["address"] = Value::Null;
+    relay["ingress"]["http"][0]["auth"]["jwt_public_key_file"] = json!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt/test-public.b64")
+            .display()
+            .to_string()
+    );
+    relay
+}
+
 /// `text` with `from` replaced by `to`; `from` must occur.
 fn replace(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "the example no longer has {from:?}");
@@ -59,9 +75,19 @@ fn post_lines(relay: &str, token: &str, host: &str, t: i64, from: i64, n: i64) {
 /// How many `cpu_load` values of `host` in cluster `fritz` the store holds
 /// from `t` on (0 while it does not answer).
 fn stored_points(store: &common::Process, host: &str, t: i64) -> usize {
+    stored_points_as(store, &[], host, t)
+}
+
+/// [`stored_points`] with request headers (a token).
+fn stored_points_as(
+    store: &common::Process,
+    headers: &[(&str, &str)],
+    host: &str,
+    t: i64,
+) -> usize {
     let q = json!({"cluster": "fritz", "from": t - 60, "to": t + 3600,
                    "queries": [{"metric": "cpu_load", "host": host}]});
-    let r = store.request("GET", "/api/query", &[], q.to_string().as_bytes());
+    let r = store.request("GET", "/api/query", headers, q.to_string().as_bytes());
     if r.status != 200 {
         return 0;
     }
@@ -382,16 +408,7 @@ fn the_small_cluster_example_keeps_every_line_across_a_store_restart() {
 
     // The rack relay on the example, with the store's token.
     let dir = tempfile::tempdir().unwrap();
-    let mut relay: Value = serde_json::from_str(&example("small-cluster/cc-relay.json")).unwrap();
-    relay["data_dir"] = json!(dir.path().join("data").display().to_string());
-    relay["admin"]["address"] = Value::Null;
-    relay["ingress"]["http"][0]["address"] = Value::Null;
-    relay["ingress"]["http"][0]["auth"]["jwt_public_key_file"] = json!(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/jwt/test-public.b64")
-            .display()
-            .to_string()
-    );
+    let mut relay = rack_relay_example("small-cluster/cc-relay.json", &dir);
     let store_token = common::mint_token(&json!({"sub": "rack17-relay", "roles": ["api"]}));
     relay["upstreams"][0]["url"] = json!(format!("http://{}/api/write", store.addr));
     relay["upstreams"][0]["auth"]["jwt_file"] =
@@ -400,22 +417,9 @@ fn the_small_cluster_example_keeps_every_line_across_a_store_restart() {
 
     let collector = common::mint_token(&json!({"sub": "n1"}));
     let t = now() - 600;
-    let points = |store: &common::Process| -> usize {
-        let q = json!({"cluster": "fritz", "from": t - 60, "to": t + 3600,
-                       "queries": [{"metric": "cpu_load", "host": "n1"}]});
-        let r = store.request(
-            "GET",
-            "/api/query",
-            &[("Authorization", &format!("Bearer {store_token}"))],
-            q.to_string().as_bytes(),
-        );
-        if r.status != 200 {
-            return 0;
-        }
-        r.json()["results"][0][0]["data"]
-            .as_array()
-            .map_or(0, |d| d.iter().filter(|v| !v.is_null()).count())
-    };
+    let auth = format!("Bearer {store_token}");
+    let points =
+        |store: &common::Process| stored_points_as(store, &[("Authorization", &auth)], "n1", t);
     post_lines(&relay.addr, &collector, "n1", t, 0, 4);
     assert!(
         wait_for(Duration::from_secs(20), || points(&store) == 4),
@@ -444,16 +448,7 @@ fn the_two_stores_example_feeds_both_and_rides_out_one_being_down() {
     let store_a = common::start_store(common::store_config());
     let mut store_b = common::start_store(common::store_config());
     let dir = tempfile::tempdir().unwrap();
-    let mut relay: Value = serde_json::from_str(&example("two-stores/cc-relay.json")).unwrap();
-    relay["data_dir"] = json!(dir.path().join("data").display().to_string());
-    relay["admin"]["address"] = Value::Null;
-    relay["ingress"]["http"][0]["address"] = Value::Null;
-    relay["ingress"]["http"][0]["auth"]["jwt_public_key_file"] = json!(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/jwt/test-public.b64")
-            .display()
-            .to_string()
-    );
+    let mut relay = rack_relay_example("two-stores/cc-relay.json", &dir);
     let store_jwt = secret_file(&dir.path().join("store.jwt"), "example-token");
     for (upstream, store) in relay["upstreams"]
         .as_array_mut()
