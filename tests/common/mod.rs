@@ -495,8 +495,16 @@ pub fn start_relay_logging(
                 serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
         }
         if admin_free {
-            config["admin"]["address"] =
-                serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
+            // Two calls of free_port may hand out the same port: the relay
+            // would refuse an admin address equal to its ingress one.
+            let ingress = config["ingress"]["http"][0]["address"].clone();
+            let admin = loop {
+                let candidate = serde_json::Value::from(format!("127.0.0.1:{}", free_port()));
+                if candidate != ingress {
+                    break candidate;
+                }
+            };
+            config["admin"]["address"] = admin;
         }
         let ingress = if has_ingress {
             config["ingress"]["http"][0]["address"]
