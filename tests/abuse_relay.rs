@@ -194,12 +194,6 @@ fn trickled_bodies_get_408_at_the_body_timeout() {
 }
 
 #[test]
-#[ignore = "not fixed: a request takes one of max_concurrent_requests slots before its body \
-            is read and keeps it until the body is in or body_read_timeout (30 s by default) \
-            ends, so as many slow senders as there are slots make every collector wait \
-            ack_timeout and get 503, which collectors answer by dropping the batch. Taking the \
-            slot after the body would free it, but leave the bodies being read unbounded \
-            (a design decision)."]
 fn slow_bodies_do_not_take_every_request_slot() {
     let stub = Stub::start();
     let mut config = config(&stub);

@@ -71,8 +71,10 @@ pub struct HttpIngress {
     /// keep it below the collectors' 5 s client timeout. Default 4 s.
     #[serde(default = "default_ack_timeout", with = "cc_common::config::duration")]
     pub ack_timeout: Duration,
-    /// `max_concurrent_requests`: requests beyond this wait (bounded by
-    /// `ack_timeout`). Default 256.
+    /// `max_concurrent_requests`: requests processed at once, each from the
+    /// moment its body is in; requests beyond this wait (bounded by
+    /// `ack_timeout`). Bodies still arriving may hold this many times
+    /// `max_body_bytes`. Default 256.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
     /// `success_status`: 200 or 204 on every path of this listener. Unset: 204

@@ -3,10 +3,17 @@
 //! Request handling, in order: route and method (404/405) → authentication
 //! (401, 403 for a valid token without a required role) → overload, storage
 //! or shutdown refusal (503 with `Retry-After`) → hop limit (508) → query
-//! parameters (400) → `Content-Encoding` (415 if not accepted) → concurrency
-//! limit (503) → body within `max_body_bytes` (413, 408 if too slow) →
+//! parameters (400) → `Content-Encoding` (415 if not accepted) → body within
+//! `max_body_bytes` (413, 408 if too slow) → concurrency limit (503) →
 //! decoding (400, 413 beyond `max_decompressed_bytes`) → line processing →
 //! records into every matching upstream queue → group commit → answer.
+//!
+//! A request takes one of `max_concurrent_requests` slots only once its body
+//! is in, so senders whose bodies trickle in (a broken or hostile node) hold
+//! no slot and cannot make the collectors wait. What the bodies still
+//! arriving may hold in memory is bounded instead, to what the slots allow:
+//! `max_concurrent_requests` × `max_body_bytes` bytes per listener (a body
+//! waits for room, within `body_read_timeout`).
 //!
 //! The answer is 2xx **only after the batch is on disk**: an fsync that
 //! started after the last insert has returned. Which 2xx depends on the path
@@ -24,9 +31,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cc_common::lineproto::Precision;
-use tokio::sync::Semaphore;
+use futures_util::StreamExt as _;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::auth::{Auth, authenticate};
 use super::text;
@@ -53,7 +61,8 @@ pub struct ListenerSettings {
     pub ack_timeout: Duration,
     /// Longest time to receive the body (408 beyond).
     pub body_read_timeout: Duration,
-    /// Requests processed at once (the rest wait, within `ack_timeout`).
+    /// Requests processed at once once their bodies are in (the rest wait,
+    /// within `ack_timeout`); also sets the memory bound of bodies arriving.
     pub max_concurrent_requests: usize,
     /// 200 or 204 on every path; `None`: per path ([`default_success`]).
     pub success_status: Option<StatusCode>,
@@ -137,7 +146,21 @@ impl IntoResponse for IngressError {
 struct Listener {
     settings: ListenerSettings,
     runtime: Arc<Runtime>,
+    /// Requests past their body: decoding, processing, waiting for durability.
     permits: Semaphore,
+    /// Bytes of bodies held in memory, one permit per byte
+    /// ([`body_budget`]).
+    body_bytes: Semaphore,
+}
+
+/// Bytes the bodies of one listener may hold at once: as many full bodies as
+/// requests may be processed at once.
+fn body_budget(settings: &ListenerSettings) -> usize {
+    settings
+        .max_concurrent_requests
+        .max(1)
+        .saturating_mul(settings.max_body_bytes.max(1))
+        .min(Semaphore::MAX_PERMITS)
 }
 
 /// The router of one listener.
@@ -147,6 +170,7 @@ pub fn router(settings: ListenerSettings, runtime: Arc<Runtime>) -> Router {
     runtime.counters.add_source(&settings.name);
     let state = Arc::new(Listener {
         permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
+        body_bytes: Semaphore::new(body_budget(&settings)),
         settings,
         runtime,
     });
@@ -246,19 +270,18 @@ async fn handle_inner(
     else {
         return Err(IngressError::Encoding(named.to_owned()));
     };
-    let _permit = tokio::time::timeout(s.ack_timeout, l.permits.acquire())
-        .await
-        .map_err(|_| IngressError::Busy)?;
     // From here the batch is on its way: a group commit about to start may
     // wait a moment for it.
     let writing = l.runtime.writing();
-    let body = tokio::time::timeout(
+    let (body, _held) = tokio::time::timeout(
         s.body_read_timeout,
-        axum::body::to_bytes(req.into_body(), s.max_body_bytes),
+        read_body(req.into_body(), s.max_body_bytes, &l.body_bytes),
     )
     .await
-    .map_err(|_| IngressError::BodyTimeout)?
-    .map_err(|_| IngressError::TooLarge(s.max_body_bytes))?;
+    .map_err(|_| IngressError::BodyTimeout)??;
+    let _permit = tokio::time::timeout(s.ack_timeout, l.permits.acquire())
+        .await
+        .map_err(|_| IngressError::Busy)?;
     let body = match encoding {
         ContentEncoding::Identity => decode(encoding, body, s.max_decompressed_bytes)?,
         // Decompressing up to `max_decompressed_bytes` takes a while: not
@@ -290,6 +313,51 @@ async fn handle_inner(
         .accept(writing, &s.rule_groups, batch, s.ack_timeout)
         .await?;
     Ok(answer(&accepted, success))
+}
+
+/// Reads a body of at most `max` bytes, holding one permit of `budget` per
+/// byte read (returned with the body; dropping it gives the room back).
+async fn read_body(
+    body: axum::body::Body,
+    max: usize,
+    budget: &Semaphore,
+) -> Result<(Bytes, Option<SemaphorePermit<'_>>), IngressError> {
+    let too_large = || IngressError::TooLarge(max);
+    let mut chunks = body.into_data_stream();
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut held: Option<SemaphorePermit<'_>> = None;
+    let mut len = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        // A read error is a client that went away or sent a broken chunked
+        // body; like an oversized body, it gets no further.
+        let chunk = chunk.map_err(|_| too_large())?;
+        len = len.checked_add(chunk.len()).ok_or_else(too_large)?;
+        if len > max {
+            return Err(too_large());
+        }
+        let n = u32::try_from(chunk.len()).map_err(|_| too_large())?;
+        let permit = budget
+            .acquire_many(n)
+            .await
+            .map_err(|_| IngressError::Refused(Refused::ShuttingDown))?;
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        // One chunk (most small bodies) is kept as it is, without a copy.
+        match first.take() {
+            None if joined.is_empty() => first = Some(chunk),
+            None => joined.extend_from_slice(&chunk),
+            Some(f) => {
+                joined.reserve(f.len() + chunk.len());
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&chunk);
+            }
+        }
+    }
+    let body = first.unwrap_or_else(|| joined.freeze());
+    Ok((body, held))
 }
 
 /// The request's hop count (`X-CC-Relay-Hops`), refused beyond `max`.
@@ -430,6 +498,46 @@ fn precision_param(value: &str) -> Result<Precision, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn body_of(chunks: &[&'static [u8]]) -> axum::body::Body {
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn bodies_hold_their_bytes_of_the_budget_until_dropped() {
+        let budget = Semaphore::new(10);
+        let (body, held) = read_body(body_of(&[b"abc", b"defg", b"h"]), 100, &budget)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"abcdefgh");
+        assert_eq!(budget.available_permits(), 2);
+        // A second body of 8 bytes waits for room ...
+        let second = read_body(body_of(&[b"12345678"]), 100, &budget);
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut second)
+                .await
+                .is_err()
+        );
+        // ... and gets it once the first is done.
+        drop(held);
+        let (body, _held) = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&body[..], b"12345678");
+        assert_eq!(budget.available_permits(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_refused_and_returns_its_room() {
+        let budget = Semaphore::new(100);
+        let r = read_body(body_of(&[b"abcd", b"efgh"]), 6, &budget).await;
+        assert!(matches!(r, Err(IngressError::TooLarge(6))));
+        assert_eq!(budget.available_permits(), 100);
+    }
 
     #[test]
     fn write_parameters_of_every_influxdb_dialect() {
