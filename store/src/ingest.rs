@@ -20,6 +20,10 @@
 //!    line: the time the batch arrived).
 //! 6. A sample older than the newest chunk of its series is skipped and
 //!    counted (upstream's "from past").
+//! 7. A sample more than [`MAX_FUTURE`] seconds ahead of the store's clock
+//!    is an error: stored, it would make every later sample of its series
+//!    "from past" until the clock caught up, and retention would never free
+//!    its chunk.
 //!
 //! Every line that is not stored is counted by [`Rejection`] in the
 //! [`IngestReport`] of its batch; the caller adds the report to the
@@ -33,6 +37,8 @@
 //!   naming the first invalid line, so senders see the error.
 //! - Timestamps in milliseconds, microseconds or nanoseconds are recognised
 //!   by magnitude and converted to seconds (upstream silently uses "now").
+//! - A sample more than ten minutes ahead of the store's clock is an error
+//!   (upstream stores it, and its series then refuses every current sample).
 //! - A line without a host, or with an empty cluster, is an error (upstream
 //!   stores it under an empty name).
 //! - The `(cluster, host)` level is resolved per line, so lines that rely on
@@ -54,6 +60,11 @@ use foldhash::fast::RandomState;
 /// Latest accepted timestamp in seconds (the year 5138): later ones, and
 /// negative ones, are errors rather than slots no arithmetic can handle.
 pub const MAX_TIMESTAMP: i64 = 100_000_000_000;
+
+/// How far (seconds) a sample may be ahead of the time its batch arrived:
+/// what a sender's clock may be off by (the relay's default `max_future` is
+/// the same ten minutes).
+pub const MAX_FUTURE: i64 = 600;
 
 /// Why a line was not stored: the `reason` label of
 /// `ccstore_ingest_rejected_lines_total`.
@@ -145,6 +156,20 @@ pub enum LineError {
         /// The timestamp, converted to seconds.
         ts: i64,
     },
+    /// A timestamp more than [`MAX_FUTURE`] seconds ahead of the store's
+    /// clock.
+    #[error(
+        "at line {line}: timestamp {ts} is {} s ahead of the store's clock (at most {MAX_FUTURE} s); is the sender's clock right?",
+        ts.saturating_sub(*now)
+    )]
+    TimestampInFuture {
+        /// 1-based line number in the batch.
+        line: usize,
+        /// The timestamp, converted to seconds.
+        ts: i64,
+        /// The store's clock when the batch arrived.
+        now: i64,
+    },
     /// A field other than `value`.
     #[error("at line {line}: host {host}: unknown field: '{key}' (value: {value})")]
     UnknownField {
@@ -206,7 +231,9 @@ impl LineError {
                 Rejection::BadTimestamp
             }
             LineError::Syntax(_) => Rejection::Syntax,
-            LineError::TimestampOutOfRange { .. } => Rejection::BadTimestamp,
+            LineError::TimestampOutOfRange { .. } | LineError::TimestampInFuture { .. } => {
+                Rejection::BadTimestamp
+            }
             LineError::UnknownField { .. }
             | LineError::UnsupportedValue { .. }
             | LineError::NoValue { .. } => Rejection::BadField,
@@ -508,6 +535,14 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
             report.reject(|| LineError::TimestampOutOfRange {
                 line: line.number(),
                 ts,
+            });
+            continue;
+        }
+        if ts > now.saturating_add(MAX_FUTURE) {
+            report.reject(|| LineError::TimestampInFuture {
+                line: line.number(),
+                ts,
+                now,
             });
             continue;
         }

@@ -1,6 +1,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
+/// The store's clock in these tests: after every timestamp they write.
+const NOW: i64 = 2_000_000_000;
+
 use crate::config::{Aggregation, MetricConfig};
 use crate::registry::Registry;
 
@@ -47,7 +50,7 @@ net_bw,cluster=c,hostname=h,type=node,stype=network,stype-id=eth0 value=6 170000
 cpu_load,cluster=c,host=h2,type=node,type-id=0 value=7 1700000000
 cpu_load,hostname=h3 value=8 1700000000
 ";
-    let report = ingest(&s, body, "d", 0);
+    let report = ingest(&s, body, "d", NOW);
     assert_eq!(report.written, 8, "{report:?}");
     assert_eq!(values(&s, &["c", "h"], "cpu_load"), [1.0]);
     assert_eq!(values(&s, &["c", "h", "hwthread3"], "flops_any"), [2.0]);
@@ -88,7 +91,7 @@ fn unknown_metrics_are_skipped_even_when_malformed() {
 unknown_metric,cluster=c,hostname=h,broken value=1
 cpu_load,cluster=c,hostname=h value=2 1700000000
 ";
-    let report = ingest(&s, body, "", 0);
+    let report = ingest(&s, body, "", NOW);
     assert_eq!(
         (report.written, report.unknown_metric(), report.invalid()),
         (1, 2, 0)
@@ -105,7 +108,7 @@ cpu_load,cluster=c,hostname=h foo=1 1700000060
 cpu_load,cluster=c,hostname value=1 1700000060
 cpu_load,cluster=c,hostname=h value=2 1700000060
 ";
-    let report = ingest(&s, body, "", 0);
+    let report = ingest(&s, body, "", NOW);
     assert_eq!((report.written, report.invalid()), (2, 3), "{report:?}");
     assert_eq!(
         report.invalid_lines().unwrap().to_string(),
@@ -128,7 +131,7 @@ fn unknown_field_names_the_host_and_value() {
         &s,
         b"cpu_load,cluster=c,hostname=h foo=1.5 1700000000\n",
         "",
-        0,
+        NOW,
     );
     assert_eq!(
         report.invalid_lines().unwrap().to_string(),
@@ -143,7 +146,7 @@ fn integer_and_unsigned_values_are_accepted() {
         &s,
         b"cpu_load,cluster=c,hostname=h value=1i 1700000000\ncpu_load,cluster=c,hostname=h value=2u 1700000060\n",
         "",
-        0,
+        NOW,
     );
     assert_eq!(report.written, 2);
     assert_eq!(values(&s, &["c", "h"], "cpu_load"), [1.0, 2.0]);
@@ -156,14 +159,14 @@ fn missing_timestamps_take_the_previous_line_or_now() {
 cpu_load,cluster=c,hostname=b value=2 1700000000
 cpu_load,cluster=c,hostname=c value=3
 ";
-    ingest(&s, body, "", 1_600_000_000);
+    ingest(&s, body, "", 1_700_000_300);
     let start_of = |host: &str| {
         let id = s.registry().id("cpu_load").unwrap();
         let level = s.root().find(&["c", host]).unwrap();
         let data = level.read();
         data.chains[id].as_ref().unwrap().head().unwrap().start
     };
-    assert_eq!(start_of("a"), 1_600_000_000 - 30);
+    assert_eq!(start_of("a"), 1_700_000_300 - 30);
     assert_eq!(start_of("b"), 1_700_000_000 - 30);
     assert_eq!(start_of("c"), 1_700_000_000 - 30);
 }
@@ -175,7 +178,7 @@ fn sub_second_timestamps_are_converted_to_seconds() {
 cpu_load,cluster=c,hostname=us value=1 1700000000123456
 cpu_load,cluster=c,hostname=ns value=1 1700000000123456789
 ";
-    assert_eq!(ingest(&s, body, "", 0).written, 3);
+    assert_eq!(ingest(&s, body, "", NOW).written, 3);
     for host in ["ms", "us", "ns"] {
         let id = s.registry().id("cpu_load").unwrap();
         let level = s.root().find(&["c", host]).unwrap();
@@ -199,7 +202,7 @@ cpu_load,cluster=c,hostname=. value=1 1700000000
 cpu_load,cluster=..,hostname=h value=1 1700000000
 cpu_load,cluster=c,hostname=ok value=1 1700000000
 ";
-    let report = ingest(&s, body, "", 0);
+    let report = ingest(&s, body, "", NOW);
     assert_eq!(
         (
             report.written,
@@ -236,7 +239,7 @@ fn missing_host_or_cluster_are_errors() {
 cpu_load,hostname=h value=1 1700000000
 cpu_load,cluster=c,hostname=ok value=1 1700000000
 ";
-    let report = ingest(&s, body, "", 0);
+    let report = ingest(&s, body, "", NOW);
     assert_eq!((report.written, report.invalid()), (1, 2), "{report:?}");
     assert_eq!(
         (
@@ -265,7 +268,7 @@ fn lines_without_cluster_tag_never_land_in_the_previous_host() {
     let body = b"cpu_load,cluster=x,hostname=h value=1 1700000000
 cpu_load,hostname=h value=2 1700000000
 ";
-    ingest(&s, body, "d", 0);
+    ingest(&s, body, "d", NOW);
     assert_eq!(values(&s, &["x", "h"], "cpu_load"), [1.0]);
     assert_eq!(values(&s, &["d", "h"], "cpu_load"), [2.0]);
 }
@@ -276,7 +279,7 @@ fn samples_older_than_the_head_are_counted_not_errors() {
     let body = b"cpu_load,cluster=c,hostname=h value=1 1700000000
 cpu_load,cluster=c,hostname=h value=2 1600000000
 ";
-    let report = ingest(&s, body, "", 0);
+    let report = ingest(&s, body, "", NOW);
     assert_eq!(
         (report.written, report.too_old(), report.invalid()),
         (1, 1, 0)
@@ -286,7 +289,7 @@ cpu_load,cluster=c,hostname=h value=2 1600000000
 #[test]
 fn empty_body_does_nothing() {
     let s = store();
-    let report = ingest(&s, b"", "c", 0);
+    let report = ingest(&s, b"", "c", NOW);
     assert_eq!((report.lines, report.written, report.invalid()), (0, 0, 0));
     assert!(report.first_error.is_none() && report.wal_error.is_none());
 }
@@ -295,7 +298,7 @@ fn empty_body_does_nothing() {
 fn timestamps_out_of_range_are_errors_not_slots() {
     let s = store();
     let body = b"cpu_load,cluster=c,hostname=h value=1 -5\ncpu_load,cluster=c,hostname=h value=1 -1000000000000\ncpu_load,cluster=c,hostname=h value=2 1000\n";
-    let report = ingest(&s, body, "", 0);
+    let report = ingest(&s, body, "", NOW);
     assert_eq!((report.invalid(), report.written), (2, 1));
     assert_eq!(report.rejected(Rejection::BadTimestamp), 2);
     assert!(
@@ -339,7 +342,7 @@ flops_any,cluster=c,hostname=a value=7 1700000000
 flops_any,cluster=c,hostname=b,type=hwthread,type-id=1 value=8 1700000060
 mem_bw,cluster=c,hostname=b,type=socket,type-id=0,stype=memctrl,stype-id=1 value=9 1700000060
 ";
-    let report = ingest(&s, body, "d", 0);
+    let report = ingest(&s, body, "d", NOW);
     assert_eq!(report.written, 9, "{report:?}");
     assert_eq!(
         values(&s, &["c", "a", "hwthread1"], "flops_any"),
@@ -390,7 +393,7 @@ fn without_configured_metrics_every_metric_is_learned_with_its_interval() {
           my_gauge,cluster=c,hostname=b value=2 1700000000\n\
           flops_any,cluster=c,hostname=a,type=hwthread,type-id=0 value=3 1700000000\n",
         "",
-        0,
+        NOW,
     );
     assert_eq!(report.written, 3, "{report:?}");
     assert_eq!(report.unknown_metric(), 0);
@@ -413,7 +416,7 @@ fn without_configured_metrics_every_metric_is_learned_with_its_interval() {
             1 + k,
             2 + k
         );
-        let report = ingest(&s, body.as_bytes(), "", 0);
+        let report = ingest(&s, body.as_bytes(), "", NOW);
         assert_eq!(report.written, 2, "{report:?}");
     }
     let (_, info) = s.registry().lookup("my_gauge").unwrap();
@@ -431,9 +434,32 @@ fn an_empty_metrics_section_still_accepts_nothing() {
         &s,
         b"my_gauge,cluster=c,hostname=a value=1 1700000000\n",
         "",
-        0,
+        NOW,
     );
     assert_eq!(report.written, 0);
     assert_eq!(report.unknown_metric(), 1);
     assert!(s.registry().is_empty());
+}
+
+#[test]
+fn samples_more_than_ten_minutes_ahead_are_errors_and_do_not_block_the_series() {
+    let s = store();
+    let now = 1_700_000_000;
+    let body = format!(
+        "cpu_load,cluster=c,hostname=h value=9 {}\n\
+         cpu_load,cluster=c,hostname=h value=1 {now}\n\
+         cpu_load,cluster=c,hostname=ok value=2 {}\n",
+        now + MAX_FUTURE + 1,
+        now + MAX_FUTURE
+    );
+    let report = ingest(&s, body.as_bytes(), "", now);
+    assert_eq!(report.written, 2, "{report:?}");
+    assert_eq!(report.rejected(Rejection::BadTimestamp), 1);
+    assert_eq!(
+        report.invalid_lines().unwrap().to_string(),
+        "at line 1: timestamp 1700000601 is 601 s ahead of the store's clock (at most 600 s); \
+         is the sender's clock right?"
+    );
+    assert_eq!(values(&s, &["c", "h"], "cpu_load"), [1.0]);
+    assert_eq!(values(&s, &["c", "ok"], "cpu_load"), [2.0]);
 }

@@ -1,6 +1,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
+/// The store's clock in these tests: after every timestamp they write.
+const NOW: i64 = 2_000_000_000;
+
 use crate::config::{Aggregation, MetricConfig};
 use crate::ingest::ingest;
 use crate::persist::checkpoint::checkpoint_all;
@@ -63,9 +66,14 @@ nope,hostname=a value=1 1700000000
 cpu_load,hostname=../x value=1 1700000000
 cpu_load,hostname=b foo=1 1700000000
 ";
-    let report = ingest(&store, body, "c", 0);
+    let report = ingest(&store, body, "c", NOW);
     store.count_batch(Source::Http, body.len(), &report);
-    let report = ingest(&store, b"cpu_load,hostname=z value=1 1700000000\n", "c", 0);
+    let report = ingest(
+        &store,
+        b"cpu_load,hostname=z value=1 1700000000\n",
+        "c",
+        NOW,
+    );
     store.count_batch(Source::Nats, 39, &report);
     let text = metrics.encode(Format::Text).unwrap();
     let expect = [
@@ -124,7 +132,12 @@ fn checkpoints_and_wal_bytes_follow_the_files() {
     );
     assert_eq!(sample(&before, "ccstore_wal_bytes"), Some(0.0));
 
-    let report = ingest(&store, b"cpu_load,hostname=a value=1 1700000000\n", "c", 0);
+    let report = ingest(
+        &store,
+        b"cpu_load,hostname=a value=1 1700000000\n",
+        "c",
+        NOW,
+    );
     assert!(report.wal_error.is_none());
     let wal_file = dir.path().join("c/a").join(crate::persist::WAL_FILE);
     let on_disk = std::fs::metadata(&wal_file).unwrap().len();

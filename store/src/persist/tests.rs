@@ -109,7 +109,12 @@ fn run(ops: &[Op], format: Format, crash: bool) -> Result<(), TestCaseError> {
     for op in ops {
         match *op {
             Op::Write(h, l, m, s, v) => {
-                let report = ingest(&store, line(h, l, m, s, v).as_bytes(), "", T0);
+                let report = ingest(
+                    &store,
+                    line(h, l, m, s, v).as_bytes(),
+                    "",
+                    T0 + 1_000_000_000,
+                );
                 prop_assert_eq!(report.invalid(), 0);
                 prop_assert!(report.wal_error.is_none());
             }
@@ -225,7 +230,10 @@ fn a_failed_snapshot_leaves_its_data_unsaved_for_the_next_one() {
     let persistence = Arc::new(Persistence::new(dir.path(), Format::Json, false, 0).unwrap());
     let store = MetricStore::new(registry());
     let body = format!("cpu_load,cluster=c,hostname=h value=1.5 {T0}\n");
-    assert_eq!(ingest(&store, body.as_bytes(), "", T0).written, 1);
+    assert_eq!(
+        ingest(&store, body.as_bytes(), "", T0 + 1_000_000_000).written,
+        1
+    );
     let expected = dump(&store);
     // A file where the host's directory belongs: the snapshot cannot be written.
     std::fs::create_dir_all(dir.path().join("c")).unwrap();
@@ -282,7 +290,10 @@ fn wal_files_written_since_the_last_sync_are_synced_once() {
     let body = format!(
         "cpu_load,cluster=c,hostname=a value=1 {T0}\ncpu_load,cluster=c,hostname=b value=1 {T0}\n"
     );
-    assert_eq!(ingest(&store, body.as_bytes(), "", T0).written, 2);
+    assert_eq!(
+        ingest(&store, body.as_bytes(), "", T0 + 1_000_000_000).written,
+        2
+    );
     assert!(
         dir.path().join("c/a/current.wal").exists(),
         "in the file before the answer"
@@ -290,7 +301,7 @@ fn wal_files_written_since_the_last_sync_are_synced_once() {
     assert_eq!(persistence.sync_wals().unwrap(), 2);
     assert_eq!(persistence.sync_wals().unwrap(), 0, "nothing new");
     let body = format!("cpu_load,cluster=c,hostname=a value=2 {}\n", T0 + 60);
-    ingest(&store, body.as_bytes(), "", T0);
+    ingest(&store, body.as_bytes(), "", T0 + 1_000_000_000);
     assert_eq!(
         persistence.sync_wals().unwrap(),
         1,
@@ -305,7 +316,10 @@ fn a_wal_set_aside_for_a_failed_snapshot_is_replayed_at_start_and_removed_after_
     let store = MetricStore::new(registry()).with_wal(Arc::clone(&persistence));
     let write = |store: &MetricStore, ts: i64, v: f64| {
         let body = format!("cpu_load,cluster=c,hostname=h value={v} {ts}\n");
-        assert_eq!(ingest(store, body.as_bytes(), "", T0).written, 1);
+        assert_eq!(
+            ingest(store, body.as_bytes(), "", T0 + 1_000_000_000).written,
+            1
+        );
     };
     write(&store, T0, 1.5);
     let host = dir.path().join("c/h");

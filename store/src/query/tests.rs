@@ -25,7 +25,7 @@ fn store() -> MetricStore {
 }
 
 fn write(store: &MetricStore, body: &str) {
-    let report = ingest(store, body.as_bytes(), "", 0);
+    let report = ingest(store, body.as_bytes(), "", crate::ingest::MAX_TIMESTAMP);
     assert_eq!(report.invalid(), 0, "{report:?}");
 }
 
