@@ -344,6 +344,25 @@ impl Chain {
     /// - reading stops after the last written slot of the head, so the window
     ///   may end before `to` (or up to `f − 1` seconds after it).
     pub fn read(&self, from: i64, to: i64, out: &mut Vec<f64>) -> ReadWindow {
+        let mut unbounded = usize::MAX;
+        self.read_bounded(from, to, out, &mut unbounded)
+    }
+
+    /// [`Chain::read`] with at most `gap_budget` NaN slots for gaps (taken
+    /// from it as they are read). A gap longer than what is left of the
+    /// budget is not read: what came before it is dropped and the window
+    /// starts after it, at the first slot of the data that follows. So a
+    /// read costs the data it returns plus the budget, however long ago its
+    /// oldest sample is (one sample from years ago would otherwise be
+    /// followed by a NaN for every slot since).
+    pub fn read_bounded(
+        &self,
+        from: i64,
+        to: i64,
+        out: &mut Vec<f64>,
+        gap_budget: &mut usize,
+    ) -> ReadWindow {
+        let base = out.len();
         let Some(last) = self.chunks.len().checked_sub(1) else {
             return ReadWindow {
                 from,
@@ -366,6 +385,7 @@ impl Chain {
         }
         let mut t = from;
         let mut frequency = self.chunks.get(cur).map_or(1, |c| c.frequency);
+        let mut in_gap = false;
         while t < to {
             let Some(mut chunk) = self.chunks.get(cur) else {
                 break;
@@ -404,6 +424,7 @@ impl Chain {
                         Some(run) => out.extend_from_slice(run),
                         None => break,
                     }
+                    in_gap = false;
                     t += i64::try_from(n).unwrap_or(1) * f;
                     continue;
                 }
@@ -415,6 +436,32 @@ impl Chain {
                 },
                 Err(_) => f64::NAN,
             };
+            // Every NaN made up here is a gap slot (stored NaNs are copied
+            // with their runs above). At the first slot of a gap, its whole
+            // length is taken from the budget, or the gap is skipped.
+            if !in_gap {
+                let next_start = if t < chunk.start {
+                    chunk.start
+                } else {
+                    self.chunks.get(cur + 1).map_or(to, |next| next.start)
+                };
+                let f = i128::from(chunk.frequency.max(1));
+                let steps = ((i128::from(next_start) - i128::from(t) + f - 1) / f).max(1);
+                match usize::try_from(steps) {
+                    Ok(gap) if gap <= *gap_budget => {
+                        *gap_budget -= gap;
+                        in_gap = true;
+                    }
+                    _ => {
+                        // Restart at the first slot after the gap, on the
+                        // same grid, without what came before it.
+                        t = i64::try_from(i128::from(t) + steps * f).unwrap_or(i64::MAX);
+                        out.truncate(base);
+                        from = t;
+                        continue;
+                    }
+                }
+            }
             out.push(value);
             t += chunk.frequency;
         }

@@ -14,12 +14,15 @@
 //! - Several chains are combined over the window they all cover; upstream
 //!   fails ("data from lower granularities does not align") or not,
 //!   depending on the order it happens to visit them in.
-//! - Memory is bounded by the data actually held, not by `to − from`, and
-//!   front padding never extends the series beyond the requested range nor
-//!   past [`MAX_PADDING_SLOTS`]. (Gaps between chunks and the padding still
-//!   grow with the time they span: see the ignored test
-//!   `a_query_from_the_epoch_costs_what_its_data_costs` in
-//!   `tests/abuse_store.rs`.)
+//! - Memory is bounded by the data actually held, not by `to − from`: the
+//!   nulls an entry makes up (front padding, and gaps between chunks) are
+//!   at most [`MAX_ENTRY_NULLS`], and those of a whole request at most
+//!   [`MAX_REQUEST_NULLS`]; padding never extends a series beyond the
+//!   requested range either. Past those, an entry gets less padding (its
+//!   `from` still says where its data starts), and a gap longer than what
+//!   is left is not read: the entry starts after it. Queries about jobs
+//!   never come near them; a request from 1970 would otherwise cost a null
+//!   for every slot since.
 //! - Children are visited in name order, so results are reproducible.
 
 use std::io::Write as _;
@@ -38,12 +41,18 @@ use crate::stats::{
 use crate::store::MetricStore;
 use crate::tree::Level;
 
-/// The most nulls front padding puts before one entry's data: 4 Mi slots
-/// (48 days at 1 s, 32 MiB of f64), beyond any job cc-backend asks about.
-/// Without a bound, a request from `0` (or `i64::MIN`) would allocate a
-/// slot for every second (or every frequency step) since then, which a
-/// single query turns into gigabytes or an allocation failure.
-pub const MAX_PADDING_SLOTS: usize = 1 << 22;
+/// The most nulls one entry makes up, for front padding and gaps between
+/// chunks: 4 Mi slots (48 days at 1 s, 32 MiB of f64), beyond any job
+/// cc-backend asks about. Without a bound, a request from `0` (or
+/// `i64::MIN`) would allocate a slot for every second (or every frequency
+/// step) since then, which a single query turns into gigabytes or an
+/// allocation failure.
+pub const MAX_ENTRY_NULLS: usize = 1 << 22;
+
+/// The most nulls one request makes up in all entries together: 16 Mi
+/// (128 MiB of f64, about 85 MB of JSON; 194 entries padded over a whole
+/// day at 1 s).
+pub const MAX_REQUEST_NULLS: usize = 1 << 24;
 
 /// A query request (`GET /api/query` body).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -373,19 +382,21 @@ pub fn execute(store: &MetricStore, req: &QueryRequest) -> Response {
             }
         }
     }
+    let mut nulls = MAX_REQUEST_NULLS;
     let results = req
         .queries
         .iter()
         .chain(generated.iter())
-        .map(|q| run_query(store, req, q))
+        .map(|q| run_query(store, req, q, &mut nulls))
         .collect();
     Response { generated, results }
 }
 
-fn run_query(store: &MetricStore, req: &QueryRequest, q: &Query) -> Vec<Entry> {
+/// `nulls`: what is left of the request's budget of made-up nulls.
+fn run_query(store: &MetricStore, req: &QueryRequest, q: &Query, nulls: &mut usize) -> Vec<Entry> {
     let mut row = Vec::new();
     for selector in selectors(&req.cluster, q) {
-        match read_selector(store, req, q, &selector) {
+        match read_selector(store, req, q, &selector, nulls) {
             Ok(Some(entry)) => row.push(entry),
             Ok(None) => {}
             Err(error) => row.push(Entry::error(error)),
@@ -400,6 +411,7 @@ fn read_selector(
     req: &QueryRequest,
     q: &Query,
     selector: &[Element],
+    nulls: &mut usize,
 ) -> Result<Option<Entry>, SelectorError> {
     let Some((metric, info)) = store.registry().lookup(&q.metric) else {
         return Err(SelectorError::UnknownMetric(q.metric.clone()));
@@ -407,11 +419,15 @@ fn read_selector(
     if req.from > req.to {
         return Err(SelectorError::InvalidTimeRange);
     }
+    // This entry's share of the request's budget of made-up nulls; what it
+    // uses is taken from the request's when it is done.
+    let granted = (*nulls).min(MAX_ENTRY_NULLS);
+    let mut budget = granted;
     let mut series: Vec<(ReadWindow, Vec<f64>)> = Vec::new();
     for level in select_levels(store.root(), selector) {
         level.visit_chains(metric, &mut |chain| {
             let mut values = Vec::new();
-            let window = chain.read(req.from, req.to, &mut values);
+            let window = chain.read_bounded(req.from, req.to, &mut values, &mut budget);
             series.push((window, values));
         });
     }
@@ -450,11 +466,13 @@ fn read_selector(
         let wanted = usize::try_from(window.from / f - req.from / f).unwrap_or(0);
         let padding = wanted
             .min(range_slots.saturating_sub(data.len()))
-            .min(MAX_PADDING_SLOTS);
+            .min(budget);
+        budget -= padding;
         if padding > 0 {
             data.splice(0..0, std::iter::repeat_n(f64::NAN, padding));
         }
     }
+    *nulls -= granted - budget;
     Ok(Some(Entry {
         error: None,
         data: req.with_data.then_some(data),

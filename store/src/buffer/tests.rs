@@ -155,6 +155,36 @@ fn read_worked_example_of_the_spec() {
 }
 
 #[test]
+fn a_gap_longer_than_the_budget_is_skipped_with_what_came_before_it() {
+    let mut chain = Chain::with_sample(100, 1.0, 10);
+    let later = 100 + 10 * (CHUNK_CAPACITY as i64 + 3);
+    chain.write(later, 2.0).unwrap();
+    let gap = CHUNK_CAPACITY + 2;
+    // Budget enough for the gap: read as the unbounded read does, and the
+    // gap's slots are taken from the budget.
+    let mut budget = gap + 5;
+    let mut out = Vec::new();
+    let w = chain.read_bounded(100, later + 10, &mut out, &mut budget);
+    let (unbounded, uw) = read(&chain, 100, later + 10);
+    assert!(same(&out, &unbounded));
+    assert_eq!(w, uw);
+    assert_eq!(budget, 5);
+    // One slot short: the read starts after the gap, on the same grid.
+    let mut budget = gap - 1;
+    let mut out = vec![7.0];
+    let w = chain.read_bounded(100, later + 10, &mut out, &mut budget);
+    assert_eq!(out, [7.0, 2.0], "what was in `out` before stays");
+    assert_eq!(budget, gap - 1, "a skipped gap costs nothing");
+    assert_eq!((w.from, w.to), (later, later + 10));
+    // Nothing in range after the gap: an empty window.
+    let mut budget = 0;
+    let mut out = Vec::new();
+    let w = chain.read_bounded(100, later - 100, &mut out, &mut budget);
+    assert_eq!(out, [1.0]);
+    assert_eq!(w.from, 100);
+}
+
+#[test]
 fn gap_between_chunks_reads_as_nan() {
     let mut chain = Chain::with_sample(100, 1.0, 10);
     // Far beyond the capacity: a new chunk with a gap before it.

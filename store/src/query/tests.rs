@@ -355,6 +355,38 @@ fn a_range_over_all_of_i64_does_not_overflow() {
             i64::MAX
         ),
     );
-    assert_eq!(out.matches("null").count(), MAX_PADDING_SLOTS, "padding");
+    assert_eq!(out.matches("null").count(), MAX_ENTRY_NULLS, "padding");
     assert!(out.contains("null,1.000,2.000,3.000],"));
+}
+
+#[test]
+fn a_request_makes_up_at_most_its_budget_of_nulls() {
+    let s = worked_example();
+    // Five entries padded from the epoch: four take a full entry's share
+    // each, which is the whole request's budget; the fifth gets its data
+    // without padding.
+    let q = r#"{"metric":"cpu_load","host":"h"}"#;
+    let out = query(
+        &s,
+        &format!(
+            r#"{{"cluster":"c","from":0,"to":2000,"queries":[{}]}}"#,
+            [q; 5].join(",")
+        ),
+    );
+    assert_eq!(MAX_REQUEST_NULLS, 4 * MAX_ENTRY_NULLS);
+    // From 0 at 60 s, the padding wanted is 16 slots (1000 / 60): within
+    // every budget.
+    assert_eq!(out.matches("null").count(), 5 * 16);
+    let wide = format!(
+        r#"{{"cluster":"c","from":{},"to":2000,"queries":[{}]}}"#,
+        i64::MIN / 2,
+        [q; 5].join(",")
+    );
+    let out = query(&s, &wide);
+    assert_eq!(out.matches("null").count(), MAX_REQUEST_NULLS);
+    assert!(
+        out.contains("}],[{\"data\":[1.000,2.000,3.000],"),
+        "the last entry is not padded: {}",
+        &out[out.len() - 200..]
+    );
 }
