@@ -19,7 +19,7 @@ use cc_store::store::MetricStore;
 use libfuzzer_sys::fuzz_target;
 
 /// Three metrics, two hosts, 30 minutes of samples at node, socket and
-/// hwthread level, around t = 1 000 000.
+/// hwthread level, around t = 1 000 000; and a host with gaps.
 fn store() -> &'static MetricStore {
     static STORE: OnceLock<MetricStore> = OnceLock::new();
     STORE.get_or_init(|| {
@@ -56,7 +56,14 @@ fn store() -> &'static MetricStore {
                 }
             }
         }
-        let report = ingest(&store, body.as_bytes(), "c", 0);
+        // A host whose series have gaps between chunks, short and long.
+        for (k, t) in [999_000, 1_000_000, 1_000_060, 1_100_000, 9_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            body.push_str(&format!("cpu_load,cluster=c,hostname=gaps value={k} {t}\n"));
+        }
+        let report = ingest(&store, body.as_bytes(), "c", 9_000_000);
         assert!(report.written > 0);
         store
     })
