@@ -19,7 +19,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::abuse::{
-    Bystander, ensure_open_files, expect_status, idle_connections_are_held_then_freed, open_fds,
+    Bystander, ensure_open_files, expect_status, idle_connections_are_held_then_freed,
     oversized_heads, peak_rss, send_raw, trickle, trickle_on,
 };
 use common::{Process, Stub, metric, now, relay_config, start_relay, wait_for};
@@ -201,28 +201,35 @@ fn slow_bodies_do_not_take_every_request_slot() {
     config["ingress"]["http"][0]["body_read_timeout"] = json!("5s");
     config["ingress"]["http"][0]["ack_timeout"] = json!("1s");
     let (relay, admin) = start_relay(config);
-    let before = open_fds(relay.pid());
+    let (sent_head, heads) = std::sync::mpsc::channel();
     let slow: Vec<_> = (0..4)
         .map(|_| {
             let addr = relay.addr.clone();
+            let sent_head = sent_head.clone();
             std::thread::spawn(move || {
                 let mut stream = TcpStream::connect(&addr).unwrap();
                 stream
                     .write_all(b"POST /api/write?cluster=c HTTP/1.1\r\nHost: relay\r\nContent-Length: 40\r\n\r\n")
                     .unwrap();
+                sent_head.send(()).unwrap();
                 trickle_on(stream, &[b'x'; 40], PAUSE, WAIT)
             })
         })
         .collect();
-    // The slow requests are in (and take their slots as their heads
-    // arrive; the client needs three rounds while they last four seconds).
-    assert!(wait_for(Duration::from_secs(5), || open_fds(relay.pid())
-        >= before + 4));
+    // The slow requests are in (as many as there are slots); the client
+    // needs three rounds while their bodies take four seconds.
+    for _ in 0..4 {
+        heads.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
     let bystander = collector(&relay, &admin);
     bystander.expect_served(3, Duration::from_secs(4));
     bystander.finish();
     for t in slow {
-        t.join().unwrap();
+        // Each slow body is answered once it is in (it is not line
+        // protocol: 400).
+        let trickled = t.join().unwrap();
+        assert_eq!(trickled.sent, 40);
+        assert_eq!(trickled.answer.map(|a| a.status), Some(400));
     }
 }
 
