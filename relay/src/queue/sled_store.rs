@@ -235,8 +235,8 @@ impl Queue {
     }
 
     /// Stores `records` in the queue of every upstream in `upstreams` and returns their
-    /// ids (one per record, the same in every tree, increasing). One atomic batch per
-    /// tree, trees in name order; **not durable** until a flush (see
+    /// ids (one per record, the same in every tree, increasing). Atomic per tree (one
+    /// insert for one record, one batch for several), trees in name order; **not durable** until a flush (see
     /// [`super::Flusher::wait_durable`]). Duplicate names count once; no names or no
     /// records store nothing and return no ids.
     ///
