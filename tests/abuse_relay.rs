@@ -19,7 +19,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::abuse::{
-    Bystander, ensure_open_files, expect_status, idle_connections_are_held_then_freed,
+    Bystander, Flood, ensure_open_files, expect_status, idle_connections_are_held_then_freed,
     oversized_heads, peak_rss, send_raw, trickle, trickle_on,
 };
 use common::{Process, Stub, metric, now, relay_config, start_relay, wait_for};
@@ -622,29 +622,7 @@ fn a_flooding_client_leaves_others_their_share() {
     let batch: String = (0..2000)
         .map(|i| format!("cpu_load,hostname=flood{i},type=node value={i} {t}\n"))
         .collect();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flooders: Vec<_> = (0..16)
-        .map(|_| {
-            let (addr, batch, stop) = (
-                relay.addr.clone(),
-                batch.clone(),
-                std::sync::Arc::clone(&stop),
-            );
-            std::thread::spawn(move || {
-                let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let r =
-                        common::http(&addr, "POST", "/api/write?cluster=c", &[], batch.as_bytes())
-                            .unwrap();
-                    if r.status == 503 {
-                        assert!(r.header("retry-after").is_some(), "{r:?}");
-                    }
-                    *statuses.entry(r.status).or_default() += 1;
-                }
-                statuses
-            })
-        })
-        .collect();
+    let flood = Flood::start(&relay.addr, "/api/write?cluster=c", 16, batch);
     // The flood is on before the collector comes.
     assert!(wait_for(Duration::from_secs(5), || metric(
         &admin,
@@ -652,20 +630,14 @@ fn a_flooding_client_leaves_others_their_share() {
     ) >= 16.0));
     let bystander = collector(&relay, &admin);
     bystander.expect_served(20, Duration::from_secs(15));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let served = bystander.finish();
-    let mut flood = std::collections::BTreeMap::<u16, usize>::new();
-    for f in flooders {
-        for (status, n) in f.join().unwrap() {
-            *flood.entry(status).or_default() += n;
-        }
-    }
+    let flood = flood.finish();
     assert!(
-        flood.keys().all(|s| *s == 200 || *s == 503),
+        flood.keys().all(|s| s == "200" || s == "503"),
         "the flood got {flood:?}"
     );
     assert!(
-        flood.get(&200).copied().unwrap_or(0) >= served,
+        flood.get("200").copied().unwrap_or(0) >= served,
         "the flood was served too: {flood:?}"
     );
 }

@@ -16,11 +16,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::abuse::{
-    Bystander, ensure_open_files, expect_status, idle_connections_are_held_then_freed, open_fds,
-    oversized_heads, send_raw, trickle, trickle_on,
+    Bystander, Flood, ensure_open_files, expect_status, idle_connections_are_held_then_freed,
+    open_fds, oversized_heads, send_raw, trickle, trickle_on,
 };
 use common::{Process, now, start_store, start_store_in, store_config, wait_for};
 use serde_json::{Value, json};
@@ -684,34 +684,7 @@ fn a_flooding_client_leaves_others_their_share() {
     let batch: String = (0..2000)
         .map(|i| format!("cpu_load,hostname=flood{i},type=node value={i} {t}\n"))
         .collect();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flooders: Vec<_> = (0..16)
-        .map(|_| {
-            let (addr, batch, stop) = (
-                store.addr.clone(),
-                batch.clone(),
-                std::sync::Arc::clone(&stop),
-            );
-            std::thread::spawn(move || {
-                let mut statuses = std::collections::BTreeMap::<String, usize>::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let started = Instant::now();
-                    let outcome = match common::http(
-                        &addr,
-                        "POST",
-                        "/api/write?cluster=c",
-                        &[],
-                        batch.as_bytes(),
-                    ) {
-                        Ok(r) => r.status.to_string(),
-                        Err(e) => format!("{e} after {:?}", started.elapsed()),
-                    };
-                    *statuses.entry(outcome).or_default() += 1;
-                }
-                statuses
-            })
-        })
-        .collect();
+    let flood = Flood::start(&store.addr, "/api/write?cluster=c", 16, batch);
     // The flood is on before the client comes.
     assert!(wait_for(Duration::from_secs(5), || common::metric(
         &store.addr,
@@ -719,14 +692,8 @@ fn a_flooding_client_leaves_others_their_share() {
     ) >= 16.0));
     let bystander = client(&store);
     bystander.expect_served(20, Duration::from_secs(15));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     bystander.finish();
-    let mut flood = std::collections::BTreeMap::<String, usize>::new();
-    for f in flooders {
-        for (status, n) in f.join().unwrap() {
-            *flood.entry(status).or_default() += n;
-        }
-    }
+    let flood = flood.finish();
     // Under the flood some requests outlast read-timeout + write-timeout
     // (two seconds here) and get 408, which the sender retries; no
     // connection ends without an answer.

@@ -3,6 +3,7 @@
 //! that trickle bytes, and the open-file limit the idle-connection tests
 //! need.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -328,4 +329,59 @@ pub fn idle_connections_are_held_then_freed(pid: u32, addr: &str, n: usize, byst
     );
     bystander.expect_served(3, Duration::from_secs(5));
     bystander.finish();
+}
+
+/// Clients that post `body` to `path` as fast as the server answers, each
+/// on its own thread, until [`Flood::finish`].
+pub struct Flood {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<BTreeMap<String, usize>>>,
+}
+
+impl Flood {
+    /// Starts `clients` flooding `addr`.
+    pub fn start(addr: &str, path: &str, clients: usize, body: String) -> Flood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let body = Arc::new(body);
+        let threads = (0..clients)
+            .map(|_| {
+                let (addr, path, body, stop) = (
+                    addr.to_owned(),
+                    path.to_owned(),
+                    Arc::clone(&body),
+                    Arc::clone(&stop),
+                );
+                std::thread::spawn(move || {
+                    let mut outcomes = BTreeMap::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let outcome = match super::http(&addr, "POST", &path, &[], body.as_bytes())
+                        {
+                            Ok(r) if r.status == 503 && r.header("retry-after").is_none() => {
+                                "503 without Retry-After".to_owned()
+                            }
+                            Ok(r) => r.status.to_string(),
+                            Err(e) => format!("{e} after {:?}", started.elapsed()),
+                        };
+                        *outcomes.entry(outcome).or_default() += 1;
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        Flood { stop, threads }
+    }
+
+    /// Stops the flood and returns how its requests ended: answers by
+    /// status code (`"503 without Retry-After"` apart), the rest by error.
+    pub fn finish(self) -> BTreeMap<String, usize> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = BTreeMap::new();
+        for t in self.threads {
+            for (outcome, n) in t.join().unwrap() {
+                *all.entry(outcome).or_default() += n;
+            }
+        }
+        all
+    }
 }
