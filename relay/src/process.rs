@@ -182,6 +182,7 @@ pub fn process<'t, R: Route>(
     let mut out = Processed::new(targets);
     let out_unit = rules.timestamp.output_precision;
     let now_out = now_in(ctx.now_ns, out_unit);
+    let window = Window::new(now_out, out_unit, rules);
     let forced = ctx.precision.or(rules.timestamp.input_precision.fixed());
     let mut line_buf = String::new();
     for result in parse_lines(body) {
@@ -203,7 +204,7 @@ pub fn process<'t, R: Route>(
             continue;
         }
         // Steps 2-5: timestamp.
-        let timestamp = match normalized_timestamp(&line, rules, forced, now_out) {
+        let timestamp = match normalized_timestamp(&line, rules, forced, now_out, &window) {
             Ok(ts) => ts,
             Err((why, message)) => {
                 out.reject(why, || message);
@@ -230,7 +231,7 @@ pub fn process<'t, R: Route>(
             line_cluster.as_deref().or(ctx.default_cluster.as_deref());
         // Output text of the line.
         let materialized = ctx.default_cluster.as_deref().filter(|_| materialize);
-        write_line(&mut line_buf, &line, timestamp, renamed, tags, materialized);
+        let text = line_text(&mut line_buf, &line, timestamp, renamed, tags, materialized);
         // Step 9: validation; step 10: routing.
         let measurement = renamed.unwrap_or(name);
         let ccms_problem = ccms_check(&line, effective_cluster, host);
@@ -249,7 +250,13 @@ pub fn process<'t, R: Route>(
             if !target.filter.accepts(measurement, kind, effective_cluster) {
                 continue;
             }
-            routed.lines.extend_from_slice(line_buf.as_bytes());
+            if routed.lines.capacity() == 0 {
+                // Most batches keep most of their lines: room for all of
+                // them at once instead of growing the buffer step by step.
+                routed.lines.reserve(body.len() + 1);
+            }
+            routed.lines.extend_from_slice(text.as_bytes());
+            routed.lines.push(b'\n');
             routed.count += 1;
             any = true;
         }
@@ -274,6 +281,7 @@ fn normalized_timestamp(
     rules: &Rules,
     forced: Option<Precision>,
     now_out: i64,
+    window: &Window,
 ) -> Result<Option<i64>, (Invalid, String)> {
     let out_unit = rules.timestamp.output_precision;
     let timestamp = match line.timestamp() {
@@ -302,7 +310,7 @@ fn normalized_timestamp(
         },
     };
     if let Some(ts) = timestamp
-        && !within_window(ts, now_out, out_unit, rules)
+        && !window.contains(ts)
     {
         return Err((
             Invalid::TimestampRange,
@@ -315,26 +323,30 @@ fn normalized_timestamp(
     Ok(timestamp)
 }
 
-/// The text a line is forwarded as, `\n`-terminated, into `buf`: the bytes
-/// received when nothing changed, else the new timestamp, the renamed
-/// measurement, the rewritten tags and the cluster tag `materialized` adds.
-fn write_line(
-    buf: &mut String,
-    line: &Line<'_>,
+/// The text a line is forwarded as, without its `\n`: the bytes received
+/// when nothing changed, else (written into `buf`) the new timestamp, the
+/// renamed measurement, the rewritten tags and the cluster tag
+/// `materialized` adds.
+fn line_text<'s>(
+    buf: &'s mut String,
+    line: &Line<'s>,
     timestamp: Option<i64>,
     renamed: Option<&str>,
     tags: Option<Vec<(Cow<'_, str>, Cow<'_, str>)>>,
     materialized: Option<&str>,
-) {
+) -> &'s str {
+    if renamed.is_none()
+        && tags.is_none()
+        && materialized.is_none()
+        && timestamp == line.timestamp()
+    {
+        return line.raw();
+    }
     buf.clear();
     if renamed.is_none() && tags.is_none() && materialized.is_none() {
-        if timestamp == line.timestamp() {
-            buf.push_str(line.raw());
-        } else {
-            buf.push_str(line.raw_without_timestamp());
-            if let Some(ts) = timestamp {
-                let _ = write!(buf, " {ts}");
-            }
+        buf.push_str(line.raw_without_timestamp());
+        if let Some(ts) = timestamp {
+            let _ = write!(buf, " {ts}");
         }
     } else {
         let mut tags = tags.unwrap_or_else(|| line.tags().collect());
@@ -355,7 +367,7 @@ fn write_line(
             let _ = write!(buf, " {ts}");
         }
     }
-    buf.push('\n');
+    buf
 }
 
 fn now_in(now_ns: i128, unit: Precision) -> i64 {
@@ -363,22 +375,35 @@ fn now_in(now_ns: i128, unit: Precision) -> i64 {
     i64::try_from(now_ns.div_euclid(per)).unwrap_or(i64::MAX)
 }
 
-fn within_window(ts: i64, now: i64, unit: Precision, rules: &Rules) -> bool {
-    let in_units = |d: std::time::Duration| {
-        let per = u128::try_from(unit.per_second()).unwrap_or(1);
-        i64::try_from(d.as_nanos() * per / 1_000_000_000).unwrap_or(i64::MAX)
-    };
-    if let Some(f) = rules.timestamp.max_future
-        && ts > now.saturating_add(in_units(f))
-    {
-        return false;
+/// The accepted timestamps of one batch (step 5), in the output unit.
+struct Window {
+    /// Latest accepted (`now + max_future`), if bounded.
+    latest: Option<i64>,
+    /// Earliest accepted (`now - max_past`), if bounded.
+    earliest: Option<i64>,
+}
+
+impl Window {
+    fn new(now: i64, unit: Precision, rules: &Rules) -> Self {
+        let in_units = |d: std::time::Duration| {
+            let per = u128::try_from(unit.per_second()).unwrap_or(1);
+            i64::try_from(d.as_nanos() * per / 1_000_000_000).unwrap_or(i64::MAX)
+        };
+        Window {
+            latest: rules
+                .timestamp
+                .max_future
+                .map(|f| now.saturating_add(in_units(f))),
+            earliest: rules
+                .timestamp
+                .max_past
+                .map(|p| now.saturating_sub(in_units(p))),
+        }
     }
-    if let Some(p) = rules.timestamp.max_past
-        && ts < now.saturating_sub(in_units(p))
-    {
-        return false;
+
+    fn contains(&self, ts: i64) -> bool {
+        self.latest.is_none_or(|l| ts <= l) && self.earliest.is_none_or(|e| ts >= e)
     }
-    true
 }
 
 /// Tags after drop/rename/add/set, sorted; `None` if the rules change nothing.
@@ -439,17 +464,15 @@ fn ccms_check(
     cluster: Option<&str>,
     host: Option<Cow<'_, str>>,
 ) -> Option<String> {
-    let mut fields = line.fields();
-    match (fields.next(), fields.next()) {
-        (Some((key, value)), None) if key == "value" => {
-            if value.as_f64().is_none() {
-                return Some(format!(
-                    "field 'value' is a {}, not a number",
-                    value.kind_name()
-                ));
-            }
-        }
-        _ => return Some("a metric line needs exactly one field, named 'value'".to_owned()),
+    let (key, value) = line.first_field();
+    if key != "value" || !line.has_one_field() {
+        return Some("a metric line needs exactly one field, named 'value'".to_owned());
+    }
+    if value.as_f64().is_none() {
+        return Some(format!(
+            "field 'value' is a {}, not a number",
+            value.kind_name()
+        ));
     }
     let Some(host) = host.filter(|h| !h.is_empty()) else {
         return Some("no hostname (or host) tag".to_owned());
@@ -509,6 +532,9 @@ fn has_path_chars(s: &str) -> bool {
 
 /// `metric`, `event`, `log` or `control`, by the line's fields.
 fn message_type(line: &Line<'_>) -> &'static str {
+    if line.first_field().0 == "value" {
+        return "metric";
+    }
     for (key, _) in line.fields() {
         match &*key {
             "value" => return "metric",

@@ -268,6 +268,13 @@ impl<'a> Line<'a> {
         (&self.first_field.0, &self.first_field.1)
     }
 
+    /// Whether the line has exactly one field (the usual metric line), known
+    /// without iterating the fields.
+    #[must_use]
+    pub fn has_one_field(&self) -> bool {
+        self.more_fields.is_empty()
+    }
+
     /// The value of the last field named `key`, if any.
     #[must_use]
     pub fn field(&self, key: &str) -> Option<FieldValue<'a>> {

@@ -83,6 +83,45 @@ fn undecidable_and_out_of_window_timestamps_are_invalid() {
 }
 
 #[test]
+fn the_window_includes_its_edges() {
+    // Defaults: 10 minutes ahead, 7 days back, in the output unit.
+    let (ahead, back) = (NOW_S + 600, NOW_S - 7 * 86_400);
+    let body = format!(
+        "m,cluster=c,hostname=h value=1 {ahead}\n\
+         m,cluster=c,hostname=h value=1 {}\n\
+         m,cluster=c,hostname=h value=1 {back}\n\
+         m,cluster=c,hostname=h value=1 {}\n",
+        ahead + 1,
+        back - 1
+    );
+    let p = run(&body, &ccms_rules(), &ctx(None));
+    assert_eq!(p.accepted, 2);
+    assert_eq!(p.invalid.get(&Invalid::TimestampRange), Some(&2));
+    assert_eq!(
+        text(&p, 0),
+        format!("m,cluster=c,hostname=h value=1 {ahead}\nm,cluster=c,hostname=h value=1 {back}\n")
+    );
+
+    // In milliseconds the edge is the millisecond, not the second.
+    let mut rules = ccms_rules();
+    rules.timestamp.output_precision = Precision::Millis;
+    rules.timestamp.max_past = None;
+    let now_ms = NOW_S * 1000 + 123;
+    let body = format!(
+        "m,cluster=c,hostname=h value=1 {}\nm,cluster=c,hostname=h value=1 {}\nm,cluster=c,hostname=h value=1 1\n",
+        now_ms + 600_000,
+        now_ms + 600_001
+    );
+    let p = run(&body, &rules, &ctx(None));
+    assert_eq!(
+        p.accepted, 1,
+        "the edge passes, one past it and 1 ms into 1970 do not"
+    );
+    assert_eq!(p.invalid.get(&Invalid::TimestampRange), Some(&1));
+    assert_eq!(p.invalid.get(&Invalid::Timestamp), Some(&1));
+}
+
+#[test]
 fn missing_timestamp_modes() {
     let body = "m,cluster=c,hostname=h value=1\n";
     let mut drop = ccms_rules();

@@ -191,6 +191,8 @@ fn tolerates_extra_blanks_between_sections() {
     assert_eq!(line.raw_fields(), "value=1");
     assert_eq!(line.raw_tags(), "a=b");
     assert_eq!(one("m f=\"x y\",g=2i 5").raw_fields(), "f=\"x y\",g=2i");
+    assert!(line.has_one_field());
+    assert!(!one("m f=\"x y\",g=2i 5").has_one_field());
     let no_ts = one("cpu value=1  \r\n");
     assert_eq!(no_ts.raw(), "cpu value=1");
 }
@@ -423,6 +425,7 @@ proptest! {
                 // Every accessor works on every line the parser accepted.
                 let _ = line.tags().count();
                 prop_assert!(line.fields().count() >= 1);
+                prop_assert_eq!(line.has_one_field(), line.fields().count() == 1);
                 let _ = line.raw_without_timestamp();
             }
         }
@@ -433,6 +436,7 @@ proptest! {
     fn never_panics_on_line_like_text(input in "[a-z,= \\\\\"\\n\\r#0-9.eiu+-]{0,120}") {
         for line in parse_str(&input).flatten() {
             prop_assert!(line.fields().count() >= 1);
+            prop_assert_eq!(line.has_one_field(), line.fields().count() == 1);
         }
     }
 
