@@ -115,7 +115,13 @@ fn malformed_known_metric_line_is_400_with_position() {
 #[test]
 fn integer_values_missing_timestamps_and_empty_bodies() {
     let store = start_store(store_config());
-    assert_eq!(write(&store, "c", "").status, 200);
+    let r = write(&store, "c", "");
+    assert_eq!((r.status, r.text().as_str()), (200, ""));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "an empty body that says it is JSON, as upstream's"
+    );
     let t = now() / 60 * 60;
     let body = format!("mem_used,hostname=a value=5i {t}\nmem_used,hostname=b value=7u\n");
     assert_eq!(write(&store, "c", &body).status, 200);
@@ -400,8 +406,13 @@ fn free_endpoint() {
     let r = store.request("POST", "/api/free", &[], b"[]");
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "'to' is a required query parameter");
+    // Upstream answers a `to` that is not an integer with 500.
     let r = store.request("POST", "/api/free?to=abc", &[], b"[]");
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 500);
+    assert!(r.json()["error"].as_str().unwrap().contains("abc"));
+    // Only the first JSON value of the body is read, as upstream's decoder does.
+    let r = store.request("POST", "/api/free?to=2000", &[], b"[] and then some");
+    assert_eq!((r.status, r.text().as_str()), (200, "buffers freed: 0\n"));
     let r = store.request("POST", "/api/free?to=2000", &[], b"not json");
     assert_eq!(r.status, 400);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
@@ -451,6 +462,12 @@ fn healthcheck_states() {
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v.as_object().unwrap().len(), 4, "duplicates collapse");
+    let text = r.text();
+    let at = |host: &str| text.find(&format!("\"{host}\":")).unwrap();
+    assert!(
+        at("absent") < at("full") && at("full") < at("partial") && at("partial") < at("stale"),
+        "hosts in name order, as upstream's map is written: {text}"
+    );
     assert_eq!(
         v["full"],
         json!({"State":"full","HealthMetrics":"{\"degraded\":[],\"missing\":[]}"})
@@ -479,6 +496,14 @@ fn healthcheck_states() {
             .unwrap()
             .starts_with("parsing request body failed")
     );
+    let r = store.request(
+        "GET",
+        "/api/healthcheck",
+        &[],
+        br#"{"cluster":"c","nodes":["full"],"metric-names":["cpu_load"]} {"trailing":1}"#,
+    );
+    assert_eq!(r.status, 200, "what follows the first value is not read");
+    assert_eq!(r.json()["full"]["State"], "full");
 }
 
 #[test]
@@ -540,6 +565,26 @@ fn jwt_authentication() {
     );
     assert_eq!(store.request("GET", "/api/debug", &[], b"").status, 401);
     assert_eq!(store.request("GET", "/api/nothing", &[], b"").status, 404);
+    // A wrong method is 405 before any token check.
+    for (method, path, allow) in [
+        ("PUT", "/api/write", "POST"),
+        ("GET", "/api/free?to=1", "POST"),
+        ("DELETE", "/api/healthcheck/", "GET, HEAD"),
+        ("POST", "/api/debug", "GET, HEAD"),
+    ] {
+        let r = store.request(method, path, &[], b"");
+        assert_eq!(
+            (r.status, r.header("allow"), r.text().as_str()),
+            (405, Some(allow), "Method Not Allowed\n"),
+            "{method} {path}"
+        );
+    }
+    // Claims other than the time claims are not checked, whatever their type.
+    let odd = mint_token(&json!({"sub": 7, "roles": "ROLE_ADMIN"}));
+    assert_eq!(
+        ask(&[("Authorization", &format!("Bearer {odd}"))]).status,
+        200
+    );
 }
 
 #[test]

@@ -520,6 +520,26 @@ fn cleanup_checkpoints_archives_old_files_to_parquet() {
 }
 
 #[test]
+fn cleanup_checkpoints_without_a_configuration_file_deletes_nothing() {
+    // Run where the built-in default directory (./var/checkpoints) holds an
+    // old snapshot: without a configuration naming the retention and the
+    // directory, nothing may be deleted.
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("var/checkpoints/fritz/node001/1000.bin");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(&old, b"old").unwrap();
+    let out = std::process::Command::new(common::binary("cc-store"))
+        .arg("-cleanup-checkpoints")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs a configuration file"), "{stderr}");
+    assert!(old.exists(), "the old snapshot is still there");
+}
+
+#[test]
 fn cleanup_checkpoints_deletes_old_files_and_so_does_a_starting_store() {
     let dir = fixture_dir();
     let config = cleanup_config(dir.path(), "delete");

@@ -315,11 +315,13 @@ fn in_file(path: &Path, err: KeyError) -> KeyError {
 /// tolerated and ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Claims {
-    /// Subject (user name in cc-backend tokens).
-    #[serde(default)]
+    /// Subject (user name in cc-backend tokens); `None` unless a string.
+    #[serde(default, deserialize_with = "string_or_none")]
     pub sub: Option<String>,
-    /// Roles (cc-backend: `ROLE_ADMIN`, `ROLE_API`, …); missing or `null` → empty.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    /// Roles (cc-backend: `ROLE_ADMIN`, `ROLE_API`, …): the strings of the
+    /// `roles` array. Anything else (missing, `null`, a string, a number)
+    /// gives no roles; it never makes the token invalid.
+    #[serde(default, deserialize_with = "strings_of_array")]
     pub roles: Vec<String>,
     /// Expiry, Unix seconds (fractions truncated); `0` counts as absent.
     #[serde(default, deserialize_with = "numeric_date")]
@@ -379,8 +381,24 @@ fn leeway_secs(leeway: Duration) -> i64 {
     i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX)
 }
 
-fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(deserializer)?.unwrap_or_default())
+fn string_or_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
+fn strings_of_array<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                serde_json::Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    })
 }
 
 /// A JWT NumericDate: integer or float seconds (float truncated toward zero,

@@ -36,6 +36,16 @@ fn main() -> ExitCode {
         .config
         .clone()
         .or_else(|| default_file.is_file().then(|| default_file.to_path_buf()));
+    if cli.cleanup_checkpoints && file.is_none() {
+        // Deleting files on built-in defaults (./var/checkpoints, 48 h)
+        // could remove what another configuration keeps.
+        eprintln!(
+            "cc-store: -cleanup-checkpoints needs a configuration file \
+             (-config FILE, or ./config.json): it deletes or archives checkpoints \
+             by its retention-in-memory and directories"
+        );
+        return ExitCode::from(1);
+    }
     let config = match &file {
         Some(path) => match Config::load(path) {
             Ok(c) => c,

@@ -253,12 +253,31 @@ fn wrong_claim_types_are_malformed_without_echoing_them() {
     let err = verifier().verify_at(&token, NOW).unwrap_err();
     assert!(matches!(err, AuthError::Malformed { .. }), "{err:?}");
     assert!(!err.to_string().contains("SECRET"));
+}
 
-    let token = sign(&json!({"roles": "ROLE_ADMIN"}));
-    assert!(matches!(
-        verifier().verify_at(&token, NOW),
-        Err(AuthError::Malformed { .. })
-    ));
+#[test]
+fn claims_that_are_not_checked_may_have_any_type() {
+    // Only the time claims are checked; a validly signed token with an odd
+    // `sub` or `roles` is valid, it just names no user or roles.
+    for payload in [
+        json!({"roles": "ROLE_ADMIN"}),
+        json!({"sub": 42, "roles": {"a": 1}}),
+        json!({"sub": null, "roles": 7}),
+    ] {
+        let claims = verifier()
+            .verify_at(&sign(&payload), NOW)
+            .unwrap_or_else(|e| panic!("{payload}: {e:?}"));
+        assert_eq!(claims.sub, None, "{payload}");
+        assert!(claims.roles.is_empty(), "{payload}");
+    }
+    let claims = verifier()
+        .verify_at(
+            &sign(&json!({"sub": "a", "roles": ["ROLE_API", 3, null, "x"]})),
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(claims.sub.as_deref(), Some("a"));
+    assert_eq!(claims.roles, ["ROLE_API", "x"]);
 }
 
 #[test]

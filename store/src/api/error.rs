@@ -5,7 +5,8 @@
 //! | invalid lines in a write ([`InvalidLines`]) | 400 | JSON |
 //! | WAL not writable ([`WalWriteError`]) | 500 | JSON |
 //! | query body unreadable ([`BadRequest`]) | 400 | JSON |
-//! | `to` missing or not an integer (free) | 400 | JSON |
+//! | `to` missing (free) | 400 | JSON |
+//! | `to` not an integer (free) | 500 (upstream's quirk) | JSON |
 //! | free body not an array of selectors | 400 | plain text (upstream's quirk) |
 //! | health body unreadable | 400 | JSON |
 //! | debug selector names no level | 400 | JSON |
@@ -96,14 +97,15 @@ impl ApiError {
             ApiError::InvalidLines(_)
             | ApiError::QueryBody(_)
             | ApiError::MissingTo
-            | ApiError::BadTo { .. }
             | ApiError::FreeBody(_)
             | ApiError::HealthBody(_)
             | ApiError::LevelNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::NoToken | ApiError::BadToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Wal(_) | ApiError::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Wal(_) | ApiError::Worker(_) | ApiError::BadTo { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ApiError::Restoring { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

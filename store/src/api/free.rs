@@ -3,9 +3,9 @@
 //!
 //! Body: a JSON array of selectors, each an array of level names
 //! (`[["alex","a0329","memoryDomain2"],["fritz","f0201"]]`; `[]` is the whole
-//! tree). Answers `buffers freed: N`. Unlike upstream, selectors naming
-//! levels that do not exist free nothing and create nothing, and a `to` that
-//! is not an integer is a 400 (upstream: 500).
+//! tree). Answers `buffers freed: N`. A `to` that is not an integer is a
+//! 500, as upstream answers it. Unlike upstream, selectors naming levels
+//! that do not exist free nothing and create nothing.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::{ApiError, AppState, blocking, raw_query_param, text};
+use super::{ApiError, AppState, blocking, first_json_value, raw_query_param, text};
 use crate::store::FreeReason;
 
 /// Handles a free request.
@@ -37,7 +37,7 @@ async fn free(state: &AppState, query: Option<&str>, body: &[u8]) -> Result<usiz
             source,
         })?,
     };
-    let selectors: Vec<Vec<String>> = serde_json::from_slice::<Option<Vec<Vec<String>>>>(body)
+    let selectors: Vec<Vec<String>> = first_json_value::<Option<Vec<Vec<String>>>>(body)
         .map_err(ApiError::FreeBody)?
         .unwrap_or_default();
     let store = Arc::clone(&state.store);

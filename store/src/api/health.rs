@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::write::unix_now;
-use super::{ApiError, AppState, json_bytes};
+use super::{ApiError, AppState, first_json_value, json_bytes};
 use crate::store::MetricStore;
 
 /// The request body.
@@ -53,18 +53,17 @@ pub struct NodeHealth {
 
 /// Handles a health request.
 pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let req: HealthRequest = match serde_json::from_slice(&body) {
+    let req: HealthRequest = match first_json_value(&body) {
         Ok(r) => r,
         Err(e) => return ApiError::HealthBody(e).into_response(),
     };
     let now = unix_now();
     let metrics = req.metric_names.unwrap_or_default();
     let mut out = String::from("{");
-    let mut seen = std::collections::HashSet::new();
-    for node in req.nodes.unwrap_or_default() {
-        if !seen.insert(node.clone()) {
-            continue;
-        }
+    // One entry per host, sorted by name (upstream writes a map).
+    let nodes: std::collections::BTreeSet<String> =
+        req.nodes.unwrap_or_default().into_iter().collect();
+    for node in nodes {
         let health = node_health(&state.store, &req.cluster, &node, &metrics, now);
         if out.len() > 1 {
             out.push(',');

@@ -72,13 +72,43 @@ pub struct AppState {
 }
 
 /// Builds the router. `max_body` bounds every request body (413 beyond).
+///
+/// The checks (restore, token, admin role) wrap each method's handler, not
+/// the router: a wrong method is a plain 405 and an unknown path a 404
+/// whatever the token, as upstream answers them.
 pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
-    let write = || with_405(post(write::handle), "POST");
-    let query = || with_405(get(query::handle).post(query::handle), "GET, HEAD, POST");
-    let free = || with_405(post(free::handle), "POST");
-    let debug = || with_405(get(debug::handle), "GET, HEAD");
-    let health = || with_405(get(health::handle), "GET, HEAD");
-    let admin = middleware::from_fn_with_state(Arc::clone(&state), require_admin);
+    let checked = |route: MethodRouter<Arc<AppState>>, admin: bool, allow: &'static str| {
+        let route = if admin {
+            route.route_layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                require_admin,
+            ))
+        } else {
+            route
+        };
+        let route = route
+            .route_layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                authenticate,
+            ))
+            .route_layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                wait_for_restore,
+            ))
+            .route_layer(middleware::from_fn_with_state(Arc::clone(&state), observe));
+        with_405(route, allow)
+    };
+    let write = || checked(post(write::handle), false, "POST");
+    let query = || {
+        checked(
+            get(query::handle).post(query::handle),
+            false,
+            "GET, HEAD, POST",
+        )
+    };
+    let free = || checked(post(free::handle), true, "POST");
+    let debug = || checked(get(debug::handle), true, "GET, HEAD");
+    let health = || checked(get(health::handle), false, "GET, HEAD");
     Router::new()
         .route("/api/write", write())
         .route("/api/write/", write())
@@ -86,24 +116,15 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/query", query())
         .route("/api/query/", query())
         .route("/api/query/{*rest}", query())
-        .route("/api/free", free().route_layer(admin.clone()))
-        .route("/api/free/", free().route_layer(admin.clone()))
-        .route("/api/free/{*rest}", free().route_layer(admin.clone()))
-        .route("/api/debug", debug().route_layer(admin.clone()))
-        .route("/api/debug/", debug().route_layer(admin.clone()))
-        .route("/api/debug/{*rest}", debug().route_layer(admin))
+        .route("/api/free", free())
+        .route("/api/free/", free())
+        .route("/api/free/{*rest}", free())
+        .route("/api/debug", debug())
+        .route("/api/debug/", debug())
+        .route("/api/debug/{*rest}", debug())
         .route("/api/healthcheck", health())
         .route("/api/healthcheck/", health())
         .route("/api/healthcheck/{*rest}", health())
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            authenticate,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            wait_for_restore,
-        ))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
         .merge(metrics_router(&state))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -189,6 +210,23 @@ fn with_405(
 
 async fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+/// Decodes the first JSON value of a request body, as upstream's decoder
+/// does: whatever follows it is not read. An empty body is an error
+/// ("EOF while parsing a value").
+///
+/// # Errors
+///
+/// The body does not start with a `T`.
+pub fn first_json_value<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    match serde_json::Deserializer::from_slice(body)
+        .into_iter::<T>()
+        .next()
+    {
+        Some(value) => value,
+        None => serde_json::from_slice(body),
+    }
 }
 
 /// A plain-text response.

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::{ApiError, AppState, blocking, raw_query_param};
+use super::{ApiError, AppState, blocking, json_bytes, raw_query_param};
 use crate::ingest::{Source, ingest};
 
 /// Handles a write request.
@@ -29,7 +29,8 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     match write(&state, query.as_deref(), body).await {
-        Ok(()) => StatusCode::OK.into_response(),
+        // An empty body that says it is JSON, as upstream's.
+        Ok(()) => json_bytes(StatusCode::OK, Vec::new()),
         Err(e) => e.into_response(),
     }
 }
