@@ -230,6 +230,20 @@ fn stream_lines(rt: &tokio::runtime::Runtime, nats: &NatsServer, name: &str) -> 
             .unwrap();
         while let Some(m) = messages.next().await {
             let m = m.unwrap();
+            // `Nats-Msg-Id: <instance_id>:<upstream>:<first>-<last>` (spec
+            // §4.7): the relay's records in the message.
+            let id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned())
+                .expect("every message has a Nats-Msg-Id");
+            let range = id
+                .strip_prefix("test-relay:bus:")
+                .unwrap_or_else(|| panic!("{id}"));
+            let (first, last) = range.split_once('-').unwrap_or_else(|| panic!("{id}"));
+            let (first, last): (u64, u64) = (first.parse().unwrap(), last.parse().unwrap());
+            assert!(first <= last, "{id}");
             for l in String::from_utf8(m.payload.to_vec()).unwrap().lines() {
                 out.insert(l.to_owned());
             }
@@ -271,7 +285,7 @@ fn relay_publishes_into_a_stream_and_the_store_subscribes() {
             let t = t0 + 60 * s;
             let plain = format!("cpu_load,hostname=n{h} value={} {t}", value(0.0, h, s));
             let alex = format!(
-                "cpu_load,hostname=n{h},cluster=alex value={} {t}",
+                "cpu_load,cluster=alex,hostname=n{h} value={} {t}",
                 value(1000.0, h, s)
             );
             assert!(stored.contains(&plain), "{plain} not in the stream");

@@ -512,7 +512,7 @@ fn nats_upstream_core_publishes_with_the_cluster_as_a_tag() {
         )
     });
     assert!(
-        received.contains("cpu_load,hostname=n1,cluster=fritz value=1"),
+        received.contains("cpu_load,cluster=fritz,hostname=n1 value=1"),
         "{received}"
     );
     assert!(

@@ -151,7 +151,7 @@ mod tests {
         let all = export(&q, "a", usize::MAX).unwrap();
         assert_eq!(
             String::from_utf8(all.text).unwrap(),
-            "m,hostname=h,cluster=fritz foo=1 1\n\
+            "m,cluster=fritz,hostname=h foo=1 1\n\
              m,cluster=alex,hostname=h foo=2 2\n\
              m,hostname=h foo=3 3\n"
         );

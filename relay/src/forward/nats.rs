@@ -1,27 +1,34 @@
 //! The NATS sink (spec `relay.md` §4.7, NATS egress): an upstream of type
 //! `nats` publishes its batches to one subject.
 //!
-//! A batch is cut into messages no larger than the server's `max_payload`
-//! (less a margin for headers) at line boundaries; lines without a
-//! `cluster` tag get the record's default cluster written in as one, since
-//! a message carries no query parameter.
+//! A message holds at most min(`batch.max_bytes`, the server's
+//! `max_payload` less a margin for headers). Lines without a `cluster` tag
+//! get the record's default cluster written in as one (the tags then sorted
+//! by key), since a message carries no query parameter. A batch is one
+//! message when it fits; one that does not is sent as several, each of
+//! whole records, and only a record too large for any message is cut
+//! between its lines.
 //!
 //! - **core**: the messages are published and the connection flushed;
 //!   success means the bytes reached the server, nothing more. A subscriber
 //!   that is down or slow loses them (at most once from here on).
 //! - **jetstream**: each message carries `Nats-Msg-Id:
-//!   <instance>:<upstream>:<first>-<last>:<n>`, and the batch counts as
-//!   delivered only when every message's PubAck arrived (a duplicate PubAck,
-//!   after a retry within the stream's de-duplication window, counts too).
-//!   Until then the records stay queued: at least once into the stream.
+//!   <instance_id>:<upstream>:<first>-<last>`, the ids of the first and last
+//!   record in it (a part of a record cut between its lines adds `:<n>`,
+//!   counted from 0), and the batch counts as delivered only when every
+//!   message's PubAck arrived (a duplicate PubAck, after a retry within the
+//!   stream's de-duplication window, counts too). Until then the records stay
+//!   queued: at least once into the stream.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use bytes::Bytes;
-use cc_common::lineproto::{escape_key, parse_lines};
+use cc_common::lineproto::{escape_key, escape_measurement, parse_lines};
 use cc_common::nats::Status;
 
 use super::http::Piece;
@@ -83,7 +90,7 @@ impl NatsUpstream {
         };
         let result = match &self.jetstream {
             None => self.publish_core(messages).await,
-            Some(js) => self.publish_jetstream(js, pieces, messages).await,
+            Some(js) => self.publish_jetstream(js, messages).await,
         };
         match result {
             Ok(()) => Attempt::Answered {
@@ -100,10 +107,10 @@ impl NatsUpstream {
         }
     }
 
-    async fn publish_core(&self, messages: Vec<Bytes>) -> Result<(), String> {
+    async fn publish_core(&self, messages: Vec<Message>) -> Result<(), String> {
         for m in messages {
             self.client
-                .publish(self.subject.clone(), m)
+                .publish(self.subject.clone(), m.body)
                 .await
                 .map_err(|e| format!("publish: {e}"))?;
         }
@@ -117,20 +124,14 @@ impl NatsUpstream {
     async fn publish_jetstream(
         &self,
         js: &jetstream::Context,
-        pieces: &[Piece],
-        messages: Vec<Bytes>,
+        messages: Vec<Message>,
     ) -> Result<(), String> {
-        let first = pieces.first().map_or(0, |p| p.id);
-        let last = pieces.last().map_or(0, |p| p.id);
         let mut acks = Vec::with_capacity(messages.len());
-        for (n, m) in messages.into_iter().enumerate() {
+        for m in messages {
             let mut headers = HeaderMap::new();
-            headers.insert(
-                "Nats-Msg-Id",
-                format!("{}:{first}-{last}:{n}", self.id_prefix).as_str(),
-            );
+            headers.insert("Nats-Msg-Id", m.id(&self.id_prefix).as_str());
             let ack = js
-                .publish_with_headers(self.subject.clone(), headers, m)
+                .publish_with_headers(self.subject.clone(), headers, m.body)
                 .await
                 .map_err(|e| format!("JetStream publish: {e}"))?;
             acks.push(ack.into_future());
@@ -148,14 +149,50 @@ impl NatsUpstream {
     }
 }
 
-/// The lines of `pieces` as messages of at most `limit` bytes, cut at line
-/// boundaries, each line without a `cluster` tag given its piece's default
-/// cluster. `Err(len)`: a single line of `len` bytes is larger than `limit`.
-fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Bytes>, usize> {
+/// One message of a batch: whole records `first..=last`, or part `part`
+/// of record `first` (= `last`) when that record alone is too large.
+#[derive(Debug, PartialEq)]
+struct Message {
+    first: u64,
+    last: u64,
+    part: Option<usize>,
+    body: Bytes,
+}
+
+impl Message {
+    /// Its `Nats-Msg-Id`.
+    fn id(&self, prefix: &str) -> String {
+        let mut id = format!("{prefix}:{}-{}", self.first, self.last);
+        if let Some(n) = self.part {
+            let _ = write!(id, ":{n}");
+        }
+        id
+    }
+}
+
+/// The lines of `pieces` as messages of at most `limit` bytes, each line
+/// without a `cluster` tag given its piece's default cluster. Records are
+/// packed whole, in order; a record larger than `limit` on its own is cut
+/// at line boundaries into parts. `Err(len)`: a single line of `len` bytes
+/// is larger than `limit`.
+fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Message>, usize> {
     let mut out = Vec::new();
     let mut current: Vec<u8> = Vec::new();
+    let mut range: Option<(u64, u64)> = None;
+    let mut record: Vec<u8> = Vec::new();
     let mut line_buf = String::new();
+    let flush = |out: &mut Vec<Message>, current: &mut Vec<u8>, range: &mut Option<(u64, u64)>| {
+        if let Some((first, last)) = range.take() {
+            out.push(Message {
+                first,
+                last,
+                part: None,
+                body: Bytes::from(std::mem::take(current)),
+            });
+        }
+    };
     for piece in pieces {
+        record.clear();
         for raw in piece.body.split_inclusive(|b| *b == b'\n') {
             let line: &[u8] = if piece.cluster.is_empty() {
                 raw
@@ -166,36 +203,70 @@ fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Bytes>, usize> {
             if line.len() > limit {
                 return Err(line.len());
             }
-            if current.len() + line.len() > limit {
-                out.push(Bytes::from(std::mem::take(&mut current)));
-            }
-            current.extend_from_slice(line);
+            record.extend_from_slice(line);
         }
+        if record.is_empty() {
+            continue;
+        }
+        if record.len() <= limit {
+            if current.len() + record.len() > limit {
+                flush(&mut out, &mut current, &mut range);
+            }
+            current.extend_from_slice(&record);
+            range = Some(range.map_or((piece.id, piece.id), |(first, _)| (first, piece.id)));
+            continue;
+        }
+        // Too large for one message: its own messages, cut between lines.
+        flush(&mut out, &mut current, &mut range);
+        let mut part = Vec::new();
+        let mut n = 0;
+        for line in record.split_inclusive(|b| *b == b'\n') {
+            if part.len() + line.len() > limit {
+                out.push(Message {
+                    first: piece.id,
+                    last: piece.id,
+                    part: Some(n),
+                    body: Bytes::from(std::mem::take(&mut part)),
+                });
+                n += 1;
+            }
+            part.extend_from_slice(line);
+        }
+        out.push(Message {
+            first: piece.id,
+            last: piece.id,
+            part: Some(n),
+            body: Bytes::from(part),
+        });
     }
-    if !current.is_empty() {
-        out.push(Bytes::from(current));
-    }
+    flush(&mut out, &mut current, &mut range);
     Ok(out)
 }
 
 /// Writes `raw` (one `\n`-terminated line) into `out` with a `cluster` tag
-/// added, if it has none; `None` if it has one (or cannot be parsed).
+/// added, if it has none; `None` if it has one (or cannot be parsed). The
+/// tags are then in key order, as after any change of tags (spec step 7).
 pub(crate) fn with_cluster(raw: &[u8], cluster: &str, out: &mut String) -> Option<()> {
     let line = parse_lines(raw).next()?.ok()?;
-    if line.tag("cluster").is_some() {
+    let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = line.tags().collect();
+    if tags.iter().any(|(k, _)| k == "cluster") {
         return None;
     }
-    let text = line.raw();
-    let fields = line.raw_fields();
-    let offset = (fields.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let head = text.get(..offset)?.trim_end_matches(' ');
-    let tail = text.get(offset..)?;
+    tags.push((Cow::Borrowed("cluster"), Cow::Borrowed(cluster)));
+    tags.sort_by(|a, b| a.0.cmp(&b.0));
     out.clear();
-    out.push_str(head);
-    out.push_str(",cluster=");
-    escape_key(out, cluster);
+    escape_measurement(out, line.measurement());
+    for (k, v) in &tags {
+        out.push(',');
+        escape_key(out, k);
+        out.push('=');
+        escape_key(out, v);
+    }
     out.push(' ');
-    out.push_str(tail);
+    out.push_str(line.raw_fields());
+    if let Some(ts) = line.timestamp() {
+        let _ = write!(out, " {ts}");
+    }
     out.push('\n');
     Some(())
 }
@@ -215,11 +286,15 @@ mod tests {
         }
     }
 
-    fn text(messages: &[Bytes]) -> Vec<String> {
+    fn text(messages: &[Message]) -> Vec<String> {
         messages
             .iter()
-            .map(|m| String::from_utf8(m.to_vec()).unwrap())
+            .map(|m| String::from_utf8(m.body.to_vec()).unwrap())
             .collect()
+    }
+
+    fn ids(messages: &[Message]) -> Vec<String> {
+        messages.iter().map(|m| m.id("relay1:up")).collect()
     }
 
     #[test]
@@ -227,22 +302,22 @@ mod tests {
         let pieces = [piece(
             1,
             "fritz",
-            "cpu_load,hostname=n1 value=1 10\nmem,cluster=alex,hostname=n2 value=2 10\nflops value=3\n",
+            "cpu_load,hostname=n1 value=1 10\nmem,cluster=alex,hostname=n2 value=2 10\nflops value=3\nm,z=1,a=2 v=1,w=\"x y\" 11\n",
         )];
         let out = text(&messages(&pieces, 1 << 20).unwrap());
         assert_eq!(
             out,
             [
-                "cpu_load,hostname=n1,cluster=fritz value=1 10\nmem,cluster=alex,hostname=n2 value=2 10\nflops,cluster=fritz value=3\n"
+                "cpu_load,cluster=fritz,hostname=n1 value=1 10\nmem,cluster=alex,hostname=n2 value=2 10\nflops,cluster=fritz value=3\nm,a=2,cluster=fritz,z=1 v=1,w=\"x y\" 11\n"
             ]
         );
     }
 
     #[test]
     fn clusters_needing_escapes_are_escaped() {
-        let pieces = [piece(1, "a b,c", "m value=1 1\n")];
+        let pieces = [piece(1, "a b,c", "m\\ x value=1 1\n")];
         let out = text(&messages(&pieces, 1 << 20).unwrap());
-        assert_eq!(out, ["m,cluster=a\\ b\\,c value=1 1\n"]);
+        assert_eq!(out, ["m\\ x,cluster=a\\ b\\,c value=1 1\n"]);
     }
 
     #[test]
@@ -255,14 +330,49 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_cut_at_line_boundaries_under_the_limit() {
+    fn a_batch_that_fits_is_one_message_named_by_its_records() {
         let pieces = [
-            piece(1, "", "a value=1 1\nb value=2 2\n"),
-            piece(2, "", "c value=3 3\n"),
+            piece(7, "", "a value=1 1\n"),
+            piece(8, "", "b value=2 2\n"),
+            piece(9, "", "c value=3 3\n"),
         ];
-        // Each line is 12 bytes: two fit in 25, the third starts a message.
-        let out = text(&messages(&pieces, 25).unwrap());
-        assert_eq!(out, ["a value=1 1\nb value=2 2\n", "c value=3 3\n"]);
+        let out = messages(&pieces, 1 << 20).unwrap();
+        assert_eq!(ids(&out), ["relay1:up:7-9"]);
+        assert_eq!(text(&out), ["a value=1 1\nb value=2 2\nc value=3 3\n"]);
+    }
+
+    #[test]
+    fn larger_batches_are_cut_between_records_and_big_records_between_lines() {
+        let pieces = [
+            piece(1, "", "a value=1 1\n"),
+            piece(2, "", "b value=2 2\n"),
+            piece(3, "", "c value=3 3\n"),
+            piece(4, "", "d value=4 4\ne value=5 5\nf value=6 6\n"),
+            piece(5, "", "g value=7 7\n"),
+        ];
+        // Each line is 12 bytes: two fit in 25.
+        let out = messages(&pieces, 25).unwrap();
+        assert_eq!(
+            ids(&out),
+            [
+                "relay1:up:1-2",
+                "relay1:up:3-3",
+                "relay1:up:4-4:0",
+                "relay1:up:4-4:1",
+                "relay1:up:5-5"
+            ]
+        );
+        assert_eq!(
+            text(&out),
+            [
+                "a value=1 1\nb value=2 2\n",
+                "c value=3 3\n",
+                "d value=4 4\ne value=5 5\n",
+                "f value=6 6\n",
+                "g value=7 7\n"
+            ]
+        );
+        assert!(out.iter().all(|m| m.body.len() <= 25));
         assert_eq!(messages(&pieces, 11), Err(12));
     }
 }
