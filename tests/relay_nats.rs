@@ -703,3 +703,91 @@ fn jetstream_input_naks_while_a_reject_new_queue_is_full() {
     wait_delivered(&stub, &sent, &relay);
     assert_eq!(metric(&admin, "ccrelay_nats_dropped_messages_total"), 0.0);
 }
+
+#[test]
+fn a_nats_outage_does_not_make_a_relay_with_http_listeners_unready() {
+    // Every relay sees a broker outage at once; were they all unready, the
+    // load balancer in front of their HTTP listeners would have none left.
+    let stub = Stub::start();
+    let mut cfg = config(
+        json!({
+            "name": "bus",
+            "servers": [format!("nats://127.0.0.1:{}", common::free_port())],
+            "subjects": [{"subject": "metrics.>", "cluster": "fritz"}]
+        }),
+        &stub,
+    );
+    cfg["ingress"]["http"] = json!([{"name": "collectors"}]);
+    let (relay, admin) = start_relay(cfg);
+    let down = metric(&admin, "ccrelay_nats_connected{role=\"ingress:bus\"}");
+    assert_eq!(down, 0.0, "the input has no server to connect to");
+    let ready = common::http(&admin, "GET", "/readyz", &[], b"").unwrap();
+    assert_eq!((ready.status, ready.text().as_str()), (200, "ready\n"));
+    let sent = lines("h", 3);
+    let r = relay.request(
+        "POST",
+        "/api/write?cluster=c",
+        &[],
+        sent.join("\n").as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    wait_delivered(&stub, &sent, &relay);
+}
+
+#[test]
+fn core_input_drops_and_counts_what_a_full_reject_new_queue_refuses() {
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new());
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let mut cfg = config(input(&server, "metrics.>"), &stub);
+    // One message fills the queue; core NATS cannot be told to resend, so
+    // later messages are dropped and counted (spec §4.8: `rejected_full`).
+    cfg["upstreams"][0]["buffer"] = json!({"max_bytes": "1KiB", "when_full": "reject_new"});
+    cfg["storage"] = json!({"record_compression": "none"});
+    let (relay, admin) = start_relay(cfg);
+    let first = lines("a", 30);
+    publish(&rt, &server, "metrics.r", &[first.join("\n")]);
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(
+            &admin,
+            "ccrelay_queue_lines{upstream=\"store\"}"
+        ) == 30.0),
+        "{}",
+        relay.log_text()
+    );
+    let refused: Vec<String> = [lines("b", 30), lines("c", 30)]
+        .iter()
+        .map(|l| l.join("\n"))
+        .collect();
+    publish(&rt, &server, "metrics.r", &refused);
+    let series = "ccrelay_dropped_lines_total{upstream=\"store\",reason=\"rejected_full\"}";
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(&admin, series) == 60.0),
+        "{}\n{}",
+        metric(&admin, series),
+        relay.log_text()
+    );
+    assert_eq!(
+        metric(
+            &admin,
+            "ccrelay_nats_dropped_messages_total{ingress=\"bus\",reason=\"refused\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &admin,
+            "ccrelay_dropped_records_total{upstream=\"store\",reason=\"rejected_full\"}"
+        ),
+        0.0,
+        "nothing refused was ever a record"
+    );
+    // The first message was stored and is delivered once the store is back.
+    stub.answer(|_| 200);
+    wait_delivered(&stub, &first, &relay);
+    assert!(
+        metric(&admin, "ccrelay_ingest_ack_seconds_count{ingress=\"bus\"}") >= 1.0,
+        "the stored message's receive-to-durable time is observed"
+    );
+}

@@ -40,6 +40,11 @@ pub struct AdminState {
     pub registry: Registry,
     /// Earlier looks at the counters, for the rates of `/status` and `/`.
     pub rates: parking_lot::Mutex<RateWindow>,
+    /// Whether NATS inputs that take no messages make `/readyz` 503: only
+    /// for a relay without HTTP listeners. With one, readiness is for the
+    /// load balancer in front of them, and a NATS outage (which every relay
+    /// sees at once) must not take all of them out of it.
+    pub nats_gates_readiness: bool,
 }
 
 /// The admin router.
@@ -106,7 +111,7 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "disk limits reached\n").into_response();
     }
     let down = s.runtime.nats.sources_down();
-    if !down.is_empty() {
+    if s.nats_gates_readiness && !down.is_empty() {
         let text = format!(
             "NATS inputs not taking messages (not connected or not subscribed yet): {}\n",
             down.join(", ")

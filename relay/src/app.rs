@@ -327,6 +327,7 @@ fn start_admin(
         instance_id: config.instance_id.clone(),
         registry: crate::metrics::registry(runtime),
         rates: parking_lot::Mutex::default(),
+        nats_gates_readiness: config.ingress.http.is_empty(),
     });
     let bound = Bound {
         listener: socket,

@@ -178,8 +178,8 @@ pub struct IngestCounters {
     /// Authentication failures by reason (`missing`, `jwt`, `claims`,
     /// `basic`; `ccrelay_auth_failures_total`).
     pub auth_failures: Family<ReasonLabels, Counter>,
-    /// Time from receiving a request to answering it
-    /// (`ccrelay_ingest_ack_seconds`).
+    /// Time from receiving a request to answering it, or NATS messages to
+    /// their being on disk (`ccrelay_ingest_ack_seconds`).
     pub ack_seconds: Family<IngressLabels, Histogram, HistogramFn>,
     /// Lines received by all sources together (for `/status`).
     received_lines: Counter,
@@ -308,7 +308,8 @@ pub fn registry(runtime: &Arc<Runtime>) -> Registry {
     );
     r.register(
         "ingest_ack_seconds",
-        "Time from receiving a request to answering it (after the group commit), by listener",
+        "Time from receiving a request to answering it (after the group commit), or NATS \
+         messages to their being on disk (when JetStream ones are acknowledged), by ingress",
         c.ack_seconds.clone(),
     );
     let flush = runtime.flush_stats();

@@ -193,7 +193,10 @@ impl RelayStatus {
                     last_error_ms: c.last_error_ms.load(Ordering::Relaxed),
                     dead_lettered_lines: c.dead_lettered.total(),
                     dead_letter_records: dlq.records,
-                    dropped_lines: c.dropped_full.lines.get() + c.expired.lines.get() + evicted,
+                    dropped_lines: c.dropped_full.lines.get()
+                        + c.expired.lines.get()
+                        + c.rejected_full.get()
+                        + evicted,
                 }
             })
             .collect();

@@ -33,7 +33,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use bytes::{Bytes, BytesMut};
@@ -43,6 +43,7 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{JetStreamIngress, NatsIngress, StreamStorage};
+use crate::metrics::IngressLabels;
 use crate::nats::{SourceCounters, subject_matches};
 use crate::runtime::{Batch, Refused, RuleGroup, Runtime};
 
@@ -233,6 +234,7 @@ impl NatsSource {
         let reject = self.rejects_invalid();
         let mut storing = tokio::task::JoinSet::new();
         while let Some(first) = inbox.recv().await {
+            let received = Instant::now();
             let mut body = BytesMut::new();
             let mut messages = 0_u64;
             let mut next = Some(first);
@@ -258,15 +260,35 @@ impl NatsSource {
                 let _ = storing.join_next().await;
             }
             let (this, cluster) = (Arc::clone(&self), cluster.clone());
-            storing.spawn(async move { this.store_core(body.freeze(), cluster, messages).await });
+            storing.spawn(async move {
+                this.store_core(body.freeze(), cluster, messages, received)
+                    .await;
+            });
         }
         while storing.join_next().await.is_some() {}
     }
 
     /// Stores one core batch of `messages` messages, counting what is refused.
-    async fn store_core(&self, body: Bytes, cluster: Option<String>, messages: u64) {
-        match self.accept(body, cluster, CORE_ACK_TIMEOUT).await {
+    async fn store_core(
+        &self,
+        body: Bytes,
+        cluster: Option<String>,
+        messages: u64,
+        received: Instant,
+    ) {
+        let lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
+        match self.accept(body, cluster, CORE_ACK_TIMEOUT, received).await {
             Ok(()) => {}
+            Err(Refused::QueueFull(upstream)) => {
+                if let Some(u) = self.runtime.upstreams().iter().find(|u| u.name == upstream) {
+                    u.counters.rejected_full.inc_by(lines);
+                }
+                self.dropped(
+                    "refused",
+                    messages,
+                    &format!("the queue of upstream {upstream} is full (when_full: reject_new)"),
+                );
+            }
             Err(Refused::Invalid { rejected, first }) => self.dropped(
                 "invalid",
                 messages,
@@ -285,6 +307,7 @@ impl NatsSource {
         body: Bytes,
         cluster: Option<String>,
         ack_timeout: Duration,
+        received: Instant,
     ) -> Result<(), Refused> {
         self.runtime.check()?;
         let writing = self.runtime.writing();
@@ -304,6 +327,15 @@ impl NatsSource {
         if let Some(first) = &accepted.first_error {
             tracing::debug!(ingress = %self.config.name, rejected = accepted.rejected, first = %first, "invalid lines dropped");
         }
+        // Receive → durable, i.e. until the messages may be acknowledged.
+        let labels = IngressLabels {
+            ingress: Arc::clone(&self.name),
+        };
+        self.runtime
+            .counters
+            .ack_seconds
+            .get_or_create(&labels)
+            .observe(received.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -552,6 +584,7 @@ impl NatsSource {
         if batch.is_empty() {
             return;
         }
+        let received = Instant::now();
         let c = &self.counters;
         c.unacked.fetch_add(batch.len() as i64, Ordering::Relaxed);
         let max_message = self.max_message_bytes();
@@ -583,7 +616,10 @@ impl NatsSource {
             }
         }
         for (cluster, body, members) in groups {
-            let kind = match self.accept(body.freeze(), cluster, ack_timeout).await {
+            let kind = match self
+                .accept(body.freeze(), cluster, ack_timeout, received)
+                .await
+            {
                 Ok(()) => AckKind::Ack,
                 Err(Refused::Invalid { rejected, first }) => {
                     self.dropped(

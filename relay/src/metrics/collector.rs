@@ -152,23 +152,27 @@ impl RelayCollector {
                 (
                     "buffer_full",
                     Some(c.dropped_full.lines.get()),
-                    c.dropped_full.records.get(),
+                    Some(c.dropped_full.records.get()),
                 ),
                 (
                     "max_age",
                     Some(c.expired.lines.get()),
-                    c.expired.records.get(),
+                    Some(c.expired.records.get()),
                 ),
-                ("disk_pressure", Some(evicted_lines), evicted_records),
+                ("disk_pressure", Some(evicted_lines), Some(evicted_records)),
+                // Refused before they became records.
+                ("rejected_full", Some(c.rejected_full.get()), None),
                 // A corrupt record's line count is unknown.
-                ("corrupt", None, corrupt),
+                ("corrupt", None, Some(corrupt)),
             ];
             for (reason, n_lines, n_records) in counts {
                 let labels = [("upstream", name), ("reason", reason)];
                 if let Some(n) = n_lines {
                     lines.push((labels, ConstCounter::new(n)));
                 }
-                records.push((labels, ConstCounter::new(n_records)));
+                if let Some(n) = n_records {
+                    records.push((labels, ConstCounter::new(n)));
+                }
             }
         }
         encode_family(

@@ -74,6 +74,9 @@ pub struct UpstreamCounters {
     pub expired: Dropped,
     /// Lines (and their records) dropped from the full queue (`drop_oldest`).
     pub dropped_full: Dropped,
+    /// Lines of core NATS messages dropped because this upstream's full
+    /// `reject_new` queue refused them (never stored, so no records).
+    pub rejected_full: Counter,
     /// 1 after the last success, 0 after the last failure.
     pub up: AtomicBool,
     /// 401/403 seen on the last attempt.
@@ -102,6 +105,7 @@ impl Default for UpstreamCounters {
             dead_lettered: ReasonCounts::new(DEAD_LETTER_REASONS),
             expired: Dropped::default(),
             dropped_full: Dropped::default(),
+            rejected_full: Counter::default(),
             up: AtomicBool::default(),
             auth_failing: AtomicBool::default(),
             misconfigured: AtomicBool::default(),
