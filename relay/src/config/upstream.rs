@@ -286,6 +286,17 @@ impl Upstream {
     fn validate_nats(&mut self, ctx: &mut Ctx<'_>, key: &str) -> Result<(), ConfigError> {
         let http_only = [
             ("url", self.url.is_some()),
+            ("cluster", self.cluster.is_some()),
+            // Durations have defaults: a value other than those was written.
+            ("timeout", self.timeout != default_timeout()),
+            (
+                "connect_timeout",
+                self.connect_timeout != default_connect_timeout(),
+            ),
+            (
+                "pool_idle_timeout",
+                self.pool_idle_timeout != default_pool_idle_timeout(),
+            ),
             ("auth.jwt", self.auth.jwt.is_some()),
             ("auth.jwt_file", self.auth.jwt_file.is_some()),
             ("auth.username", self.auth.username.is_some()),
@@ -297,6 +308,10 @@ impl Upstream {
         if let Some((name, _)) = http_only.into_iter().find(|(_, set)| *set) {
             let hint = match name {
                 "url" => " (a nats upstream uses servers and subject)",
+                "cluster" => {
+                    " (lines without a cluster tag get their request's default cluster as a tag)"
+                }
+                "timeout" => " (use jetstream.ack_timeout)",
                 "auth.username" => " (NATS uses auth.user)",
                 _ => "",
             };

@@ -342,6 +342,14 @@ fn upstream_url_compression_and_type_rules() {
             "is not used by type nats",
         ),
         ("compress", json!("gzip"), "is not used by type nats"),
+        ("cluster", json!("fritz"), "is not used by type nats"),
+        ("timeout", json!("5s"), "is not used by type nats"),
+        ("connect_timeout", json!("1s"), "is not used by type nats"),
+        (
+            "pool_idle_timeout",
+            json!("10s"),
+            "is not used by type nats",
+        ),
         ("subject", json!("metrics.*"), "without wildcards"),
         ("servers", json!([]), "needs at least one server"),
         (
