@@ -115,7 +115,7 @@ fn dead_letters_are_exported_replayed_and_purged_on_the_admin_listener() {
     let r = admin(&addr, "GET", "/dlq/store");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
-    assert_eq!(r.text(), format!("m,hostname=bad,cluster=c foo=1 {t}\n"));
+    assert_eq!(r.text(), format!("m,cluster=c,hostname=bad foo=1 {t}\n"));
     assert_eq!(r.header("x-cc-relay-lines"), Some("1"));
     assert_eq!(r.header("x-cc-relay-skipped"), Some("0"));
     assert_eq!(admin(&addr, "GET", "/dlq/store?limit=0").text(), "");
@@ -202,7 +202,7 @@ fn dead_letters_are_exported_replayed_and_purged_offline() {
     let (status, dir) = relay.stop();
     assert!(status.success());
     let config = dir.path().join("relay.json");
-    let both = format!("m,hostname=a,cluster=c foo=3 {t}\nm,hostname=b,cluster=c foo=4 {t}\n");
+    let both = format!("m,cluster=c,hostname=a foo=3 {t}\nm,cluster=c,hostname=b foo=4 {t}\n");
 
     let (ok, out, err) = cli(&config, &["dlq", "export", "store"]);
     assert!(ok, "{err}");
@@ -218,7 +218,7 @@ fn dead_letters_are_exported_replayed_and_purged_offline() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), both);
     let (ok, out, _) = cli(&config, &["dlq", "export", "store", "--limit", "1"]);
     assert!(ok);
-    assert_eq!(out, format!("m,hostname=a,cluster=c foo=3 {t}\n"));
+    assert_eq!(out, format!("m,cluster=c,hostname=a foo=3 {t}\n"));
 
     let (ok, _, err) = cli(&config, &["dlq", "replay", "nope"]);
     assert!(!ok);

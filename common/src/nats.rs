@@ -107,9 +107,148 @@ pub enum NatsError {
         #[source]
         source: std::io::Error,
     },
+    /// The nkey seed is not one.
+    #[error("the NATS nkey seed is not a valid seed")]
+    Nkey,
     /// The client refused the options.
     #[error("cannot start the NATS client")]
     Connect(#[source] async_nats::ConnectError),
+}
+
+/// The credentials a client presents, worked out from [`Auth`]: the `.creds`
+/// file read and its seed and the nkey seed turned into keys.
+#[derive(Clone, Default)]
+struct Presented {
+    user_password: Option<(String, Secret)>,
+    token: Option<Secret>,
+    nkey: Option<Arc<nkeys::KeyPair>>,
+    /// User JWT and the key that signs with it.
+    creds: Option<(String, Arc<nkeys::KeyPair>)>,
+}
+
+impl Presented {
+    fn from_auth(auth: &Auth) -> Result<Presented, NatsError> {
+        let nkey = match &auth.nkey_seed {
+            Some(seed) => Some(Arc::new(
+                nkeys::KeyPair::from_seed(seed.expose().trim()).map_err(|_| NatsError::Nkey)?,
+            )),
+            None => None,
+        };
+        let creds = match &auth.creds_file {
+            Some(path) => {
+                let creds_error = |message: &str| NatsError::Creds {
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+                };
+                let text = std::fs::read_to_string(path).map_err(|source| NatsError::Creds {
+                    path: path.clone(),
+                    source,
+                })?;
+                let (jwt, seed) =
+                    parse_creds(&text).ok_or_else(|| creds_error("no user JWT and nkey seed"))?;
+                let key = nkeys::KeyPair::from_seed(seed)
+                    .map_err(|_| creds_error("the nkey seed is not a valid seed"))?;
+                Some((jwt.to_owned(), Arc::new(key)))
+            }
+            None => None,
+        };
+        Ok(Presented {
+            user_password: auth.user_password.clone(),
+            token: auth.token.clone(),
+            nkey,
+            creds,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.user_password.is_none()
+            && self.token.is_none()
+            && self.nkey.is_none()
+            && self.creds.is_none()
+    }
+}
+
+/// The two blocks of a `.creds` file: the user JWT, then the nkey seed, each
+/// on its own line between `-----BEGIN …-----` and `------END …------`.
+fn parse_creds(text: &str) -> Option<(&str, &str)> {
+    let mut blocks = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line.starts_with("---") && line.contains("BEGIN") {
+            let value = lines.by_ref().find(|l| !l.is_empty())?;
+            blocks.push(value);
+        }
+    }
+    match blocks.as_slice() {
+        [jwt, seed, ..] if !jwt.starts_with("---") && !seed.starts_with("---") => Some((jwt, seed)),
+        _ => None,
+    }
+}
+
+/// The credentials a client presents when it connects, and again at every
+/// reconnection. [`Credentials::replace`] (SIGHUP) changes them for the
+/// next connection; an established connection keeps its session.
+pub struct Credentials {
+    current: parking_lot::RwLock<Presented>,
+    /// User and password written into a server URL, when no others are set.
+    from_url: Option<(String, Secret)>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(…)")
+    }
+}
+
+impl Credentials {
+    /// Reads `auth` (the `.creds` file, the nkey seed).
+    ///
+    /// # Errors
+    ///
+    /// A `.creds` file that cannot be read or holds no JWT and seed, or a
+    /// seed that is not one.
+    pub fn new(auth: &Auth) -> Result<Credentials, NatsError> {
+        Ok(Credentials {
+            current: parking_lot::RwLock::new(Presented::from_auth(auth)?),
+            from_url: None,
+        })
+    }
+
+    /// Replaces the credentials for the next connection; on an error the
+    /// old ones stay.
+    ///
+    /// # Errors
+    ///
+    /// As [`Credentials::new`].
+    pub fn replace(&self, auth: &Auth) -> Result<(), NatsError> {
+        let fresh = Presented::from_auth(auth)?;
+        *self.current.write() = fresh;
+        Ok(())
+    }
+
+    /// What to send in the `CONNECT` for the server's `nonce`.
+    fn present(&self, nonce: &[u8]) -> Result<async_nats::Auth, async_nats::AuthError> {
+        let current = self.current.read().clone();
+        let mut auth = async_nats::Auth::new();
+        if let Some((user, password)) = current.user_password.or_else(|| self.from_url.clone()) {
+            auth.username = Some(user);
+            auth.password = Some(password.expose().to_owned());
+        }
+        auth.token = current.token.map(|t| t.expose().to_owned());
+        let sign = |key: &nkeys::KeyPair| {
+            key.sign(nonce)
+                .map_err(|e| async_nats::AuthError::new(format!("cannot sign the nonce: {e}")))
+        };
+        if let Some(key) = &current.nkey {
+            auth.nkey = Some(key.public_key());
+            auth.signature = Some(sign(key)?);
+        }
+        if let Some((jwt, key)) = &current.creds {
+            auth.jwt = Some(jwt.clone());
+            auth.signature = Some(sign(key)?);
+        }
+        Ok(auth)
+    }
 }
 
 /// What a NATS connection is doing, for `/metrics`, `/status`, readiness
@@ -278,9 +417,24 @@ impl Status {
 pub async fn connect(
     options: &Options,
     status: Arc<Status>,
-) -> Result<async_nats::Client, NatsError> {
+) -> Result<(async_nats::Client, Arc<Credentials>), NatsError> {
     let addrs = server_addrs(&options.servers)?;
-    let mut opts = ConnectOptions::new()
+    let mut credentials = Credentials::new(&options.auth)?;
+    credentials.from_url = url_credentials(&addrs);
+    let credentials = Arc::new(credentials);
+    let empty = credentials.from_url.is_none() && credentials.current.read().is_empty();
+    let mut opts = if empty {
+        ConnectOptions::new()
+    } else {
+        // Asked at every connection, so that replaced credentials are used
+        // from the next one on.
+        let credentials = Arc::clone(&credentials);
+        ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
+            let auth = credentials.present(&nonce);
+            async move { auth }
+        })
+    };
+    opts = opts
         .name(&options.client_name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -289,26 +443,6 @@ pub async fn connect(
             let status = Arc::clone(&status);
             async move { status.on_event(&event) }
         });
-    let auth = &options.auth;
-    let from_url = url_credentials(&addrs);
-    if let Some((user, password)) = auth.user_password.as_ref().or(from_url.as_ref()) {
-        opts = opts.user_and_password(user.clone(), password.expose().to_owned());
-    }
-    if let Some(token) = &auth.token {
-        opts = opts.token(token.expose().to_owned());
-    }
-    if let Some(seed) = &auth.nkey_seed {
-        opts = opts.nkey(seed.expose().to_owned());
-    }
-    if let Some(path) = &auth.creds_file {
-        opts = opts
-            .credentials_file(path)
-            .await
-            .map_err(|source| NatsError::Creds {
-                path: path.clone(),
-                source,
-            })?;
-    }
     let tls = &options.tls;
     if let Some(ca) = &tls.ca_file {
         opts = opts.add_root_certificates(ca.clone());
@@ -325,7 +459,8 @@ pub async fn connect(
     if tls.handshake_first {
         opts = opts.tls_first();
     }
-    opts.connect(addrs).await.map_err(NatsError::Connect)
+    let client = opts.connect(addrs).await.map_err(NatsError::Connect)?;
+    Ok((client, credentials))
 }
 
 /// Waits until the server has processed everything `client` sent before:

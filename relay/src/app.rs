@@ -145,6 +145,7 @@ pub async fn run_with(
         admin_token: Arc::new(RwLock::new(admin_token_of(&config))),
         clients: Vec::new(),
         server_tls: Vec::new(),
+        runtime: Arc::clone(&runtime),
     };
     let admin_task = start_admin(&config, &runtime, admin_socket, &shutdown, &mut secrets)?;
     let worker_tasks = start_workers(upstreams, &mut secrets, &worker_stop, &shutdown);
@@ -425,7 +426,7 @@ async fn start_nats_source(
     // The client's own buffer is only a hand-over to the inbox, which
     // holds `subscription_capacity` messages and counts what it drops.
     let options = client_options(connection, &config.instance_id, &role, CLIENT_BUFFER);
-    let client = cc_common::nats::connect(&options, Arc::clone(&status))
+    let (client, credentials) = cc_common::nats::connect(&options, Arc::clone(&status))
         .await
         .map_err(|e| StartError::Nats(role.clone(), Box::new(e)))?;
     let name: Arc<str> = Arc::from(input.name.as_str());
@@ -434,6 +435,7 @@ async fn start_nats_source(
     runtime.nats.add(NatsLink {
         status: Arc::clone(&status),
         source: Some((Arc::clone(&name), Arc::clone(&counters))),
+        credentials,
     });
     let source = NatsSource {
         name: Arc::clone(&name),

@@ -39,7 +39,9 @@ pub const VERSION: &str = concat!(
 /// Signals: SIGTERM/SIGINT stop accepting, forward for `shutdown_grace`,
 /// then exit (a second one exits at once; queued data stays on disk).
 /// SIGHUP re-reads secret files (tokens, passwords, JWT keys, the admin
-/// token), TLS certificates, keys and CAs of listeners and upstreams, and
+/// token, NATS credentials: used from each NATS connection's next
+/// connection), TLS certificates, keys and CAs of listeners and HTTP
+/// upstreams, and
 /// `log.level` (unless --log-level or RUST_LOG set it); other changed keys
 /// are logged and take effect at the next start.
 #[derive(Debug, Parser)]

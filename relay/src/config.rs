@@ -428,6 +428,24 @@ impl Config {
         for (i, upstream) in self.upstreams.iter_mut().enumerate() {
             upstream.read_files(ctx, &format!("upstreams[{i}]"))?;
         }
+        // NATS credentials: password, token and seed files (the `.creds`
+        // file is read by the client's credentials).
+        for (i, input) in self.ingress.nats.iter_mut().enumerate() {
+            input.connection = Some(nats::nats_connection!(
+                ctx,
+                &format!("ingress.nats[{i}]"),
+                input
+            )?);
+        }
+        for (i, upstream) in self.upstreams.iter_mut().enumerate() {
+            if upstream.kind == UpstreamType::Nats {
+                upstream.connection = Some(nats::nats_connection!(
+                    ctx,
+                    &format!("upstreams[{i}]"),
+                    upstream
+                )?);
+            }
+        }
         Ok(())
     }
 }

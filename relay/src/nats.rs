@@ -61,6 +61,9 @@ pub struct NatsLink {
     pub status: Arc<Status>,
     /// For a source: its name and counters.
     pub source: Option<(Arc<str>, Arc<SourceCounters>)>,
+    /// What the connection presents at its next (re)connection; SIGHUP
+    /// replaces it.
+    pub credentials: Arc<cc_common::nats::Credentials>,
 }
 
 /// The NATS connections of the relay.
@@ -151,6 +154,10 @@ mod tests {
         assert!(subject_matches(">", "a.b"));
     }
 
+    fn none() -> Arc<cc_common::nats::Credentials> {
+        Arc::new(cc_common::nats::Credentials::new(&cc_common::nats::Auth::default()).unwrap())
+    }
+
     #[test]
     fn only_sources_that_are_down_count_for_readiness() {
         let links = NatsLinks::default();
@@ -159,10 +166,12 @@ mod tests {
         links.add(NatsLink {
             status: Arc::new(Status::new("ingress:bus")),
             source: Some(("bus".into(), Arc::clone(&counters))),
+            credentials: none(),
         });
         links.add(NatsLink {
             status: Arc::new(Status::new("upstream:head")),
             source: None,
+            credentials: none(),
         });
         assert_eq!(links.sources_down(), ["ingress:bus"]);
         assert_eq!(links.all().len(), 2);

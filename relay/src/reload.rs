@@ -1,7 +1,9 @@
 //! SIGHUP: what the relay re-reads while it runs (spec `relay.md` §4.12).
 //!
 //! Secret files (upstream tokens and passwords, ingress JWT keys and basic
-//! users, the admin token) change all together or not at all; TLS files of
+//! users, the admin token, NATS credentials) change all together or not at
+//! all (a NATS connection presents its new credentials from its next
+//! connection; an established one keeps its session); TLS files of
 //! listeners and `https` upstreams change one by one (a broken one keeps its
 //! old files); the configuration file is re-read for `log.level`, and every
 //! other changed section is named in the log (it needs a restart).
@@ -15,6 +17,7 @@ use crate::app::{RunOptions, admin_token_of, auth_header, listener_credentials, 
 use crate::config::Config;
 use crate::ingress::Auth;
 use crate::listen::ReloadableTls;
+use crate::runtime::Runtime;
 
 /// Everything SIGHUP can replace at run time.
 #[derive(Debug)]
@@ -29,6 +32,8 @@ pub struct Secrets {
     pub clients: Vec<(String, reqwest::Url, Arc<RwLock<reqwest::Client>>)>,
     /// TLS listeners (ingress and admin): certificate, key, client CA.
     pub server_tls: Vec<ReloadableTls>,
+    /// The runtime, for its NATS connections' credentials.
+    pub runtime: Arc<Runtime>,
 }
 
 /// SIGHUP: re-reads every secret file (upstream tokens and passwords, ingress
@@ -86,8 +91,28 @@ fn reload_secrets(config: &mut Config, secrets: &Secrets) {
             }
         }
     }
+    // Every NATS connection's credentials (the `.creds` files read and
+    // parsed, the seeds valid) likewise.
+    let mut nats = Vec::new();
+    for link in secrets.runtime.nats.all() {
+        let role = link.status.role();
+        let Some(connection) = nats_connection(&candidate, role) else {
+            continue;
+        };
+        if let Err(e) = cc_common::nats::Credentials::new(&connection.auth) {
+            tracing::error!(role = %role, error = %cc_common::error_chain(&e), "SIGHUP: keeping all old secrets");
+            return;
+        }
+        nats.push((link, connection.auth.clone()));
+    }
     for (auth, credentials) in fresh {
         *auth.credentials.write() = credentials;
+    }
+    for (link, auth) in nats {
+        // Checked above; a file changed in between keeps the old ones.
+        if let Err(e) = link.credentials.replace(&auth) {
+            tracing::error!(role = %link.status.role(), error = %cc_common::error_chain(&e), "SIGHUP: keeping the old NATS credentials");
+        }
     }
     for (name, handle) in &secrets.upstreams {
         if let Some(u) = candidate.upstreams.iter().find(|u| &u.name == name) {
@@ -98,6 +123,30 @@ fn reload_secrets(config: &mut Config, secrets: &Secrets) {
     *config = candidate;
     tracing::info!("SIGHUP: secrets re-read");
 }
+/// The NATS connection settings of `role` (`ingress:<name>`,
+/// `upstream:<name>`) in `config`.
+fn nats_connection<'c>(
+    config: &'c Config,
+    role: &str,
+) -> Option<&'c crate::config::NatsConnection> {
+    if let Some(name) = role.strip_prefix("ingress:") {
+        return config
+            .ingress
+            .nats
+            .iter()
+            .find(|i| i.name == name)?
+            .connection
+            .as_ref();
+    }
+    let name = role.strip_prefix("upstream:")?;
+    config
+        .upstreams
+        .iter()
+        .find(|u| u.name == name)?
+        .connection
+        .as_ref()
+}
+
 /// SIGHUP: re-reads the configuration file for `log.level`, and names the
 /// other keys that changed (they take effect at the next start).
 fn reload_file(running: &Config, options: &RunOptions) {

@@ -225,7 +225,8 @@ impl NatsIngest {
         let options = options(nats);
         let servers: Vec<String> = options.servers.iter().map(|s| redact_server(s)).collect();
         let status = Arc::new(Status::new("store"));
-        let client = cc_common::nats::connect(&options, Arc::clone(&status)).await?;
+        let (client, _credentials) =
+            cc_common::nats::connect(&options, Arc::clone(&status)).await?;
         let limits = inbox_limits(workers, entries.len());
         let mut decoders = Decoders::new(Arc::clone(store), Arc::clone(&status), limits, workers);
         for (i, entry) in entries.iter().enumerate() {

@@ -98,7 +98,7 @@ async fn connecting_to_nothing_returns_at_once_and_stays_disconnected() {
         subscription_capacity: 16,
     };
     let status = Arc::new(Status::new("t"));
-    let client = tokio::time::timeout(
+    let (client, _credentials) = tokio::time::timeout(
         Duration::from_secs(5),
         connect(&options, Arc::clone(&status)),
     )
@@ -202,4 +202,99 @@ fn futures_channel_like() -> (
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     (tx, stream)
+}
+
+const CREDS: &str = "-----BEGIN NATS USER JWT-----
+eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.c2ln
+------END NATS USER JWT------
+
+************************* IMPORTANT *************************
+NKEY Seed printed below can be used to sign and prove identity.
+
+-----BEGIN USER NKEY SEED-----
+SEED-PLACEHOLDER
+------END USER NKEY SEED------
+";
+
+#[test]
+fn creds_files_give_their_jwt_and_seed() {
+    assert_eq!(
+        parse_creds(CREDS),
+        Some((
+            "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.c2ln",
+            "SEED-PLACEHOLDER"
+        ))
+    );
+    assert_eq!(
+        parse_creds(&CREDS.replace("\n", "\r\n")).map(|c| c.1),
+        Some("SEED-PLACEHOLDER")
+    );
+    let jwt_only = CREDS.split("*****").next().unwrap();
+    assert_eq!(parse_creds(jwt_only), None);
+    assert_eq!(parse_creds("not a creds file"), None);
+    assert_eq!(parse_creds("-----BEGIN X-----\n------END X------\n"), None);
+}
+
+#[test]
+fn credentials_sign_the_nonce_and_can_be_replaced() {
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let creds = Credentials::new(&Auth {
+        nkey_seed: Some(Secret::new(&seed)),
+        ..Auth::default()
+    })
+    .unwrap();
+    let auth = creds.present(b"nonce-1").unwrap();
+    assert_eq!(auth.nkey.as_deref(), Some(user.public_key().as_str()));
+    let signature = auth.signature.unwrap();
+    assert!(user.verify(b"nonce-1", &signature).is_ok());
+    assert!(user.verify(b"nonce-2", &signature).is_err());
+    assert_eq!(auth.username, None);
+
+    // A bad seed is refused and the old credentials stay.
+    let bad = Auth {
+        nkey_seed: Some(Secret::new("SUnotaseed")),
+        ..Auth::default()
+    };
+    assert!(matches!(creds.replace(&bad), Err(NatsError::Nkey)));
+    assert!(creds.present(b"n").unwrap().nkey.is_some());
+
+    creds
+        .replace(&Auth {
+            user_password: Some(("relay".into(), Secret::new("new"))),
+            ..Auth::default()
+        })
+        .unwrap();
+    let auth = creds.present(b"n").unwrap();
+    assert_eq!(
+        (
+            auth.username.as_deref(),
+            auth.password.as_deref(),
+            auth.nkey
+        ),
+        (Some("relay"), Some("new"), None)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("user.creds");
+    std::fs::write(&path, CREDS.replace("SEED-PLACEHOLDER", &seed)).unwrap();
+    creds
+        .replace(&Auth {
+            creds_file: Some(path.clone()),
+            ..Auth::default()
+        })
+        .unwrap();
+    let auth = creds.present(b"nonce-3").unwrap();
+    assert_eq!(
+        auth.jwt.as_deref(),
+        Some("eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.c2ln")
+    );
+    assert!(user.verify(b"nonce-3", &auth.signature.unwrap()).is_ok());
+    std::fs::write(&path, "garbage").unwrap();
+    let err = Credentials::new(&Auth {
+        creds_file: Some(path),
+        ..Auth::default()
+    })
+    .unwrap_err();
+    assert!(matches!(err, NatsError::Creds { .. }), "{err:?}");
 }

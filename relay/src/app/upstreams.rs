@@ -94,12 +94,13 @@ async fn nats_sink(
     let role = format!("upstream:{}", u.name);
     let status = Arc::new(Status::new(role.clone()));
     let options = client_options(connection, &config.instance_id, &role, 1024);
-    let client = cc_common::nats::connect(&options, Arc::clone(&status))
+    let (client, credentials) = cc_common::nats::connect(&options, Arc::clone(&status))
         .await
         .map_err(|e| StartError::Nats(role.clone(), Box::new(e)))?;
     links.add(NatsLink {
         status: Arc::clone(&status),
         source: None,
+        credentials,
     });
     let ack_timeout = u
         .jetstream
