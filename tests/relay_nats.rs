@@ -830,3 +830,52 @@ fn a_password_file_corrected_and_sighup_is_used_at_the_next_connection() {
     publish(&rt, &server, "metrics.r", &sent);
     wait_delivered(&stub, &sent, &relay);
 }
+
+#[test]
+fn core_messages_are_forwarded_in_the_order_they_arrived() {
+    // With `invalid_lines: reject` every message is a batch of its own, and
+    // two are stored at once: a large one (processed off the async threads)
+    // followed by a small one must still become records in that order.
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new());
+    let stub = Stub::start();
+    let mut i = input(&server, "metrics.>");
+    i["invalid_lines"] = json!("reject");
+    let (relay, _admin) = start_relay(config(i, &stub));
+    let t = now();
+    let mut bodies = Vec::new();
+    let mut expected = Vec::new();
+    for round in 0..10 {
+        let big: Vec<String> = (0..4000)
+            .map(|k| format!("cpu_load,hostname=big{round}x{k} value={k} {t}"))
+            .collect();
+        let small = format!("cpu_load,hostname=small{round} value={round} {t}");
+        expected.extend(big.iter().cloned());
+        expected.push(small.clone());
+        bodies.push(big.join("\n"));
+        bodies.push(small);
+    }
+    publish(&rt, &server, "metrics.r", &bodies);
+    assert!(
+        wait_for(Duration::from_secs(30), || stub.delivered_lines().len()
+            >= expected.len()),
+        "{} of {} lines\n{}",
+        stub.delivered_lines().len(),
+        expected.len(),
+        relay.log_text()
+    );
+    let got = stub.delivered_lines();
+    let at: std::collections::HashMap<&str, usize> = got
+        .iter()
+        .enumerate()
+        .map(|(n, l)| (l.as_str(), n))
+        .collect();
+    for pair in expected.windows(2) {
+        assert!(
+            at[pair[0].as_str()] < at[pair[1].as_str()],
+            "{} arrived after {}",
+            pair[0],
+            pair[1]
+        );
+    }
+}

@@ -52,7 +52,8 @@ const BATCH_MAX_BYTES: usize = 4 << 20;
 
 /// Batches of one subject (core) or one consumer (JetStream) stored at
 /// once: the next one is processed while the previous one waits for its
-/// group commit.
+/// group commit (but only once the previous one is queued, so that records
+/// keep the order in which the messages arrived).
 const PIPELINE: usize = 2;
 
 /// How long a core-mode batch may wait for its group commit.
@@ -260,10 +261,14 @@ impl NatsSource {
                 let _ = storing.join_next().await;
             }
             let (this, cluster) = (Arc::clone(&self), cluster.clone());
+            let (queued, in_queue) = tokio::sync::oneshot::channel();
             storing.spawn(async move {
-                this.store_core(body.freeze(), cluster, messages, received)
+                this.store_core(body.freeze(), cluster, messages, received, queued)
                     .await;
             });
+            // The next batch is processed only once this one is queued, so
+            // records keep arrival order; its group commit still overlaps.
+            let _ = in_queue.await;
         }
         while storing.join_next().await.is_some() {}
     }
@@ -275,9 +280,13 @@ impl NatsSource {
         cluster: Option<String>,
         messages: u64,
         received: Instant,
+        queued: tokio::sync::oneshot::Sender<()>,
     ) {
         let lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
-        match self.accept(body, cluster, CORE_ACK_TIMEOUT, received).await {
+        match self
+            .accept(body, cluster, CORE_ACK_TIMEOUT, received, Some(queued))
+            .await
+        {
             Ok(()) => {}
             Err(Refused::QueueFull(upstream)) => {
                 if let Some(u) = self.runtime.upstreams().iter().find(|u| u.name == upstream) {
@@ -308,6 +317,7 @@ impl NatsSource {
         cluster: Option<String>,
         ack_timeout: Duration,
         received: Instant,
+        queued: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<(), Refused> {
         self.runtime.check()?;
         let writing = self.runtime.writing();
@@ -319,6 +329,7 @@ impl NatsSource {
             precision: None,
             hops: 0,
             reject_invalid: self.rejects_invalid(),
+            queued,
         };
         let accepted = self
             .runtime
@@ -555,11 +566,11 @@ impl NatsSource {
                 match next {
                     Some(Ok(m)) => batch.push(m),
                     Some(Err(e)) => {
-                        self.take_jetstream(batch, ack_timeout).await;
+                        self.take_jetstream(batch, ack_timeout, None).await;
                         return Err(e.into());
                     }
                     None => {
-                        self.take_jetstream(batch, ack_timeout).await;
+                        self.take_jetstream(batch, ack_timeout, None).await;
                         return Err("the message stream ended".into());
                     }
                 }
@@ -575,12 +586,23 @@ impl NatsSource {
                 let _ = storing.join_next().await;
             }
             let this = Arc::clone(self);
-            storing.spawn(async move { this.take_jetstream(batch, ack_timeout).await });
+            let (queued, in_queue) = tokio::sync::oneshot::channel();
+            storing.spawn(async move {
+                this.take_jetstream(batch, ack_timeout, Some(queued)).await;
+            });
+            // As in core mode: stored in the order pulled.
+            let _ = in_queue.await;
         }
     }
 
     /// Stores a pulled batch and answers every message of it.
-    async fn take_jetstream(&self, batch: Vec<jetstream::Message>, ack_timeout: Duration) {
+    /// `queued` is told once its last group of lines is queued.
+    async fn take_jetstream(
+        &self,
+        batch: Vec<jetstream::Message>,
+        ack_timeout: Duration,
+        mut queued: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
         if batch.is_empty() {
             return;
         }
@@ -615,9 +637,11 @@ impl NatsSource {
                 }
             }
         }
-        for (cluster, body, members) in groups {
+        let last = groups.len().saturating_sub(1);
+        for (i, (cluster, body, members)) in groups.into_iter().enumerate() {
+            let tell = if i == last { queued.take() } else { None };
             let kind = match self
-                .accept(body.freeze(), cluster, ack_timeout, received)
+                .accept(body.freeze(), cluster, ack_timeout, received, tell)
                 .await
             {
                 Ok(()) => AckKind::Ack,

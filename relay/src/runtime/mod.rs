@@ -79,6 +79,10 @@ pub struct Batch {
     pub hops: u32,
     /// Refuse the whole batch if any line is invalid.
     pub reject_invalid: bool,
+    /// Told once the batch's lines are queued (or refused), before the
+    /// group commit: a source storing several batches at once waits for it
+    /// before it hands over the next, so that records keep arrival order.
+    pub queued: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What happened to an accepted batch: its valid lines are on disk.
@@ -281,19 +285,26 @@ impl Runtime {
         self: &Arc<Self>,
         writing: Writing<'_>,
         groups: &Arc<[RuleGroup]>,
-        batch: Batch,
+        mut batch: Batch,
         ack_timeout: Duration,
     ) -> Result<Accepted, Refused> {
+        let queued = batch.queued.take();
         let stored = if batch.body.len() <= INLINE_BODY_BYTES {
-            self.store(groups, &batch)?
+            self.store(groups, &batch)
         } else {
             let (runtime, groups) = (Arc::clone(self), Arc::clone(groups));
             let task = tokio::task::spawn_blocking(move || runtime.store(&groups, &batch));
-            task.await.map_err(|e| {
-                tracing::error!(error = %e, "ingest worker failed");
-                Refused::Internal
-            })??
+            task.await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "ingest worker failed");
+                    Refused::Internal
+                })
+                .and_then(|r| r)
         };
+        if let Some(tx) = queued {
+            let _ = tx.send(());
+        }
+        let stored = stored?;
         if !stored.used.is_empty() {
             match tokio::time::timeout(ack_timeout, writing.durable()).await {
                 Ok(Ok(())) => {}
