@@ -307,7 +307,7 @@ async fn handle_inner(
         precision: precision.or(s.input_precision),
         hops,
         reject_invalid: s.reject_invalid,
-        queued: None,
+        turn: None,
     };
     let accepted = l
         .runtime

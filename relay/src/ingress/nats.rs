@@ -45,16 +45,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{JetStreamIngress, NatsIngress, StreamStorage};
 use crate::metrics::IngressLabels;
 use crate::nats::{SourceCounters, subject_matches};
-use crate::runtime::{Batch, Refused, RuleGroup, Runtime};
+use crate::runtime::{Batch, Refused, RuleGroup, Runtime, Turn};
 
 /// Messages joined into one batch at most (core mode).
 const BATCH_MAX_BYTES: usize = 4 << 20;
 
 /// Batches of one subject (core) or one consumer (JetStream) stored at
-/// once: the next one is processed while the previous one waits for its
-/// group commit (but only once the previous one is queued, so that records
-/// keep the order in which the messages arrived).
-const PIPELINE: usize = 2;
+/// once: the next ones are processed while the previous one waits for its
+/// group commit. Their records are appended in the order the messages
+/// arrived ([`Turn`]); with two on the way, waiting for that turn cost a
+/// tenth of the core rate, with three none (`BENCHMARKS.md`).
+const PIPELINE: usize = 3;
 
 /// How long a core-mode batch may wait for its group commit.
 const CORE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -234,6 +235,8 @@ impl NatsSource {
         let max_message = self.max_message_bytes();
         let reject = self.rejects_invalid();
         let mut storing = tokio::task::JoinSet::new();
+        // Batches are stored side by side, their records appended in order.
+        let mut last = None;
         while let Some(first) = inbox.recv().await {
             let received = Instant::now();
             let mut body = BytesMut::new();
@@ -261,14 +264,11 @@ impl NatsSource {
                 let _ = storing.join_next().await;
             }
             let (this, cluster) = (Arc::clone(&self), cluster.clone());
-            let (queued, in_queue) = tokio::sync::oneshot::channel();
+            let turn = Turn::next(&mut last);
             storing.spawn(async move {
-                this.store_core(body.freeze(), cluster, messages, received, queued)
+                this.store_core(body.freeze(), cluster, messages, received, turn)
                     .await;
             });
-            // The next batch is processed only once this one is queued, so
-            // records keep arrival order; its group commit still overlaps.
-            let _ = in_queue.await;
         }
         while storing.join_next().await.is_some() {}
     }
@@ -280,11 +280,11 @@ impl NatsSource {
         cluster: Option<String>,
         messages: u64,
         received: Instant,
-        queued: tokio::sync::oneshot::Sender<()>,
+        turn: Turn,
     ) {
         let lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
         match self
-            .accept(body, cluster, CORE_ACK_TIMEOUT, received, Some(queued))
+            .accept(body, cluster, CORE_ACK_TIMEOUT, received, Some(turn))
             .await
         {
             Ok(()) => {}
@@ -317,7 +317,7 @@ impl NatsSource {
         cluster: Option<String>,
         ack_timeout: Duration,
         received: Instant,
-        queued: Option<tokio::sync::oneshot::Sender<()>>,
+        turn: Option<Turn>,
     ) -> Result<(), Refused> {
         self.runtime.check()?;
         let writing = self.runtime.writing();
@@ -329,7 +329,7 @@ impl NatsSource {
             precision: None,
             hops: 0,
             reject_invalid: self.rejects_invalid(),
-            queued,
+            turn,
         };
         let accepted = self
             .runtime
@@ -551,6 +551,8 @@ impl NatsSource {
         ack_timeout: Duration,
         stop: &CancellationToken,
     ) -> Result<Pulled, async_nats::Error> {
+        // As in core mode: side by side, appended in the order pulled.
+        let mut last = None;
         loop {
             // Messages first: while they flow, the pull is alive whatever
             // happened to the connection.
@@ -586,22 +588,20 @@ impl NatsSource {
                 let _ = storing.join_next().await;
             }
             let this = Arc::clone(self);
-            let (queued, in_queue) = tokio::sync::oneshot::channel();
+            let turn = Turn::next(&mut last);
             storing.spawn(async move {
-                this.take_jetstream(batch, ack_timeout, Some(queued)).await;
+                this.take_jetstream(batch, ack_timeout, Some(turn)).await;
             });
-            // As in core mode: stored in the order pulled.
-            let _ = in_queue.await;
         }
     }
 
     /// Stores a pulled batch and answers every message of it.
-    /// `queued` is told once its last group of lines is queued.
+    /// Its records are appended in `turn`.
     async fn take_jetstream(
         &self,
         batch: Vec<jetstream::Message>,
         ack_timeout: Duration,
-        mut queued: Option<tokio::sync::oneshot::Sender<()>>,
+        turn: Option<Turn>,
     ) {
         if batch.is_empty() {
             return;
@@ -637,11 +637,15 @@ impl NatsSource {
                 }
             }
         }
-        let last = groups.len().saturating_sub(1);
-        for (i, (cluster, body, members)) in groups.into_iter().enumerate() {
-            let tell = if i == last { queued.take() } else { None };
+        let mut turns = match turn {
+            Some(t) => t.spread(groups.len()),
+            None => Vec::new(),
+        }
+        .into_iter();
+        for (cluster, body, members) in groups {
+            let turn = turns.next().flatten();
             let kind = match self
-                .accept(body.freeze(), cluster, ack_timeout, received, tell)
+                .accept(body.freeze(), cluster, ack_timeout, received, turn)
                 .await
             {
                 Ok(()) => AckKind::Ack,

@@ -79,10 +79,86 @@ pub struct Batch {
     pub hops: u32,
     /// Refuse the whole batch if any line is invalid.
     pub reject_invalid: bool,
-    /// Told once the batch's lines are queued (or refused), before the
-    /// group commit: a source storing several batches at once waits for it
-    /// before it hands over the next, so that records keep arrival order.
-    pub queued: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Its place among the batches of its source ([`Turn::next`]): a
+    /// source storing several batches at once processes them side by side,
+    /// and their records are appended in this order.
+    pub turn: Option<Turn>,
+}
+
+/// A batch's place in the order of its source's appends: its records are
+/// appended after those of the batch before it, and the batch after it
+/// waits for them. Processing and compression run side by side; only the
+/// append (a few sled inserts) takes turns.
+#[derive(Debug)]
+pub struct Turn {
+    /// Resolves once the previous batch's records are appended.
+    previous: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Dropped once this batch's records are appended (or it has none).
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Turn {
+    /// The turn of the next batch; call once per batch, in arrival order.
+    /// `last` keeps the chain between calls (start with `None`).
+    #[must_use]
+    pub fn next(last: &mut Option<tokio::sync::oneshot::Receiver<()>>) -> Turn {
+        let (done, next) = tokio::sync::oneshot::channel();
+        Turn {
+            previous: last.replace(next),
+            done: Some(done),
+        }
+    }
+
+    /// This turn shared by `n` batches taken one after the other: the first
+    /// waits for the previous batch, the next batch waits for the last.
+    #[must_use]
+    pub fn spread(mut self, n: usize) -> Vec<Option<Turn>> {
+        if n == 0 {
+            // Nothing to append: passed on when dropped, in order.
+            return Vec::new();
+        }
+        let (previous, done) = (self.previous.take(), self.done.take());
+        let mut turns: Vec<Option<Turn>> = (0..n).map(|_| None).collect();
+        if let Some(first) = turns.first_mut() {
+            *first = Some(Turn {
+                previous,
+                done: None,
+            });
+        }
+        if let Some(last) = turns.last_mut() {
+            match last {
+                Some(turn) => turn.done = done,
+                None => {
+                    *last = Some(Turn {
+                        previous: None,
+                        done,
+                    });
+                }
+            }
+        }
+        turns
+    }
+
+    async fn wait(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            let _ = previous.await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        // Dropped before its turn came (its task was cancelled): the next
+        // batch must still wait for the previous one.
+        if let (Some(previous), Some(done)) = (self.previous.take(), self.done.take())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = previous.await;
+                drop(done);
+            });
+        }
+    }
 }
 
 /// What happened to an accepted batch: its valid lines are on disk.
@@ -147,6 +223,13 @@ pub struct Runtime {
 }
 
 /// What a batch did before the group commit.
+/// A batch processed, its records built, not appended yet.
+struct Prepared {
+    accepted: Accepted,
+    /// Records and the upstreams that share them.
+    appends: Vec<(Vec<Record>, Vec<Arc<Upstream>>)>,
+}
+
 struct Stored {
     accepted: Accepted,
     /// Upstreams that got lines (to wake after the commit).
@@ -288,12 +371,12 @@ impl Runtime {
         mut batch: Batch,
         ack_timeout: Duration,
     ) -> Result<Accepted, Refused> {
-        let queued = batch.queued.take();
-        let stored = if batch.body.len() <= INLINE_BODY_BYTES {
-            self.store(groups, &batch)
+        let mut turn = batch.turn.take();
+        let prepared = if batch.body.len() <= INLINE_BODY_BYTES {
+            self.prepare(groups, &batch)
         } else {
             let (runtime, groups) = (Arc::clone(self), Arc::clone(groups));
-            let task = tokio::task::spawn_blocking(move || runtime.store(&groups, &batch));
+            let task = tokio::task::spawn_blocking(move || runtime.prepare(&groups, &batch));
             task.await
                 .map_err(|e| {
                     tracing::error!(error = %e, "ingest worker failed");
@@ -301,9 +384,13 @@ impl Runtime {
                 })
                 .and_then(|r| r)
         };
-        if let Some(tx) = queued {
-            let _ = tx.send(());
+        // Whatever the outcome, the turn is waited for and then passed on,
+        // so that the order holds across batches that fail.
+        if let Some(turn) = turn.as_mut() {
+            turn.wait().await;
         }
+        let stored = prepared.and_then(|p| self.append(p));
+        drop(turn);
         let stored = stored?;
         if !stored.used.is_empty() {
             match tokio::time::timeout(ack_timeout, writing.durable()).await {
@@ -321,8 +408,8 @@ impl Runtime {
         Ok(stored.accepted)
     }
 
-    /// Processes and appends (not durable yet).
-    fn store(&self, groups: &[RuleGroup], batch: &Batch) -> Result<Stored, Refused> {
+    /// Processes and builds the records (compressed), counting the lines.
+    fn prepare(&self, groups: &[RuleGroup], batch: &Batch) -> Result<Prepared, Refused> {
         let now = cc_common::time::since_epoch();
         // Process once per rule group. Steps 1-5 (syntax, timestamps) are the
         // same in every group, so their counts are taken from the group that
@@ -368,7 +455,7 @@ impl Runtime {
         if let Some(first) = &first_error {
             tracing::debug!(source = %batch.source, rejected, first = %first, "invalid lines dropped");
         }
-        let mut used: Vec<Arc<Upstream>> = Vec::new();
+        let mut appends = Vec::new();
         for (cluster, processed) in &results {
             let meta = RecordMeta {
                 ingest_time_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
@@ -392,23 +479,35 @@ impl Runtime {
                     tracing::error!(error = %e, "cannot build queue records");
                     Refused::Internal
                 })?;
-                let names: Vec<&str> = members.iter().map(|u| u.name.as_str()).collect();
-                if let Err(e) = self.queue.append(&names, &records) {
-                    tracing::error!(error = %e, "storage failed; refusing data");
-                    return Err(Refused::StorageFailed);
-                }
-                used.extend(members.into_iter().cloned());
+                appends.push((records, members.into_iter().cloned().collect()));
             }
         }
-        for u in &used {
-            u.evict_over_limit(&self.queue);
-        }
-        Ok(Stored {
+        Ok(Prepared {
             accepted: Accepted {
                 accepted,
                 rejected,
                 first_error,
             },
+            appends,
+        })
+    }
+
+    /// Appends prepared records (not durable yet).
+    fn append(&self, prepared: Prepared) -> Result<Stored, Refused> {
+        let mut used: Vec<Arc<Upstream>> = Vec::new();
+        for (records, members) in prepared.appends {
+            let names: Vec<&str> = members.iter().map(|u| u.name.as_str()).collect();
+            if let Err(e) = self.queue.append(&names, &records) {
+                tracing::error!(error = %e, "storage failed; refusing data");
+                return Err(Refused::StorageFailed);
+            }
+            used.extend(members);
+        }
+        for u in &used {
+            u.evict_over_limit(&self.queue);
+        }
+        Ok(Stored {
+            accepted: prepared.accepted,
             used,
         })
     }
@@ -423,5 +522,76 @@ impl Runtime {
             };
             c.invalid.get_or_create(&labels).inc_by(*n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `turn`'s wait finished within a moment.
+    async fn comes(turn: &mut Turn) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), turn.wait())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn turns_come_in_the_order_they_were_given() {
+        let mut last = None;
+        let mut first = Turn::next(&mut last);
+        let mut second = Turn::next(&mut last);
+        let mut third = Turn::next(&mut last);
+        assert!(comes(&mut first).await, "the first waits for nobody");
+        assert!(!comes(&mut third).await);
+        assert!(!comes(&mut second).await);
+        drop(first);
+        assert!(comes(&mut second).await);
+        drop(second);
+        assert!(comes(&mut third).await);
+    }
+
+    #[tokio::test]
+    async fn a_turn_dropped_before_it_came_still_keeps_the_order() {
+        let mut last = None;
+        let first = Turn::next(&mut last);
+        let second = Turn::next(&mut last); // its batch fails or is cancelled
+        let mut third = Turn::next(&mut last);
+        drop(second);
+        assert!(!comes(&mut third).await, "the first is still appending");
+        drop(first);
+        assert!(comes(&mut third).await);
+    }
+
+    #[tokio::test]
+    async fn a_spread_turn_waits_once_and_passes_on_after_the_last() {
+        let mut last = None;
+        let first = Turn::next(&mut last);
+        let shared = Turn::next(&mut last);
+        let mut after = Turn::next(&mut last);
+        let mut parts = shared.spread(3);
+        assert_eq!(parts.len(), 3);
+        let (mut a, b, c) = (parts.remove(0).unwrap(), parts.remove(0), parts.remove(0));
+        assert!(b.is_none());
+        assert!(
+            !comes(&mut a).await,
+            "the first part waits for the batch before"
+        );
+        drop(first);
+        assert!(comes(&mut a).await);
+        drop(a);
+        assert!(!comes(&mut after).await, "not before the last part");
+        drop(c);
+        assert!(comes(&mut after).await);
+
+        // Spread over nothing: passed on in order all the same.
+        let mut last = None;
+        let first = Turn::next(&mut last);
+        let empty = Turn::next(&mut last);
+        let mut after = Turn::next(&mut last);
+        assert!(empty.spread(0).is_empty());
+        assert!(!comes(&mut after).await);
+        drop(first);
+        assert!(comes(&mut after).await);
     }
 }
