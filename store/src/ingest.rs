@@ -505,8 +505,13 @@ pub fn ingest(store: &MetricStore, body: &[u8], default_cluster: &str, now: i64)
         let line = match result {
             Ok(line) => line,
             Err(e) => {
-                let measurement = measurement_of(body, e.offset);
-                if !store.registry().is_learning() && store.registry().id(&measurement).is_none() {
+                let (measurement, in_measurement) = measurement_of(body, &e);
+                // A broken measurement is an error whatever the metric (spec
+                // §2.3 step 1); other errors only in lines of known metrics.
+                if !in_measurement
+                    && !store.registry().is_learning()
+                    && store.registry().id(&measurement).is_none()
+                {
                     report.skip(Rejection::UnknownMetric);
                     store.note_unknown_metric(&measurement);
                 } else {
@@ -684,20 +689,27 @@ impl SmallPath<'_> {
     }
 }
 
-/// The measurement of the line starting at `offset`, as far as it can be told
-/// without parsing (up to the first space or comma).
-fn measurement_of(body: &[u8], offset: usize) -> String {
-    let rest = body.get(offset..).unwrap_or_default();
-    let rest = rest
+/// The measurement of the line `e` is about, as far as it can be told
+/// without parsing (up to the first space or comma), and whether the error
+/// lies in it (no measurement, or bytes that are not UTF-8 in it).
+fn measurement_of(body: &[u8], e: &ParseError) -> (String, bool) {
+    let line = body.get(e.offset..).unwrap_or_default();
+    let blanks = line
         .iter()
         .position(|&b| !matches!(b, b' ' | b'\t'))
-        .and_then(|p| rest.get(p..))
-        .unwrap_or_default();
+        .unwrap_or(line.len());
+    let rest = line.get(blanks..).unwrap_or_default();
     let end = rest
         .iter()
         .position(|&b| matches!(b, b' ' | b',' | b'\n' | b'\r'))
         .unwrap_or(rest.len());
-    String::from_utf8_lossy(rest.get(..end).unwrap_or_default()).into_owned()
+    let in_measurement = match e.kind {
+        ErrorKind::MissingMeasurement => true,
+        ErrorKind::InvalidUtf8 => e.column.saturating_sub(1) < blanks + end,
+        _ => false,
+    };
+    let name = String::from_utf8_lossy(rest.get(..end).unwrap_or_default()).into_owned();
+    (name, in_measurement)
 }
 
 /// The sample value: the last `value` field, which must be numeric.

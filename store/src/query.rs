@@ -483,8 +483,8 @@ fn read_selector(
     }))
 }
 
-/// Sums several chains' reads over the window they all cover; `Ok(None)`
-/// without any chain.
+/// Sums several chains' reads over the window they all cover (slot by
+/// slot, as upstream pairs them); `Ok(None)` without any chain.
 fn combine(
     mut series: Vec<(ReadWindow, Vec<f64>)>,
     frequency: i64,
@@ -496,9 +496,12 @@ fn combine(
     if series.iter().any(|(w, _)| w.frequency != f) {
         return Err(SelectorError::NotAligned);
     }
+    // The window starts at the latest start. A series' slot holding a time
+    // is found as upstream finds it, by whole steps from the series' start
+    // (truncating): slots that start less than a step apart are summed
+    // together, and the window ends where the first series runs out.
     let from = series.iter().map(|(w, _)| w.from).max().unwrap_or(0);
-    let to = series.iter().map(|(w, _)| w.to).min().unwrap_or(0);
-    let mut n = usize::try_from((to - from).max(0) / f).unwrap_or(0);
+    let mut n = usize::MAX;
     // Offsets of the common window in each series (whole slots).
     let offsets: Vec<usize> = series
         .iter()
@@ -506,6 +509,9 @@ fn combine(
         .collect();
     for ((_, values), &off) in series.iter().zip(&offsets) {
         n = n.min(values.len().saturating_sub(off));
+    }
+    if n == usize::MAX {
+        n = 0;
     }
     let mut out = vec![0.0; n];
     for ((_, values), &off) in series.iter().zip(&offsets) {

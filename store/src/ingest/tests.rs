@@ -100,6 +100,36 @@ cpu_load,cluster=c,hostname=h value=2 1700000000
 }
 
 #[test]
+fn a_broken_measurement_is_an_error_whatever_the_metric() {
+    // No name, or bytes that are not UTF-8 in the name: a syntax error in
+    // the measurement (spec §2.3 step 1), not an unknown metric. Bytes that
+    // are not UTF-8 after the name of an unknown metric are skipped with it.
+    let s = store();
+    let body = b",hostname=x value=1 1700000000
+cpu\xffload,hostname=x value=1 1700000000
+  \xff,hostname=x value=1 1700000000
+unknown_metric,hostname=\xff value=1 1700000000
+cpu_load,cluster=c,hostname=h value=2 1700000000
+";
+    let report = ingest(&s, body, "c", NOW);
+    assert_eq!(
+        (report.written, report.unknown_metric(), report.invalid()),
+        (1, 1, 3),
+        "{report:?}"
+    );
+    assert_eq!(report.rejected(Rejection::Syntax), 3);
+    assert!(
+        report
+            .invalid_lines()
+            .unwrap()
+            .to_string()
+            .starts_with("at line 1:1: missing measurement name"),
+        "{}",
+        report.invalid_lines().unwrap()
+    );
+}
+
+#[test]
 fn bad_lines_are_reported_and_good_ones_stored() {
     let s = store();
     let body = b"cpu_load,cluster=c,hostname=h value=1 1700000000

@@ -207,6 +207,33 @@ flops_any,cluster=c,hostname=h,type=socket,type-id=1 value=2 1120
 }
 
 #[test]
+fn chains_on_offset_grids_are_paired_slot_by_slot_as_upstream_does() {
+    // Socket 0 writes at 1000 and 1060, socket 1 at 1020 and 1080: their
+    // slots start 20 s apart. Upstream reads the second chain on the
+    // first's window and pairs slot i with slot i; so do we, in either
+    // order, and nothing at the end is lost.
+    let s = store();
+    write(
+        &s,
+        "clock,cluster=c,hostname=h,type=socket,type-id=0 value=1 1000
+clock,cluster=c,hostname=h,type=socket,type-id=0 value=2 1060
+clock,cluster=c,hostname=h,type=socket,type-id=1 value=4 1020
+clock,cluster=c,hostname=h,type=socket,type-id=1 value=6 1080
+",
+    );
+    for ids in [r#"["0","1"]"#, r#"["1","0"]"#] {
+        let body = format!(
+            r#"{{"cluster":"c","from":940,"to":1300,"with-padding":false,"queries":[{{"metric":"clock","host":"h","type":"socket","type-ids":{ids},"aggreg":true}}]}}"#
+        );
+        let req = QueryRequest::from_body(body.as_bytes()).unwrap();
+        let entry = &execute(&s, &req).results[0][0];
+        assert_eq!(entry.error, None, "{ids}");
+        assert_eq!((entry.from, entry.to), (1020, 1140), "{ids}");
+        assert_eq!(data_of(entry), [2.5, 4.0], "{ids}");
+    }
+}
+
+#[test]
 fn stats_data_and_scaling_switches() {
     let s = worked_example();
     let out = query(
