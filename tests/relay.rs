@@ -572,6 +572,49 @@ fn sigterm_drains_and_exits_cleanly() {
 }
 
 #[test]
+fn the_admin_endpoints_answer_through_the_shutdown_drain() {
+    // The store is down: the relay forwards for the whole grace period, and
+    // meanwhile a load balancer must see /readyz say 503, and an operator
+    // the drain on /metrics.
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let mut config = relay_config(json!([upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr),
+    )]));
+    config["shutdown_grace"] = json!("3s");
+    let (relay, admin) = start_relay(config);
+    let t = now();
+    assert_eq!(
+        post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,
+        200
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &relay.pid().to_string()])
+        .status()
+        .unwrap();
+    let draining = wait_for(Duration::from_secs(2), || {
+        common::http(&admin, "GET", "/readyz", &[], b"")
+            .is_ok_and(|r| r.status == 503 && r.text() == "shutting down\n")
+    });
+    assert!(draining, "{}", relay.log_text());
+    assert_eq!(
+        common::http(&admin, "GET", "/healthz", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        metric(&admin, "ccrelay_queue_lines{upstream=\"store\"}"),
+        1.0
+    );
+    assert!(relay.log_text().contains("shutting down"));
+    let status = relay.terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
 fn bad_config_exits_non_zero_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.json");

@@ -147,7 +147,10 @@ pub async fn run_with(
         server_tls: Vec::new(),
         runtime: Arc::clone(&runtime),
     };
-    let admin_task = start_admin(&config, &runtime, admin_socket, &shutdown, &mut secrets)?;
+    // The admin listener outlives the drain: load balancers see /readyz go
+    // 503, and /metrics and /status show the drain until the end.
+    let admin_stop = CancellationToken::new();
+    let admin_task = start_admin(&config, &runtime, admin_socket, &admin_stop, &mut secrets)?;
     let worker_tasks = start_workers(upstreams, &mut secrets, &worker_stop, &shutdown);
     let groups = rule_sets(&config, runtime.upstreams());
     let mut source_tasks = Vec::new();
@@ -208,6 +211,7 @@ pub async fn run_with(
     }
     reload.abort();
     housekeeping.abort();
+    admin_stop.cancel();
     let _ = admin_task.await;
     close_queue(&queue).await;
     if storage_failed.load(Ordering::Relaxed) {
@@ -319,7 +323,7 @@ fn start_admin(
     config: &Config,
     runtime: &Arc<Runtime>,
     socket: std::net::TcpListener,
-    shutdown: &Shutdown,
+    stop: &CancellationToken,
     secrets: &mut Secrets,
 ) -> Result<JoinHandle<std::io::Result<()>>, StartError> {
     let state = Arc::new(AdminState {
@@ -341,7 +345,7 @@ fn start_admin(
     serve(
         bound,
         admin::router(state),
-        shutdown.token(),
+        stop.clone(),
         &mut secrets.server_tls,
     )
 }
