@@ -572,6 +572,56 @@ fn sigterm_drains_and_exits_cleanly() {
 }
 
 #[test]
+fn a_failing_upstream_is_probed_with_one_record_then_sent_full_batches() {
+    let stub = Stub::start();
+    stub.answer(|_| 503);
+    let mut up = upstream(
+        "store",
+        "ccms-http",
+        &format!("http://{}/api/write", stub.addr),
+    );
+    // The three records below go out together in the first attempt.
+    up["batch"]["linger"] = json!("300ms");
+    let (relay, _) = start_relay(relay_config(json!([up])));
+    let t = now();
+    let records = [
+        format!("m,hostname=a value=1 {t}\nm,hostname=a value=2 {t}\n"),
+        format!("m,hostname=b value=3 {t}\n"),
+        format!("m,hostname=c value=4 {t}\n"),
+    ];
+    for body in &records {
+        assert_eq!(post(&relay, "?cluster=c", body).status, 200);
+    }
+    // Several failed attempts: after the first, only the oldest record goes.
+    assert!(wait_for(Duration::from_secs(10), || stub.requests().len() >= 4));
+    stub.answer(|_| 200);
+    let all: Vec<String> = records
+        .iter()
+        .flat_map(|r| r.lines())
+        .map(str::to_owned)
+        .collect();
+    assert!(wait_for(Duration::from_secs(10), || stub
+        .delivered_lines()
+        .len()
+        >= all.len()));
+    let seen = stub.requests();
+    let first_ok = seen.iter().position(|r| r.status == 200).unwrap();
+    for retry in &seen[1..=first_ok] {
+        assert_eq!(
+            String::from_utf8_lossy(&retry.body),
+            records[0],
+            "a retry while the upstream fails is a probe of one record"
+        );
+    }
+    // After the probe got through, the rest goes together.
+    assert_eq!(
+        String::from_utf8_lossy(&seen[first_ok + 1].body),
+        format!("{}{}", records[1], records[2])
+    );
+    assert_eq!(stub.delivered_lines(), all);
+}
+
+#[test]
 fn the_admin_endpoints_answer_through_the_shutdown_drain() {
     // The store is down: the relay forwards for the whole grace period, and
     // meanwhile a load balancer must see /readyz say 503, and an operator

@@ -233,6 +233,23 @@ impl Worker {
     }
 }
 
+/// After a failure that is not about the lines (unreachable, 5xx, refused
+/// credentials): the retries send only the first record of `item` as a
+/// probe, and the rest waits in `work` to go as one batch after it.
+fn probe_with_first_record(
+    item: &mut Vec<Piece>,
+    work: &mut std::collections::VecDeque<(Vec<Piece>, bool)>,
+    is_part: bool,
+) {
+    // The halves of a bisected record share its id: one record, one probe.
+    let first = item.first().map(|p| p.id);
+    let n = item.iter().take_while(|p| Some(p.id) == first).count();
+    if n < item.len() {
+        let rest = item.split_off(n);
+        work.push_front((rest, is_part));
+    }
+}
+
 impl Core {
     /// Delivers a batch, bisecting around lines the upstream refuses. Returns
     /// false if `stop` fired first (nothing may be acknowledged then).
@@ -304,6 +321,7 @@ impl Core {
                             }
                             Outcome::Auth(_) | Outcome::Misconfigured(_) | Outcome::Transient => {
                                 self.failed(outcome, &detail);
+                                probe_with_first_record(&mut item, &mut work, is_part);
                                 if !self.pause(outcome, retry_after, stop).await {
                                     return false;
                                 }
@@ -313,6 +331,7 @@ impl Core {
                     Attempt::Failed { reason, message } => {
                         self.upstream.counters.failure_reasons.add(reason, 1);
                         self.failed(Outcome::Transient, &message);
+                        probe_with_first_record(&mut item, &mut work, is_part);
                         if !self.pause_until_reachable(stop).await {
                             return false;
                         }
