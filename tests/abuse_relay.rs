@@ -641,3 +641,33 @@ fn a_flooding_client_leaves_others_their_share() {
         "the flood was served too: {flood:?}"
     );
 }
+
+#[test]
+fn a_body_broken_off_is_counted_as_a_bad_request_not_as_too_large() {
+    let stub = Stub::start();
+    let (relay, admin) = start_relay(config(&stub));
+    {
+        use std::io::Write as _;
+        let mut conn = std::net::TcpStream::connect(&relay.addr).unwrap();
+        conn.write_all(
+            b"POST /api/write?cluster=c HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nm,h",
+        )
+        .unwrap();
+        // Gone with 97 bytes of the body missing.
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || metric(
+            &admin,
+            "ccrelay_ingest_requests_total{ingress=\"local\",code=\"400\"}"
+        ) == 1.0),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(
+        metric(
+            &admin,
+            "ccrelay_ingest_requests_total{ingress=\"local\",code=\"413\"}"
+        ),
+        0.0
+    );
+}

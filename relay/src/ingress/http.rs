@@ -112,6 +112,10 @@ pub enum IngressError {
         #[source]
         source: std::io::Error,
     },
+    /// The body broke off (the client went away) or its chunked encoding is
+    /// broken (400).
+    #[error("request body incomplete or malformed")]
+    BodyBroken,
     /// The body did not arrive within `body_read_timeout` (408).
     #[error("request body not received in time")]
     BodyTimeout,
@@ -129,7 +133,9 @@ impl IntoResponse for IngressError {
             return refused.into_response();
         }
         let status = match &self {
-            IngressError::BadParameter(_) | IngressError::Decode { .. } => StatusCode::BAD_REQUEST,
+            IngressError::BadParameter(_)
+            | IngressError::Decode { .. }
+            | IngressError::BodyBroken => StatusCode::BAD_REQUEST,
             IngressError::Loop { .. } => StatusCode::LOOP_DETECTED,
             IngressError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngressError::TooLarge(_) | IngressError::DecodedTooLarge(_) => {
@@ -331,8 +337,8 @@ async fn read_body(
     let mut len = 0usize;
     while let Some(chunk) = chunks.next().await {
         // A read error is a client that went away or sent a broken chunked
-        // body; like an oversized body, it gets no further.
-        let chunk = chunk.map_err(|_| too_large())?;
+        // body.
+        let chunk = chunk.map_err(|_| IngressError::BodyBroken)?;
         len = len.checked_add(chunk.len()).ok_or_else(too_large)?;
         if len > max {
             return Err(too_large());
