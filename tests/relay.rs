@@ -27,6 +27,13 @@ fn upstream(name: &str, kind: &str, url: &str) -> Value {
     })
 }
 
+/// [`one_store`] whose batches wait up to `linger` for more records.
+fn store_lingering(stub: &Stub, linger: &str) -> Value {
+    let mut config = one_store(stub);
+    config["upstreams"][0]["batch"]["linger"] = json!(linger);
+    config
+}
+
 /// A relay config with one `ccms-http` upstream `store`: the stub.
 fn one_store(stub: &Stub) -> Value {
     relay_config(json!([upstream(
@@ -553,14 +560,8 @@ fn body_limits_and_encodings() {
 #[test]
 fn sigterm_drains_and_exits_cleanly() {
     let stub = Stub::start();
-    let mut up = upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr),
-    );
     // A long linger: only the drain at shutdown can deliver the line in time.
-    up["batch"]["linger"] = json!("30s");
-    let (relay, _) = start_relay(relay_config(json!([up])));
+    let (relay, _) = start_relay(store_lingering(&stub, "30s"));
     let t = now();
     assert_eq!(
         post(&relay, "?cluster=c", &format!("m,hostname=h value=1 {t}\n")).status,
@@ -575,14 +576,8 @@ fn sigterm_drains_and_exits_cleanly() {
 fn a_failing_upstream_is_probed_with_one_record_then_sent_full_batches() {
     let stub = Stub::start();
     stub.answer(|_| 503);
-    let mut up = upstream(
-        "store",
-        "ccms-http",
-        &format!("http://{}/api/write", stub.addr),
-    );
     // The three records below go out together in the first attempt.
-    up["batch"]["linger"] = json!("300ms");
-    let (relay, _) = start_relay(relay_config(json!([up])));
+    let (relay, _) = start_relay(store_lingering(&stub, "300ms"));
     let t = now();
     let records = [
         format!("m,hostname=a value=1 {t}\nm,hostname=a value=2 {t}\n"),
@@ -1725,7 +1720,10 @@ fn low_disk_stops_acknowledging_keeps_forwarding_and_resumes() {
     let _tmpfs = common::Tmpfs::mount(&data, "64m");
     let stub = Stub::start();
     stub.answer(|_| 503);
-    let mut config = one_store(&stub);
+    // The five batches below go out (and fail) as one: then everything is
+    // in flight before the disk runs low, and what the eviction drops from
+    // the queue is still held by the worker.
+    let mut config = store_lingering(&stub, "500ms");
     config["storage"] = json!({"min_free_disk_bytes": "16MiB", "min_free_disk_percent": 0,
                                "disk_check_interval": "100ms"});
     config["data_dir"] = json!(data.join("relay"));
@@ -1739,6 +1737,15 @@ fn low_disk_stops_acknowledging_keeps_forwarding_and_resumes() {
     for b in 0..5 {
         assert_eq!(post(&relay, "?cluster=c", &batch(b)).status, 200);
     }
+    assert!(wait_for(Duration::from_secs(10), || !stub
+        .requests()
+        .is_empty()));
+    let first = stub.requests()[0].body.clone();
+    assert_eq!(
+        first.iter().filter(|&&b| b == b'\n').count(),
+        250,
+        "setup: the first attempt carries all five batches"
+    );
 
     // The filler leaves less than the floor.
     let filler = data.join("filler");
