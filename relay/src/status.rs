@@ -105,7 +105,8 @@ pub struct UpstreamStatus {
     /// Entries in the dead-letter queue now (`GET /dlq/<upstream>` exports them).
     pub dead_letter_records: u64,
     /// Lines dropped since start by `buffer.max_bytes` (drop_oldest),
-    /// `buffer.max_age` and disk pressure.
+    /// `buffer.max_age`, disk pressure, and core NATS lines a full
+    /// `reject_new` queue refused.
     pub dropped_lines: u64,
 }
 
