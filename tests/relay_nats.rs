@@ -601,9 +601,17 @@ fn nats_upstream_jetstream_waits_for_pubacks_and_survives_a_broker_restart() {
         relay.log_text()
     );
     // Every line is in the stream once it counts as delivered.
-    let stored: BTreeSet<String> = rt.block_on(async {
+    let stored = stream_lines(&rt, &server, "UP");
+    for l in lines("p", 100).iter().chain(lines("r", 100).iter()) {
+        assert!(stored.contains(l), "{l} not in the stream");
+    }
+}
+
+/// Every line stored in the stream `name` (up to 1 000 messages).
+fn stream_lines(rt: &tokio::runtime::Runtime, server: &NatsServer, name: &str) -> BTreeSet<String> {
+    rt.block_on(async {
         let js = jetstream::new(server.connect().await);
-        let stream = js.get_stream("UP").await.unwrap();
+        let stream = js.get_stream(name).await.unwrap();
         let consumer = stream
             .create_consumer(jetstream::consumer::pull::Config::default())
             .await
@@ -621,9 +629,72 @@ fn nats_upstream_jetstream_waits_for_pubacks_and_survives_a_broker_restart() {
             }
         }
         out
+    })
+}
+
+#[test]
+fn nats_upstream_jetstream_keeps_every_part_of_a_bisected_record() {
+    // A line too large for the server's messages is split out of its
+    // record and dead-lettered; the record's other lines go out in parts,
+    // and the stream (which de-duplicates by Nats-Msg-Id) must keep each.
+    let rt = runtime();
+    let server = NatsServer::start(NatsSetup::new().jetstream(true).max_payload(4096));
+    rt.block_on(async {
+        let js = jetstream::new(server.connect().await);
+        js.create_stream(stream::Config {
+            name: "UP".into(),
+            subjects: vec!["up.metrics".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     });
-    for l in lines("p", 100).iter().chain(lines("r", 100).iter()) {
-        assert!(stored.contains(l), "{l} not in the stream");
+    let config = common::relay_config(json!([{
+        "name": "bus",
+        "type": "nats",
+        "servers": [server.url()],
+        "subject": "up.metrics",
+        "mode": "jetstream",
+        "batch": {"linger": "20ms"},
+        "retry": {"initial_backoff": "50ms", "max_backoff": "200ms", "poison_attempts": 1}
+    }]));
+    let (relay, admin) = start_relay(config);
+    let (before, after) = (lines("a", 10), lines("b", 10));
+    let huge = format!(
+        "cpu_load,hostname=huge,note={} value=1 {}",
+        "x".repeat(5000),
+        now()
+    );
+    let body: String = before
+        .iter()
+        .chain(std::iter::once(&huge))
+        .chain(after.iter())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        relay
+            .request("POST", "/api/write", &[], body.as_bytes())
+            .status,
+        200
+    );
+    assert!(
+        wait_for(Duration::from_secs(15), || metric(
+            &admin,
+            "ccrelay_queue_lines{upstream=\"bus\"}"
+        ) == 0.0),
+        "{}",
+        relay.log_text()
+    );
+    assert_eq!(
+        metric(
+            &admin,
+            "ccrelay_deadletter_lines_total{upstream=\"bus\",reason=\"too_large\"}"
+        ),
+        1.0
+    );
+    let stored = stream_lines(&rt, &server, "UP");
+    for l in before.iter().chain(after.iter()) {
+        assert!(stored.contains(l), "{l} not in the stream: {stored:?}");
     }
 }
 

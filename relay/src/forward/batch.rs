@@ -105,6 +105,7 @@ impl Worker {
                 ingest_ms: record.ingest_time_ms(),
                 lines: record.line_count(),
                 body: record.into_payload(),
+                part: None,
             });
         }
         if let Some(last) = pieces.last() {

@@ -34,6 +34,9 @@ pub struct Piece {
     pub lines: u32,
     /// `\n`-terminated lines.
     pub body: Vec<u8>,
+    /// For a part of a record after bisection: the record's line (counted
+    /// from 0) it starts at; `None` for the whole record.
+    pub part: Option<u32>,
 }
 
 impl Piece {
@@ -50,6 +53,7 @@ impl Piece {
             .map_or(self.body.len(), |(i, _)| i + 1);
         let mut left = self;
         let right_body = left.body.split_off(cut);
+        let start = left.part.unwrap_or(0);
         let right = Piece {
             id: left.id,
             cluster: left.cluster.clone(),
@@ -57,8 +61,10 @@ impl Piece {
             ingest_ms: left.ingest_ms,
             lines: left.lines - half,
             body: right_body,
+            part: Some(start + half),
         };
         left.lines = half;
+        left.part = Some(start);
         (left, right)
     }
 }
@@ -259,6 +265,7 @@ mod tests {
             ingest_ms: 0,
             lines: u32::try_from(lines.len()).unwrap(),
             body: body.into_bytes(),
+            part: None,
         }
     }
 

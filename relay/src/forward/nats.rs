@@ -6,16 +6,17 @@
 //! get the record's default cluster written in as one (the tags then sorted
 //! by key), since a message carries no query parameter. A batch is one
 //! message when it fits; one that does not is sent as several, each of
-//! whole records, and only a record too large for any message is cut
-//! between its lines.
+//! whole records. Only a record too large for any message, or a part of a
+//! record left by the bisection around a refused line, goes in messages of
+//! its own, cut between its lines.
 //!
 //! - **core**: the messages are published and the connection flushed;
 //!   success means the bytes reached the server, nothing more. A subscriber
 //!   that is down or slow loses them (at most once from here on).
 //! - **jetstream**: each message carries `Nats-Msg-Id:
 //!   <instance_id>:<upstream>:<first>-<last>`, the ids of the first and last
-//!   record in it (a part of a record cut between its lines adds `:<n>`,
-//!   counted from 0), and the batch counts as delivered only when every
+//!   record in it (a part of a record adds `:<line>`, the record's line it
+//!   starts at, counted from 0), and the batch counts as delivered only when every
 //!   message's PubAck arrived (a duplicate PubAck, after a retry within the
 //!   stream's de-duplication window, counts too). Until then the records stay
 //!   queued: at least once into the stream.
@@ -149,32 +150,34 @@ impl NatsUpstream {
     }
 }
 
-/// One message of a batch: whole records `first..=last`, or part `part`
-/// of record `first` (= `last`) when that record alone is too large.
+/// One message of a batch: whole records `first..=last`, or a part of
+/// record `first` (= `last`) starting at its line `part` (counted from 0).
 #[derive(Debug, PartialEq)]
 struct Message {
     first: u64,
     last: u64,
-    part: Option<usize>,
+    part: Option<u32>,
     body: Bytes,
 }
 
 impl Message {
-    /// Its `Nats-Msg-Id`.
+    /// Its `Nats-Msg-Id`: the same for the same lines, whichever batch they
+    /// are sent in, and different for different lines.
     fn id(&self, prefix: &str) -> String {
         let mut id = format!("{prefix}:{}-{}", self.first, self.last);
-        if let Some(n) = self.part {
-            let _ = write!(id, ":{n}");
+        if let Some(line) = self.part {
+            let _ = write!(id, ":{line}");
         }
         id
     }
 }
 
 /// The lines of `pieces` as messages of at most `limit` bytes, each line
-/// without a `cluster` tag given its piece's default cluster. Records are
-/// packed whole, in order; a record larger than `limit` on its own is cut
-/// at line boundaries into parts. `Err(len)`: a single line of `len` bytes
-/// is larger than `limit`.
+/// without a `cluster` tag given its piece's default cluster. Whole records
+/// are packed together, in order; a part of a record (after bisection) and
+/// a record larger than `limit` go in messages of their own, cut at line
+/// boundaries. `Err(len)`: a single line of `len` bytes is larger than
+/// `limit`.
 fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Message>, usize> {
     let mut out = Vec::new();
     let mut current: Vec<u8> = Vec::new();
@@ -208,7 +211,7 @@ fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Message>, usize> {
         if record.is_empty() {
             continue;
         }
-        if record.len() <= limit {
+        if piece.part.is_none() && record.len() <= limit {
             if current.len() + record.len() > limit {
                 flush(&mut out, &mut current, &mut range);
             }
@@ -216,26 +219,29 @@ fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Message>, usize> {
             range = Some(range.map_or((piece.id, piece.id), |(first, _)| (first, piece.id)));
             continue;
         }
-        // Too large for one message: its own messages, cut between lines.
+        // A part of a record, or a record too large for one message: its
+        // own messages, cut between lines, each named by its first line.
         flush(&mut out, &mut current, &mut range);
+        let mut line_no = piece.part.unwrap_or(0);
         let mut part = Vec::new();
-        let mut n = 0;
+        let mut part_start = line_no;
         for line in record.split_inclusive(|b| *b == b'\n') {
-            if part.len() + line.len() > limit {
+            if !part.is_empty() && part.len() + line.len() > limit {
                 out.push(Message {
                     first: piece.id,
                     last: piece.id,
-                    part: Some(n),
+                    part: Some(part_start),
                     body: Bytes::from(std::mem::take(&mut part)),
                 });
-                n += 1;
+                part_start = line_no;
             }
             part.extend_from_slice(line);
+            line_no += 1;
         }
         out.push(Message {
             first: piece.id,
             last: piece.id,
-            part: Some(n),
+            part: Some(part_start),
             body: Bytes::from(part),
         });
     }
@@ -283,6 +289,7 @@ mod tests {
             ingest_ms: 0,
             lines: u32::try_from(body.lines().count()).unwrap(),
             body: body.as_bytes().to_vec(),
+            part: None,
         }
     }
 
@@ -358,7 +365,7 @@ mod tests {
                 "relay1:up:1-2",
                 "relay1:up:3-3",
                 "relay1:up:4-4:0",
-                "relay1:up:4-4:1",
+                "relay1:up:4-4:2",
                 "relay1:up:5-5"
             ]
         );
@@ -374,5 +381,35 @@ mod tests {
         );
         assert!(out.iter().all(|m| m.body.len() <= 25));
         assert_eq!(messages(&pieces, 11), Err(12));
+    }
+
+    #[test]
+    fn the_parts_of_a_bisected_record_have_ids_of_their_own() {
+        // A record of five lines split as the bisection splits it, each
+        // part sent in a batch of its own: a stream that de-duplicates by
+        // `Nats-Msg-Id` must keep every part.
+        let record = piece(
+            9,
+            "",
+            "a value=1 1\nb value=2 2\nc value=3 3\nd value=4 4\ne value=5 5\n",
+        );
+        let (left, right) = record.halves();
+        let (right_left, right_right) = right.halves();
+        let mut seen = Vec::new();
+        for part in [left, right_left, right_right] {
+            let out = messages(&[part], 1 << 20).unwrap();
+            assert_eq!(out.len(), 1);
+            seen.extend(ids(&out));
+        }
+        assert_eq!(
+            seen,
+            ["relay1:up:9-9:0", "relay1:up:9-9:2", "relay1:up:9-9:3"]
+        );
+        // The whole record keeps the plain form.
+        let whole = piece(9, "", "a value=1 1\n");
+        assert_eq!(
+            ids(&messages(&[whole], 1 << 20).unwrap()),
+            ["relay1:up:9-9"]
+        );
     }
 }
