@@ -222,10 +222,11 @@ fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Message>, usize> {
         // A part of a record, or a record too large for one message: its
         // own messages, cut between lines, each named by its first line.
         flush(&mut out, &mut current, &mut range);
-        let mut line_no = piece.part.unwrap_or(0);
+        let first_line = piece.part.unwrap_or(0);
         let mut part = Vec::new();
-        let mut part_start = line_no;
-        for line in record.split_inclusive(|b| *b == b'\n') {
+        let mut part_start = first_line;
+        let numbered = (first_line..).zip(record.split_inclusive(|b| *b == b'\n'));
+        for (line_no, line) in numbered {
             if !part.is_empty() && part.len() + line.len() > limit {
                 out.push(Message {
                     first: piece.id,
@@ -236,7 +237,6 @@ fn messages(pieces: &[Piece], limit: usize) -> Result<Vec<Message>, usize> {
                 part_start = line_no;
             }
             part.extend_from_slice(line);
-            line_no += 1;
         }
         out.push(Message {
             first: piece.id,
