@@ -282,7 +282,8 @@ impl NatsSource {
         received: Instant,
         turn: Turn,
     ) {
-        let lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
+        // Kept (a reference, not a copy) to count the lines of a refusal.
+        let kept = body.clone();
         match self
             .accept(body, cluster, CORE_ACK_TIMEOUT, received, Some(turn))
             .await
@@ -290,6 +291,7 @@ impl NatsSource {
             Ok(()) => {}
             Err(Refused::QueueFull(upstream)) => {
                 if let Some(u) = self.runtime.upstreams().iter().find(|u| u.name == upstream) {
+                    let lines = memchr::memchr_iter(b'\n', &kept).count() as u64;
                     u.counters.rejected_full.inc_by(lines);
                 }
                 self.dropped(
