@@ -214,16 +214,11 @@ impl Credentials {
         })
     }
 
-    /// Replaces the credentials for the next connection; on an error the
-    /// old ones stay.
-    ///
-    /// # Errors
-    ///
-    /// As [`Credentials::new`].
-    pub fn replace(&self, auth: &Auth) -> Result<(), NatsError> {
-        let fresh = Presented::from_auth(auth)?;
-        *self.current.write() = fresh;
-        Ok(())
+    /// Presents `fresh`'s credentials from the next connection on (read
+    /// with [`Credentials::new`], so that all of a reload can be checked
+    /// before any is used); a user and password from the server URL stay.
+    pub fn replace(&self, fresh: Credentials) {
+        *self.current.write() = fresh.current.into_inner();
     }
 
     /// What to send in the `CONNECT` for the server's `nonce`.

@@ -99,20 +99,19 @@ fn reload_secrets(config: &mut Config, secrets: &Secrets) {
         let Some(connection) = nats_connection(&candidate, role) else {
             continue;
         };
-        if let Err(e) = cc_common::nats::Credentials::new(&connection.auth) {
-            tracing::error!(role = %role, error = %cc_common::error_chain(&e), "SIGHUP: keeping all old secrets");
-            return;
+        match cc_common::nats::Credentials::new(&connection.auth) {
+            Ok(fresh) => nats.push((link, fresh)),
+            Err(e) => {
+                tracing::error!(role = %role, error = %cc_common::error_chain(&e), "SIGHUP: keeping all old secrets");
+                return;
+            }
         }
-        nats.push((link, connection.auth.clone()));
     }
     for (auth, credentials) in fresh {
         *auth.credentials.write() = credentials;
     }
-    for (link, auth) in nats {
-        // Checked above; a file changed in between keeps the old ones.
-        if let Err(e) = link.credentials.replace(&auth) {
-            tracing::error!(role = %link.status.role(), error = %cc_common::error_chain(&e), "SIGHUP: keeping the old NATS credentials");
-        }
+    for (link, fresh) in nats {
+        link.credentials.replace(fresh);
     }
     for (name, handle) in &secrets.upstreams {
         if let Some(u) = candidate.upstreams.iter().find(|u| &u.name == name) {
