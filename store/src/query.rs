@@ -501,18 +501,17 @@ fn combine(
     // (truncating): slots that start less than a step apart are summed
     // together, and the window ends where the first series runs out.
     let from = series.iter().map(|(w, _)| w.from).max().unwrap_or(0);
-    let mut n = usize::MAX;
     // Offsets of the common window in each series (whole slots).
     let offsets: Vec<usize> = series
         .iter()
         .map(|(w, _)| usize::try_from((from - w.from) / f).unwrap_or(0))
         .collect();
-    for ((_, values), &off) in series.iter().zip(&offsets) {
-        n = n.min(values.len().saturating_sub(off));
-    }
-    if n == usize::MAX {
-        n = 0;
-    }
+    let n = series
+        .iter()
+        .zip(&offsets)
+        .map(|((_, values), &off)| values.len().saturating_sub(off))
+        .min()
+        .unwrap_or(0);
     let mut out = vec![0.0; n];
     for ((_, values), &off) in series.iter().zip(&offsets) {
         for (acc, v) in out.iter_mut().zip(values.iter().skip(off)) {
