@@ -546,30 +546,13 @@ fn nats_upstream_core_publishes_with_the_cluster_as_a_tag() {
 fn nats_upstream_jetstream_waits_for_pubacks_and_survives_a_broker_restart() {
     let rt = runtime();
     let mut server = NatsServer::start(NatsSetup::new().jetstream(true));
-    rt.block_on(async {
-        let js = jetstream::new(server.connect().await);
-        js.create_stream(stream::Config {
-            name: "UP".into(),
-            subjects: vec!["up.metrics".into()],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    });
-    let config = common::relay_config(json!([{
-        "name": "bus",
-        "type": "nats",
-        "servers": [server.url()],
-        "subject": "up.metrics",
-        "mode": "jetstream",
-        "jetstream": {"ack_timeout": "2s"},
-        "batch": {"linger": "20ms"},
-        // A backoff longer than the test's deadline: only the wake-up on
-        // reconnection can resume forwarding in time.
-        "retry": {"initial_backoff": "60s", "max_backoff": "60s", "jitter": "none"}
-    }]));
-    let (relay, admin) = start_relay(config);
+    create_up_stream(&rt, &server);
+    let mut upstream = jetstream_upstream(&server);
+    upstream["jetstream"] = json!({"ack_timeout": "2s"});
+    // A backoff longer than the test's deadline: only the wake-up on
+    // reconnection can resume forwarding in time.
+    upstream["retry"] = json!({"initial_backoff": "60s", "max_backoff": "60s", "jitter": "none"});
+    let (relay, admin) = start_relay(common::relay_config(json!([upstream])));
     let post = |tag: &str, n: usize| {
         let body: String = lines(tag, n).iter().map(|l| format!("{l}\n")).collect();
         assert_eq!(
@@ -607,6 +590,35 @@ fn nats_upstream_jetstream_waits_for_pubacks_and_survives_a_broker_restart() {
     }
 }
 
+/// The stream `UP` (file storage) capturing `up.metrics`.
+fn create_up_stream(rt: &tokio::runtime::Runtime, server: &NatsServer) {
+    rt.block_on(async {
+        let js = jetstream::new(server.connect().await);
+        js.create_stream(stream::Config {
+            name: "UP".into(),
+            subjects: vec!["up.metrics".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// A `nats` upstream `bus` publishing to `up.metrics` in JetStream mode,
+/// with quick retries.
+fn jetstream_upstream(server: &NatsServer) -> Value {
+    json!({
+        "name": "bus",
+        "type": "nats",
+        "servers": [server.url()],
+        "subject": "up.metrics",
+        "mode": "jetstream",
+        "batch": {"linger": "20ms"},
+        "retry": {"initial_backoff": "50ms", "max_backoff": "200ms", "poison_attempts": 1}
+    })
+}
+
 /// Every line stored in the stream `name` (up to 1 000 messages).
 fn stream_lines(rt: &tokio::runtime::Runtime, server: &NatsServer, name: &str) -> BTreeSet<String> {
     rt.block_on(async {
@@ -639,26 +651,8 @@ fn nats_upstream_jetstream_keeps_every_part_of_a_bisected_record() {
     // and the stream (which de-duplicates by Nats-Msg-Id) must keep each.
     let rt = runtime();
     let server = NatsServer::start(NatsSetup::new().jetstream(true).max_payload(4096));
-    rt.block_on(async {
-        let js = jetstream::new(server.connect().await);
-        js.create_stream(stream::Config {
-            name: "UP".into(),
-            subjects: vec!["up.metrics".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    });
-    let config = common::relay_config(json!([{
-        "name": "bus",
-        "type": "nats",
-        "servers": [server.url()],
-        "subject": "up.metrics",
-        "mode": "jetstream",
-        "batch": {"linger": "20ms"},
-        "retry": {"initial_backoff": "50ms", "max_backoff": "200ms", "poison_attempts": 1}
-    }]));
-    let (relay, admin) = start_relay(config);
+    create_up_stream(&rt, &server);
+    let (relay, admin) = start_relay(common::relay_config(json!([jetstream_upstream(&server)])));
     let (before, after) = (lines("a", 10), lines("b", 10));
     let huge = format!(
         "cpu_load,hostname=huge,note={} value=1 {}",
